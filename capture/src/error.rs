@@ -1,0 +1,32 @@
+use std::io;
+
+/// What can go wrong making, converting or capturing frames.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// A size, stride or plane count that does not fit the pixel format.
+    #[error("invalid frame geometry: {0}")]
+    InvalidGeometry(String),
+    /// A setting or argument that cannot be used, with the reason.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A pixel-format conversion or resize failed.
+    #[error("cannot convert {from} to {to}: {reason}")]
+    Conversion {
+        /// The format converted from.
+        from: crate::PixelFormat,
+        /// The format converted to.
+        to: crate::PixelFormat,
+        /// What the converter said.
+        reason: String,
+    },
+    /// An I/O error from a device, file or child process.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
