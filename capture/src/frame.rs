@@ -390,6 +390,11 @@ impl Frame {
         &mut self.planes[index]
     }
 
+    /// All planes, for writing.
+    pub(crate) fn planes_mut(&mut self) -> &mut [Plane] {
+        &mut self.planes
+    }
+
     /// The frame's number in its source's sequence: 0 for the first frame, then +1 a frame.
     pub fn counter(&self) -> u64 {
         self.counter

@@ -5,10 +5,15 @@
 //! [`Source`] is anything that yields frames one at a time.
 #![deny(missing_docs)]
 
+mod convert;
 mod error;
 mod frame;
+mod pattern;
 mod source;
+mod stamp;
 
 pub use error::CaptureError;
 pub use frame::{packed_len, wall_clock_us, CaptureTime, Frame, PixelFormat, Plane};
+pub use pattern::{TestPattern, TestPatternBuilder};
 pub use source::{FrameRate, Source, SourceInfo};
+pub use stamp::Stamp;
