@@ -113,8 +113,8 @@ fn to_i420(frame: &Frame) -> Result<Frame, CaptureError> {
                 let (u_row, v_row) = (u_plane.row_mut(cy), v_plane.row_mut(cy));
                 for x in 0..u_row.len() {
                     let (a, b) = (&top[4 * x..4 * x + 4], &bottom[4 * x..4 * x + 4]);
-                    u_row[x] = ((u16::from(a[1]) + u16::from(b[1]) + 1) / 2) as u8;
-                    v_row[x] = ((u16::from(a[3]) + u16::from(b[3]) + 1) / 2) as u8;
+                    u_row[x] = (u16::from(a[1]) + u16::from(b[1])).div_ceil(2) as u8;
+                    v_row[x] = (u16::from(a[3]) + u16::from(b[3])).div_ceil(2) as u8;
                 }
             }
         }

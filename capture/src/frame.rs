@@ -476,10 +476,10 @@ fn check_size(width: u32, height: u32, format: PixelFormat) -> Result<(), Captur
         )));
     }
     let (even_w, even_h) = format.needs_even_size();
-    if (even_w && width % 2 != 0) || (even_h && height % 2 != 0) {
+    if (even_w && !width.is_multiple_of(2)) || (even_h && !height.is_multiple_of(2)) {
         return Err(CaptureError::InvalidGeometry(format!(
             "{format} subsamples chroma, so {width}x{height} must have an even {}",
-            if even_w && width % 2 != 0 {
+            if even_w && !width.is_multiple_of(2) {
                 "width"
             } else {
                 "height"
