@@ -1,8 +1,40 @@
 //! The frame vocabulary of rtcgear and the sources that produce frames.
 //!
-//! Every other rtcgear crate speaks in the types defined here: a [`Frame`] is a picture with its
-//! [`PixelFormat`], planes with strides, its number in the stream and its [`CaptureTime`]; a
-//! [`Source`] is anything that yields frames one at a time.
+//! Every other rtcgear crate speaks in the types defined here, and this crate depends on none of
+//! them:
+//!
+//! - a [`Frame`] is a picture: its size, its [`PixelFormat`], planes with strides, its number in
+//!   the stream and its [`CaptureTime`] (wall clock for latency, monotonic instant for pacing);
+//! - a [`Source`] yields frames one at a time, as an iterator of `Result<Frame, CaptureError>`;
+//!   the built-in [`TestPattern`] is one, and you can write your own (see [`Source`]);
+//! - [`SourceExt`] adds transforms to any source: [`SourceExt::scale`], [`SourceExt::resize`],
+//!   [`SourceExt::grayscale`] and your own closures with [`SourceExt::map_frames`];
+//! - [`Frame::to_format`] converts between pixel formats through SIMD kernels;
+//! - [`Stamp`] paints and reads the timestamp barcode from which any receiver measures latency
+//!   and loss.
+//!
+//! I420 is the pipeline's native format: the encoder takes it as it is, and every other format
+//! converts to it.
+//!
+//! ```
+//! use rtcgear_capture::{PixelFormat, Source, SourceExt, Stamp, TestPattern};
+//!
+//! // The test pattern at 1280x720, reduced to half size, three frames, as fast as possible.
+//! let source = TestPattern::builder()
+//!     .size(1280, 720)
+//!     .paced(false)
+//!     .frames(3)
+//!     .build()?
+//!     .scale(50);
+//! assert_eq!(source.info().width, 640);
+//! for frame in source {
+//!     let frame = frame?;
+//!     assert_eq!(frame.format(), PixelFormat::I420);
+//!     let stamp = Stamp::read(&frame).expect("the stamp survives scaling");
+//!     assert_eq!(u64::from(stamp.counter), frame.counter());
+//! }
+//! # Ok::<(), rtcgear_capture::CaptureError>(())
+//! ```
 #![deny(missing_docs)]
 
 mod convert;
@@ -11,9 +43,11 @@ mod frame;
 mod pattern;
 mod source;
 mod stamp;
+mod transform;
 
 pub use error::CaptureError;
 pub use frame::{packed_len, wall_clock_us, CaptureTime, Frame, PixelFormat, Plane};
 pub use pattern::{TestPattern, TestPatternBuilder};
 pub use source::{FrameRate, Source, SourceInfo};
 pub use stamp::Stamp;
+pub use transform::{Grayscale, MapFrames, Resize, SourceExt, Transform, Transformed};
