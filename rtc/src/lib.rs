@@ -1,1 +1,120 @@
-//! x
+//! Sans-IO WebRTC broadcast: one H.264 stream to many browsers, on [str0m].
+//!
+//! # Model
+//!
+//! A [`Broadcast`] holds one str0m `Rtc` per viewer (browser session). It does no I/O: it
+//! opens no sockets, starts no threads and never reads the clock. The driver (the `server`
+//! crate) owns one UDP socket and one thread and feeds everything in:
+//!
+//! - SDP offers from the signalling side (WHEP `POST`) go to
+//!   [`handle_offer`](Broadcast::handle_offer), which returns the answer;
+//! - datagrams from the socket go to [`handle_receive`](Broadcast::handle_receive), which
+//!   routes them to their viewer: by the sender's address once it is known, before that by
+//!   the ICE username of the browser's STUN request (so many viewers share one socket);
+//! - encoded access units from the one shared encoder go to
+//!   [`handle_frame`](Broadcast::handle_frame), which writes them to every connected viewer;
+//! - time goes to [`handle_timeout`](Broadcast::handle_timeout).
+//!
+//! Out of [`poll_output`](Broadcast::poll_output) come datagrams to send, events
+//! ([`BroadcastEvent`]) and finally the deadline for the next `handle_timeout`.
+//!
+//! The encoder runs once, outside; this crate sees only bytes, a keyframe flag and a capture
+//! time. A viewer's video starts on a keyframe, never on a P frame. So that it need not wait
+//! for the next periodic one, every viewer that connects, and every keyframe request
+//! (PLI/FIR) from a viewer, leads to [`BroadcastEvent::KeyframeNeeded`]: coalesced (one IDR
+//! serves everyone waiting) and rate limited (see [`BroadcastConfig::keyframe_interval`]).
+//! The driver passes it to the encoder.
+//!
+//! A viewer that vanishes without a word (closed laptop) is dropped after
+//! [`BroadcastConfig::ice_timeout`] of silence; the others carry on.
+//!
+//! # Why this shape
+//!
+//! Keeping time and I/O outside makes the whole protocol testable in memory, faster than
+//! real time (the tests connect str0m clients to a `Broadcast` without sockets), and leaves
+//! threads and sockets to the one crate that glues things together. It is str0m's own design,
+//! one level up.
+//!
+//! # Order of calls
+//!
+//! 1. Do one thing: `handle_offer`, `handle_receive`, `handle_frame`, `handle_timeout` or
+//!    `remove_viewer`.
+//! 2. Call `poll_output` until it returns [`Output::Timeout`]: send each
+//!    [`Output::Transmit`], act on each [`Output::Event`].
+//! 3. Wait for a datagram, a frame, an offer or the deadline, whichever comes first; go to 1.
+//!
+//! Doing several things before polling is allowed (output is then queued inside), but
+//! polling after each keeps the queues empty.
+//!
+//! # Example
+//!
+//! A single-threaded driver. Encoding and signalling are left out; see `server` for the real
+//! one.
+//!
+//! ```no_run
+//! use std::net::UdpSocket;
+//! use std::time::{Duration, Instant};
+//!
+//! use rtcgear_rtc::{Broadcast, BroadcastConfig, BroadcastEvent, Output};
+//!
+//! fn drive(socket: UdpSocket, offer: &str) -> std::io::Result<()> {
+//!     let local = socket.local_addr()?;
+//!     let mut broadcast = Broadcast::new(Instant::now(), BroadcastConfig::new(vec![local]));
+//!     let (viewer, answer) = broadcast.handle_offer(Instant::now(), offer).expect("a good offer");
+//!     println!("{viewer}: send this answer back: {answer}");
+//!
+//!     let mut buf = vec![0; 2000];
+//!     loop {
+//!         let deadline = loop {
+//!             match broadcast.poll_output() {
+//!                 Output::Transmit { destination, contents, .. } => {
+//!                     socket.send_to(&contents, destination)?;
+//!                 }
+//!                 Output::Event(BroadcastEvent::KeyframeNeeded) => { /* encoder.request_keyframe() */ }
+//!                 Output::Event(event) => println!("{event:?}"),
+//!                 Output::Timeout(deadline) => break deadline,
+//!             }
+//!         };
+//!         let wait = deadline.saturating_duration_since(Instant::now());
+//!         socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+//!         match socket.recv_from(&mut buf) {
+//!             Ok((n, source)) => {
+//!                 broadcast.handle_receive(Instant::now(), source, local, &buf[..n]);
+//!             }
+//!             Err(_) => broadcast.handle_timeout(Instant::now()),
+//!         }
+//!         // And for every encoded frame:
+//!         // broadcast.handle_frame(Instant::now(), frame_capture_time, keyframe, &bytes);
+//!     }
+//! }
+//! ```
+//!
+//! Bad offers are errors, never panics:
+//!
+//! ```
+//! use std::time::Instant;
+//!
+//! use rtcgear_rtc::{Broadcast, BroadcastConfig, RtcError};
+//!
+//! let now = Instant::now();
+//! let mut broadcast = Broadcast::new(now, BroadcastConfig::new(vec!["192.0.2.1:4000".parse().unwrap()]));
+//! let result = broadcast.handle_offer(now, "this is not SDP");
+//! assert!(matches!(result, Err(RtcError::MalformedSdp { .. })));
+//! assert_eq!(broadcast.viewer_count(), 0);
+//! ```
+//!
+//! [str0m]: https://docs.rs/str0m
+
+#![deny(missing_docs)]
+
+mod broadcast;
+mod codec;
+mod config;
+mod error;
+mod keyframe;
+mod offer;
+mod stun;
+
+pub use broadcast::{Broadcast, BroadcastEvent, DisconnectReason, Output, ViewerId};
+pub use config::BroadcastConfig;
+pub use error::RtcError;

@@ -1,0 +1,649 @@
+//! [`Broadcast`]: one encoded stream, many str0m sessions.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::media::{MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Rtc};
+use tracing::{debug, info, warn};
+
+use crate::codec;
+use crate::keyframe::KeyframeLimiter;
+use crate::offer::Summary;
+use crate::stun;
+use crate::{BroadcastConfig, RtcError};
+
+/// Identifies one viewer (one browser session) of a [`Broadcast`].
+///
+/// Ids are never reused within one `Broadcast`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViewerId(u64);
+
+impl ViewerId {
+    /// The number behind the id, for logs and metrics.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ViewerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "viewer-{}", self.0)
+    }
+}
+
+/// What [`Broadcast::poll_output`] hands the driver.
+#[derive(Debug)]
+pub enum Output {
+    /// Send `contents` from the local address `source` to `destination`.
+    Transmit {
+        /// One of the configured host candidates.
+        source: SocketAddr,
+        /// The viewer's address.
+        destination: SocketAddr,
+        /// One UDP datagram.
+        contents: Vec<u8>,
+    },
+    /// Something the driver should know about.
+    Event(BroadcastEvent),
+    /// Nothing more is pending: call [`Broadcast::handle_timeout`] at this instant at the
+    /// latest, or earlier when a datagram, a frame or an offer arrives.
+    Timeout(Instant),
+}
+
+/// Events of a [`Broadcast`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BroadcastEvent {
+    /// ICE and DTLS are up; the viewer gets video from the next keyframe on.
+    ViewerConnected(ViewerId),
+    /// The viewer is gone and its id is forgotten. Every id that
+    /// [`Broadcast::handle_offer`] returned ends with exactly one of these.
+    ViewerDisconnected(ViewerId, DisconnectReason),
+    /// Ask the encoder for an IDR: a viewer has joined, or one lost pictures (PLI/FIR).
+    ///
+    /// Requests are coalesced and rate limited (see [`BroadcastConfig::keyframe_interval`]),
+    /// so the driver can pass each one straight on to the encoder.
+    KeyframeNeeded,
+}
+
+/// Why a viewer left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// [`Broadcast::remove_viewer`] was called.
+    Removed,
+    /// Nothing arrived from the viewer for [`BroadcastConfig::ice_timeout`], or ICE gave up
+    /// on every candidate pair.
+    IceTimeout,
+    /// The viewer closed the connection (DTLS close_notify).
+    Closed,
+    /// str0m reported an error for this session; the log has details.
+    Failed,
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DisconnectReason::Removed => "removed",
+            DisconnectReason::IceTimeout => "ICE timed out",
+            DisconnectReason::Closed => "closed by the viewer",
+            DisconnectReason::Failed => "failed",
+        })
+    }
+}
+
+/// A Sans-IO WebRTC broadcast of one H.264 stream to many browsers.
+///
+/// See the [crate documentation](crate) for the model and the order of calls.
+pub struct Broadcast {
+    config: BroadcastConfig,
+    viewers: HashMap<ViewerId, Viewer>,
+    /// Routing of datagrams by the viewer's address, learned from its first STUN request.
+    by_addr: HashMap<SocketAddr, ViewerId>,
+    /// Routing of STUN requests by the local ICE ufrag we gave each viewer.
+    by_ufrag: HashMap<String, ViewerId>,
+    next_id: u64,
+    /// The capture instant that maps to RTP time 0.
+    epoch: Option<Instant>,
+    out: Pending,
+}
+
+/// Everything output-related, apart from the viewers so both can be borrowed at once.
+struct Pending {
+    /// The latest `now` the driver has told us.
+    now: Instant,
+    events: VecDeque<BroadcastEvent>,
+    /// Viewers whose `Rtc` was mutated and must be drained before anything else happens to
+    /// them (str0m's single-mutation invariant).
+    dirty: VecDeque<ViewerId>,
+    /// Datagrams drained early because the driver mutated again before polling; normally empty.
+    transmits: VecDeque<str0m::net::Transmit>,
+    keyframes: KeyframeLimiter,
+}
+
+struct Viewer {
+    rtc: Rtc,
+    state: State,
+    /// The video m-line and the H.264 payload type chosen for it.
+    media: Option<(Mid, Pt)>,
+    ufrag: String,
+    /// Remote addresses that route to this viewer.
+    addrs: Vec<SocketAddr>,
+    /// str0m's next timeout, valid while `dirty` is false.
+    timeout: Instant,
+    last_receive: Instant,
+    dirty: bool,
+    /// Set when we decided to drop the viewer; it goes once drained.
+    leaving: Option<DisconnectReason>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for ICE and DTLS.
+    Connecting,
+    /// Connected; waiting for a keyframe to start on.
+    WaitingKeyframe,
+    /// Getting every frame.
+    Streaming,
+    /// [`Broadcast::remove_viewer`] started a close; draining the close_notify.
+    Closing,
+}
+
+/// The result of polling one viewer once.
+enum Step {
+    Transmit(str0m::net::Transmit),
+    Again,
+    Drained,
+}
+
+impl Broadcast {
+    /// An empty broadcast; `now` is the current time, as in every other call.
+    ///
+    /// No I/O happens here or anywhere else in this crate.
+    pub fn new(now: Instant, config: BroadcastConfig) -> Self {
+        let keyframes = KeyframeLimiter::new(config.keyframe_interval, config.keyframe_retry);
+        Broadcast {
+            out: Pending {
+                now,
+                events: VecDeque::new(),
+                dirty: VecDeque::new(),
+                transmits: VecDeque::new(),
+                keyframes,
+            },
+            config,
+            viewers: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            next_id: 1,
+            epoch: None,
+        }
+    }
+
+    /// Accepts a browser's SDP offer (receive-only video, as from WHEP) and returns the new
+    /// viewer's id and the SDP answer to send back.
+    ///
+    /// The answer carries H.264 packetization-mode 1 in constrained baseline
+    /// (`profile-level-id=42e01f`, or baseline if that is all the browser offers), the
+    /// configured host candidates, and DTLS-SRTP. The viewer then connects on its own
+    /// through [`handle_receive`](Self::handle_receive).
+    pub fn handle_offer(
+        &mut self,
+        now: Instant,
+        offer_sdp: &str,
+    ) -> Result<(ViewerId, String), RtcError> {
+        self.out.now = now;
+        if let Some(max) = self.config.max_viewers {
+            if self.viewer_count() >= max {
+                return Err(RtcError::ViewerLimit { max });
+            }
+        }
+        if self.config.host_candidates.is_empty() {
+            return Err(RtcError::NoCandidates);
+        }
+        let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| RtcError::MalformedSdp {
+            source: Box::new(e),
+        })?;
+        let summary = Summary::of(offer_sdp);
+        if let Some(setup) = summary.fixed_setup {
+            return Err(RtcError::NotAnOffer {
+                setup: setup.to_owned(),
+            });
+        }
+        if !summary.video {
+            return Err(RtcError::NoVideo);
+        }
+        if !summary.h264 {
+            return Err(RtcError::NoH264);
+        }
+
+        // Our ufrag routes the viewer's STUN requests to it, so it must be unique here.
+        let creds = loop {
+            let creds = IceCreds::new();
+            if !self.by_ufrag.contains_key(&creds.ufrag) {
+                break creds;
+            }
+        };
+        let ufrag = creds.ufrag.clone();
+        let mut rtc = codec::configure(Rtc::builder())
+            .set_ice_lite(self.config.ice_lite)
+            .set_local_ice_credentials(creds)
+            .build(now);
+        for &addr in &self.config.host_candidates {
+            let candidate =
+                Candidate::host(addr, "udp").map_err(|e| RtcError::InvalidCandidate {
+                    addr,
+                    source: Box::new(e),
+                })?;
+            rtc.add_local_candidate(candidate);
+        }
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| RtcError::Negotiation {
+                source: Box::new(e),
+            })?;
+
+        let id = ViewerId(self.next_id);
+        let mut viewer = Viewer {
+            rtc,
+            state: State::Connecting,
+            media: None,
+            ufrag,
+            addrs: Vec::new(),
+            timeout: now,
+            last_receive: now,
+            dirty: true,
+            leaving: None,
+        };
+        // Drain at once: `MediaAdded` names the m-line and payload type to send on, and an
+        // offer we cannot serve should fail here, not later.
+        let queued = self.out.transmits.len();
+        flush(id, &mut viewer, &mut self.out);
+        if viewer.media.is_none() || viewer.leaving.is_some() {
+            self.out.transmits.truncate(queued);
+            return Err(RtcError::NoH264);
+        }
+        self.next_id += 1;
+        self.by_ufrag.insert(viewer.ufrag.clone(), id);
+        self.viewers.insert(id, viewer);
+        info!(%id, viewers = self.viewers.len(), "offer accepted");
+        Ok((id, answer.to_sdp_string()))
+    }
+
+    /// Feeds one UDP datagram that arrived on a local socket at `destination` from `source`.
+    ///
+    /// Returns `false` if it belongs to no viewer (stray traffic, or a viewer that is gone);
+    /// the driver can ignore it. Datagrams are routed by the sender's address once it is
+    /// known, before that by the ICE username in STUN requests.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
+        self.out.now = now;
+        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, datagram) else {
+            return false;
+        };
+        let input = Input::Receive(now, receive);
+        let Some(id) = self.route(source, datagram, &input) else {
+            debug!(%source, len = datagram.len(), "datagram for no viewer");
+            return false;
+        };
+        let Some(viewer) = self.viewers.get_mut(&id) else {
+            return false;
+        };
+        if viewer.dirty {
+            flush(id, viewer, &mut self.out);
+        }
+        viewer.last_receive = now;
+        if let Err(e) = viewer.rtc.handle_input(input) {
+            warn!(%id, error = %e, "str0m rejected a datagram; dropping the viewer");
+            viewer.rtc.disconnect();
+            viewer.leaving.get_or_insert(DisconnectReason::Failed);
+        }
+        if !viewer.addrs.contains(&source) {
+            viewer.addrs.push(source);
+            self.by_addr.insert(source, id);
+        }
+        mark_dirty(id, viewer, &mut self.out.dirty);
+        true
+    }
+
+    /// Sends one encoded access unit to every viewer that can take it.
+    ///
+    /// `data` is Annex B H.264 with SPS and PPS in front of every IDR; `keyframe` says it is
+    /// one. `capture` is the frame's capture time: the first frame's becomes RTP time 0 and
+    /// the rest follow on the 90 kHz clock, so pass a steady clock here. Viewers that are
+    /// still connecting get nothing, and a viewer that has just connected gets nothing until
+    /// the next keyframe, so no decoder ever starts on a P frame.
+    ///
+    /// The payload is copied once into a shared buffer, not once per viewer.
+    pub fn handle_frame(&mut self, now: Instant, capture: Instant, keyframe: bool, data: &[u8]) {
+        self.out.now = now;
+        if keyframe {
+            self.out.keyframes.keyframe_written();
+        }
+        let epoch = *self.epoch.get_or_insert(capture);
+        let rtp_time = media_time(capture.saturating_duration_since(epoch));
+        let mut payload: Option<Arc<[u8]>> = None;
+        for (&id, viewer) in &mut self.viewers {
+            let wanted = match viewer.state {
+                State::Streaming => true,
+                State::WaitingKeyframe => keyframe,
+                State::Connecting | State::Closing => false,
+            };
+            let Some((mid, pt)) = viewer.media else {
+                continue;
+            };
+            if !wanted || viewer.leaving.is_some() {
+                continue;
+            }
+            if viewer.dirty {
+                flush(id, viewer, &mut self.out);
+            }
+            let Some(writer) = viewer.rtc.writer(mid) else {
+                continue;
+            };
+            let payload = payload.get_or_insert_with(|| Arc::from(data));
+            match writer.write(pt, capture, rtp_time, Arc::clone(payload)) {
+                Ok(()) if viewer.state == State::WaitingKeyframe => {
+                    debug!(%id, "first keyframe written");
+                    viewer.state = State::Streaming;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    warn!(%id, error = %e, "writing a frame failed; dropping the viewer");
+                    viewer.rtc.disconnect();
+                    viewer.leaving.get_or_insert(DisconnectReason::Failed);
+                }
+            }
+            mark_dirty(id, viewer, &mut self.out.dirty);
+        }
+    }
+
+    /// Lets time pass: str0m's timers, keyframe request slots and ICE timeouts.
+    ///
+    /// Call it when the last [`Output::Timeout`] has passed. Calling it early does no harm.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.out.now = now;
+        if self.out.keyframes.poll(now) {
+            self.out.events.push_back(BroadcastEvent::KeyframeNeeded);
+        }
+        let mut waiting = false;
+        for (&id, viewer) in &mut self.viewers {
+            waiting |= viewer.state == State::WaitingKeyframe;
+            if now >= viewer.last_receive + self.config.ice_timeout {
+                if viewer.leaving.is_none() {
+                    info!(%id, "nothing heard for the ICE timeout; dropping the viewer");
+                }
+                viewer.rtc.disconnect();
+                viewer.leaving.get_or_insert(DisconnectReason::IceTimeout);
+                mark_dirty(id, viewer, &mut self.out.dirty);
+                continue;
+            }
+            // A dirty viewer is drained (and gets a fresh timeout) before its next input.
+            if viewer.dirty || now < viewer.timeout {
+                continue;
+            }
+            if let Err(e) = viewer.rtc.handle_input(Input::Timeout(now)) {
+                warn!(%id, error = %e, "str0m failed on a timeout; dropping the viewer");
+                viewer.rtc.disconnect();
+                viewer.leaving.get_or_insert(DisconnectReason::Failed);
+            }
+            mark_dirty(id, viewer, &mut self.out.dirty);
+        }
+        // A viewer still waiting for its first keyframe asks again once the last request
+        // has had `keyframe_retry` to arrive; the encoder may have missed it.
+        if waiting && self.out.keyframes.request(now, true) {
+            self.out.events.push_back(BroadcastEvent::KeyframeNeeded);
+        }
+    }
+
+    /// Disconnects a viewer (for example on a WHEP `DELETE`), telling its browser with a DTLS
+    /// close_notify. Returns `false` if there is no such viewer (any more).
+    ///
+    /// [`BroadcastEvent::ViewerDisconnected`] with [`DisconnectReason::Removed`] follows.
+    pub fn remove_viewer(&mut self, id: ViewerId) -> bool {
+        let Some(viewer) = self.viewers.get_mut(&id) else {
+            return false;
+        };
+        if viewer.state == State::Closing {
+            return false;
+        }
+        if viewer.dirty {
+            flush(id, viewer, &mut self.out);
+        }
+        let reason = *viewer.leaving.get_or_insert(DisconnectReason::Removed);
+        viewer.state = State::Closing;
+        if let Err(e) = viewer.rtc.close() {
+            debug!(%id, error = %e, "closing failed; disconnecting at once");
+            viewer.rtc.disconnect();
+        }
+        mark_dirty(id, viewer, &mut self.out.dirty);
+        self.out
+            .events
+            .push_back(BroadcastEvent::ViewerDisconnected(id, reason));
+        info!(%id, "viewer removed");
+        true
+    }
+
+    /// Viewers that have an answer and are not leaving, connected or not.
+    pub fn viewer_count(&self) -> usize {
+        self.viewers
+            .values()
+            .filter(|viewer| viewer.state != State::Closing && viewer.leaving.is_none())
+            .count()
+    }
+
+    /// The next thing to do: send a datagram, look at an event, or wait until a deadline.
+    ///
+    /// Call it until it returns [`Output::Timeout`] after every `handle_*` call.
+    pub fn poll_output(&mut self) -> Output {
+        loop {
+            if let Some(transmit) = self.out.transmits.pop_front() {
+                return transmit_output(transmit);
+            }
+            if let Some(event) = self.out.events.pop_front() {
+                return Output::Event(event);
+            }
+            let Some(&id) = self.out.dirty.front() else {
+                break;
+            };
+            let Some(viewer) = self.viewers.get_mut(&id) else {
+                self.out.dirty.pop_front();
+                continue;
+            };
+            if !viewer.dirty {
+                // A stale entry: the viewer was drained early and is clean.
+                self.out.dirty.pop_front();
+                continue;
+            }
+            match poll_viewer(id, viewer, &mut self.out) {
+                Step::Transmit(transmit) => return transmit_output(transmit),
+                Step::Again => {}
+                Step::Drained => {
+                    self.out.dirty.pop_front();
+                    if viewer.leaving.is_some() || !viewer.rtc.is_alive() {
+                        self.drop_viewer(id);
+                    }
+                }
+            }
+        }
+        Output::Timeout(self.next_timeout())
+    }
+
+    fn route(&self, source: SocketAddr, datagram: &[u8], input: &Input<'_>) -> Option<ViewerId> {
+        if let Some(&id) = self.by_addr.get(&source) {
+            return Some(id);
+        }
+        if let Some(ufrag) = stun::local_ufrag(datagram) {
+            let ufrag = std::str::from_utf8(ufrag).ok()?;
+            return self.by_ufrag.get(ufrag).copied();
+        }
+        // Rare: non-STUN traffic from an address no STUN request came from yet.
+        self.viewers
+            .iter()
+            .find(|(_, viewer)| viewer.rtc.accepts(input))
+            .map(|(&id, _)| id)
+    }
+
+    fn drop_viewer(&mut self, id: ViewerId) {
+        let Some(mut viewer) = self.viewers.remove(&id) else {
+            return;
+        };
+        viewer.rtc.disconnect();
+        for addr in &viewer.addrs {
+            if self.by_addr.get(addr) == Some(&id) {
+                self.by_addr.remove(addr);
+            }
+        }
+        self.by_ufrag.remove(&viewer.ufrag);
+        if viewer.state != State::Closing {
+            let reason = viewer.leaving.unwrap_or(DisconnectReason::Closed);
+            info!(%id, %reason, viewers = self.viewers.len(), "viewer disconnected");
+            self.out
+                .events
+                .push_back(BroadcastEvent::ViewerDisconnected(id, reason));
+        }
+    }
+
+    fn next_timeout(&self) -> Instant {
+        // With nothing scheduled, come back in a while anyway; that costs nothing.
+        let mut next = self.out.now + IDLE;
+        if let Some(deadline) = self.out.keyframes.deadline() {
+            next = next.min(deadline);
+        }
+        let mut waiting = false;
+        for viewer in self.viewers.values() {
+            waiting |= viewer.state == State::WaitingKeyframe;
+            next = next
+                .min(viewer.timeout)
+                .min(viewer.last_receive + self.config.ice_timeout);
+        }
+        if waiting {
+            if let Some(until) = self.out.keyframes.outstanding_until() {
+                next = next.min(until);
+            }
+        }
+        next
+    }
+}
+
+/// The longest [`Output::Timeout`] when nothing is scheduled.
+const IDLE: Duration = Duration::from_secs(60);
+
+impl fmt::Debug for Broadcast {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broadcast")
+            .field("config", &self.config)
+            .field("viewers", &self.viewers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Polls `viewer`'s `Rtc` once, handling events on the way.
+fn poll_viewer(id: ViewerId, viewer: &mut Viewer, out: &mut Pending) -> Step {
+    match viewer.rtc.poll_output() {
+        Ok(str0m::Output::Transmit(transmit)) => Step::Transmit(transmit),
+        Ok(str0m::Output::Event(event)) => {
+            handle_event(id, viewer, event, out);
+            Step::Again
+        }
+        Ok(str0m::Output::Timeout(timeout)) => {
+            viewer.timeout = timeout;
+            viewer.dirty = false;
+            Step::Drained
+        }
+        Err(e) => {
+            warn!(%id, error = %e, "str0m failed; dropping the viewer");
+            // A disconnected `Rtc` answers the next poll with a timeout.
+            viewer.rtc.disconnect();
+            viewer.leaving.get_or_insert(DisconnectReason::Failed);
+            Step::Again
+        }
+    }
+}
+
+/// Drains `viewer` into `out.transmits`. Only needed when the driver mutates again before
+/// draining with [`Broadcast::poll_output`]; str0m wants every mutation drained first.
+fn flush(id: ViewerId, viewer: &mut Viewer, out: &mut Pending) {
+    loop {
+        match poll_viewer(id, viewer, out) {
+            Step::Transmit(transmit) => out.transmits.push_back(transmit),
+            Step::Again => {}
+            Step::Drained => break,
+        }
+    }
+    if viewer.leaving.is_some() || !viewer.rtc.is_alive() {
+        // `poll_output` removes leaving viewers when it drains them.
+        mark_dirty(id, viewer, &mut out.dirty);
+    }
+}
+
+fn handle_event(id: ViewerId, viewer: &mut Viewer, event: Event, out: &mut Pending) {
+    match event {
+        Event::MediaAdded(added) if added.kind == MediaKind::Video && viewer.media.is_none() => {
+            let Some(writer) = viewer.rtc.writer(added.mid) else {
+                return;
+            };
+            let best = writer
+                .payload_params()
+                .filter_map(|params| Some((codec::score(params)?, params.pt())))
+                .max_by_key(|&(score, _)| score);
+            if let Some((_, pt)) = best {
+                debug!(%id, mid = %added.mid, %pt, "sending H.264");
+                viewer.media = Some((added.mid, pt));
+            }
+        }
+        Event::Connected if viewer.state == State::Connecting => {
+            viewer.state = State::WaitingKeyframe;
+            out.events.push_back(BroadcastEvent::ViewerConnected(id));
+            if out.keyframes.request(out.now, true) {
+                out.events.push_back(BroadcastEvent::KeyframeNeeded);
+            }
+        }
+        Event::KeyframeRequest(request) if viewer.state == State::Streaming => {
+            debug!(%id, kind = ?request.kind, "keyframe request");
+            if out.keyframes.request(out.now, false) {
+                out.events.push_back(BroadcastEvent::KeyframeNeeded);
+            }
+        }
+        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+            viewer.rtc.disconnect();
+            viewer.leaving.get_or_insert(DisconnectReason::IceTimeout);
+        }
+        Event::Closed => {
+            viewer.leaving.get_or_insert(DisconnectReason::Closed);
+        }
+        _ => {}
+    }
+}
+
+fn mark_dirty(id: ViewerId, viewer: &mut Viewer, dirty: &mut VecDeque<ViewerId>) {
+    if !viewer.dirty {
+        viewer.dirty = true;
+        dirty.push_back(id);
+    }
+}
+
+fn transmit_output(transmit: str0m::net::Transmit) -> Output {
+    Output::Transmit {
+        source: transmit.source,
+        destination: transmit.destination,
+        contents: transmit.contents.into(),
+    }
+}
+
+/// `elapsed` on the 90 kHz RTP video clock.
+fn media_time(elapsed: Duration) -> MediaTime {
+    let ticks = elapsed.as_secs() * 90_000 + u64::from(elapsed.subsec_nanos()) * 9 / 100_000;
+    MediaTime::from_90khz(ticks)
+}

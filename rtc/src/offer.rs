@@ -1,0 +1,54 @@
+//! A quick look at an offer before str0m negotiates it, for precise errors.
+
+/// What [`Summary::of`] found in an SDP text.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Summary<'a> {
+    /// There is an `m=video` line.
+    pub(crate) video: bool,
+    /// There is an `a=rtpmap:<pt> H264/90000` line.
+    pub(crate) h264: bool,
+    /// The first `a=setup:` value that is not `actpass`, which an offer may not have.
+    pub(crate) fixed_setup: Option<&'a str>,
+}
+
+impl<'a> Summary<'a> {
+    pub(crate) fn of(sdp: &'a str) -> Self {
+        let mut summary = Summary::default();
+        for line in sdp.lines().map(str::trim) {
+            if line.starts_with("m=video ") {
+                summary.video = true;
+            } else if let Some(rtpmap) = line.strip_prefix("a=rtpmap:") {
+                let encoding = rtpmap.split_whitespace().nth(1).unwrap_or("");
+                if encoding.to_ascii_lowercase().starts_with("h264/") {
+                    summary.h264 = true;
+                }
+            } else if let Some(setup) = line.strip_prefix("a=setup:") {
+                if setup != "actpass" && summary.fixed_setup.is_none() {
+                    summary.fixed_setup = Some(setup);
+                }
+            }
+        }
+        summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_interesting_lines() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=setup:actpass\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96 102\r\na=rtpmap:96 VP8/90000\r\n\
+                   a=rtpmap:102 h264/90000\r\na=setup:active\r\n";
+        let summary = Summary::of(sdp);
+        assert!(summary.video);
+        assert!(summary.h264);
+        assert_eq!(summary.fixed_setup, Some("active"));
+    }
+
+    #[test]
+    fn empty_input() {
+        assert_eq!(Summary::of(""), Summary::default());
+    }
+}
