@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::codec;
 use crate::keyframe::KeyframeLimiter;
-use crate::offer::Summary;
+use crate::offer::{self, Summary};
 use crate::stun;
 use crate::{BroadcastConfig, RtcError};
 
@@ -249,11 +249,20 @@ impl Broadcast {
                 source: Box::new(e),
             })?;
 
+        // str0m names the negotiated media only once connected (`MediaAdded`), but an offer
+        // we cannot serve should fail now, so look the video m-line up in our answer.
+        let answer = answer.to_sdp_string();
+        let Some(media) = offer::video_mids(&answer)
+            .into_iter()
+            .find_map(|mid| h264_media(&mut rtc, Mid::from(mid)))
+        else {
+            return Err(RtcError::NoH264);
+        };
         let id = ViewerId(self.next_id);
         let mut viewer = Viewer {
             rtc,
             state: State::Connecting,
-            media: None,
+            media: Some(media),
             ufrag,
             addrs: Vec::new(),
             timeout: now,
@@ -261,11 +270,10 @@ impl Broadcast {
             dirty: true,
             leaving: None,
         };
-        // Drain at once: `MediaAdded` names the m-line and payload type to send on, and an
-        // offer we cannot serve should fail here, not later.
+        // Negotiating was a mutation; str0m wants it drained before the next one.
         let queued = self.out.transmits.len();
         flush(id, &mut viewer, &mut self.out);
-        if viewer.media.is_none() || viewer.leaving.is_some() {
+        if viewer.leaving.is_some() {
             self.out.transmits.truncate(queued);
             return Err(RtcError::NoH264);
         }
@@ -273,7 +281,7 @@ impl Broadcast {
         self.by_ufrag.insert(viewer.ufrag.clone(), id);
         self.viewers.insert(id, viewer);
         info!(%id, viewers = self.viewers.len(), "offer accepted");
-        Ok((id, answer.to_sdp_string()))
+        Ok((id, answer))
     }
 
     /// Feeds one UDP datagram that arrived on a local socket at `destination` from `source`.
@@ -590,19 +598,6 @@ fn flush(id: ViewerId, viewer: &mut Viewer, out: &mut Pending) {
 
 fn handle_event(id: ViewerId, viewer: &mut Viewer, event: Event, out: &mut Pending) {
     match event {
-        Event::MediaAdded(added) if added.kind == MediaKind::Video && viewer.media.is_none() => {
-            let Some(writer) = viewer.rtc.writer(added.mid) else {
-                return;
-            };
-            let best = writer
-                .payload_params()
-                .filter_map(|params| Some((codec::score(params)?, params.pt())))
-                .max_by_key(|&(score, _)| score);
-            if let Some((_, pt)) = best {
-                debug!(%id, mid = %added.mid, %pt, "sending H.264");
-                viewer.media = Some((added.mid, pt));
-            }
-        }
         Event::Connected if viewer.state == State::Connecting => {
             viewer.state = State::WaitingKeyframe;
             out.events.push_back(BroadcastEvent::ViewerConnected(id));
@@ -625,6 +620,22 @@ fn handle_event(id: ViewerId, viewer: &mut Viewer, event: Event, out: &mut Pendi
         }
         _ => {}
     }
+}
+
+/// The m-line `mid` and the payload type to send H.264 on, if `mid` is a video m-line we
+/// send on and a usable H.264 payload type was negotiated for it.
+fn h264_media(rtc: &mut Rtc, mid: Mid) -> Option<(Mid, Pt)> {
+    let media = rtc.media(mid)?;
+    if media.kind() != MediaKind::Video || !media.direction().is_sending() || media.disabled() {
+        return None;
+    }
+    let writer = rtc.writer(mid)?;
+    let (_, pt) = writer
+        .payload_params()
+        .filter_map(|params| Some((codec::score(params)?, params.pt())))
+        .max_by_key(|&(score, _)| score)?;
+    debug!(%mid, %pt, "sending H.264");
+    Some((mid, pt))
 }
 
 fn mark_dirty(id: ViewerId, viewer: &mut Viewer, dirty: &mut VecDeque<ViewerId>) {

@@ -32,6 +32,22 @@ impl<'a> Summary<'a> {
     }
 }
 
+/// The `a=mid` values of the video m-lines of `sdp`, in order.
+pub(crate) fn video_mids(sdp: &str) -> Vec<&str> {
+    let mut mids = Vec::new();
+    let mut in_video = false;
+    for line in sdp.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            in_video = line.starts_with("m=video ");
+        } else if let Some(mid) = line.strip_prefix("a=mid:") {
+            if in_video {
+                mids.push(mid);
+            }
+        }
+    }
+    mids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,6 +61,13 @@ mod tests {
         assert!(summary.video);
         assert!(summary.h264);
         assert_eq!(summary.fixed_setup, Some("active"));
+    }
+
+    #[test]
+    fn finds_video_mids() {
+        let sdp = "v=0\r\na=mid:x\r\nm=audio 9 RTP/AVP 0\r\na=mid:a\r\n\
+                   m=video 9 RTP/AVP 96\r\na=mid:v1\r\nm=video 9 RTP/AVP 96\r\na=mid:v2\r\n";
+        assert_eq!(video_mids(sdp), ["v1", "v2"]);
     }
 
     #[test]

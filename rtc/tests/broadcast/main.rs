@@ -1,0 +1,5 @@
+//! `Broadcast` against str0m client peers, in memory, in simulated time.
+
+mod offers;
+mod sim;
+mod viewers;

@@ -1,0 +1,193 @@
+//! Offers the broadcast must refuse, with the right error and without panicking.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use rtcgear_rtc::{Broadcast, BroadcastConfig, RtcError};
+use str0m::change::SdpOffer;
+use str0m::media::{Direction, MediaKind};
+use str0m::{Candidate, Rtc, RtcConfig};
+
+use crate::sim::{client_offer, config, server_addr, Sim};
+
+fn client_addr() -> SocketAddr {
+    (Ipv4Addr::new(10, 0, 0, 99), 5000).into()
+}
+
+fn offer_with(codecs: impl FnOnce(RtcConfig) -> RtcConfig) -> String {
+    let (_, _, (offer, _)) = client_offer(Instant::now(), client_addr(), codecs);
+    offer.to_sdp_string()
+}
+
+fn browser_offer() -> String {
+    offer_with(|config| config)
+}
+
+fn check(offer: &str, expected: fn(&RtcError) -> bool) {
+    let now = Instant::now();
+    let mut broadcast = Broadcast::new(now, config());
+    match broadcast.handle_offer(now, offer) {
+        Ok(_) => panic!("accepted a bad offer:\n{offer}"),
+        Err(e) => assert!(expected(&e), "wrong error {e:?} for:\n{offer}"),
+    }
+    assert_eq!(broadcast.viewer_count(), 0);
+}
+
+#[test]
+fn a_browser_like_offer_is_answered_with_h264_42e01f() {
+    let now = Instant::now();
+    let mut broadcast = Broadcast::new(now, config());
+    let (_, answer) = broadcast
+        .handle_offer(now, &browser_offer())
+        .expect("accepted");
+    assert!(answer.contains("H264/90000"), "{answer}");
+    assert!(answer.contains("profile-level-id=42e01f"), "{answer}");
+    assert!(answer.contains("packetization-mode=1"), "{answer}");
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(answer.contains(&format!(
+        "{} {} typ host",
+        server_addr().ip(),
+        server_addr().port()
+    )));
+    assert!(!answer.contains("VP8"), "{answer}");
+}
+
+#[test]
+fn garbage_is_malformed() {
+    for garbage in [
+        "",
+        "hello",
+        "v=0\r\n",
+        "v=0\r\nm=video\r\n",
+        "\u{0}\u{ff}\u{10ffff}",
+    ] {
+        check(garbage, |e| matches!(e, RtcError::MalformedSdp { .. }));
+    }
+}
+
+#[test]
+fn vp8_only_has_no_h264() {
+    let offer = offer_with(|config| config.clear_codecs().enable_vp8(true));
+    check(&offer, |e| matches!(e, RtcError::NoH264));
+}
+
+#[test]
+fn high_profile_only_has_no_usable_h264() {
+    let offer = offer_with(|mut config| {
+        config = config.clear_codecs();
+        config
+            .codec_config()
+            .add_h264(100.into(), None, true, 0x64001f);
+        config
+    });
+    check(&offer, |e| matches!(e, RtcError::NoH264));
+}
+
+#[test]
+fn baseline_only_is_accepted() {
+    let offer = offer_with(|mut config| {
+        config = config.clear_codecs();
+        config
+            .codec_config()
+            .add_h264(100.into(), None, true, 0x42001f);
+        config
+    });
+    let now = Instant::now();
+    let mut broadcast = Broadcast::new(now, config());
+    let (_, answer) = broadcast.handle_offer(now, &offer).expect("accepted");
+    assert!(answer.contains("profile-level-id=42001f"), "{answer}");
+}
+
+#[test]
+fn audio_only_has_no_video() {
+    let mut rtc = Rtc::new(Instant::now());
+    rtc.add_local_candidate(Candidate::host(client_addr(), "udp").expect("candidate"));
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    let (offer, _) = change.apply().expect("an offer");
+    check(&offer.to_sdp_string(), |e| matches!(e, RtcError::NoVideo));
+}
+
+#[test]
+fn an_answer_is_not_an_offer() {
+    // A sender offers H.264; a browser-like peer answers. That answer is not an offer.
+    let now = Instant::now();
+    let mut sender = Rtc::new(now);
+    sender.add_local_candidate(Candidate::host(server_addr(), "udp").expect("candidate"));
+    let mut change = sender.sdp_api();
+    change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, _) = change.apply().expect("an offer");
+    let mut browser = Rtc::new(now);
+    browser.add_local_candidate(Candidate::host(client_addr(), "udp").expect("candidate"));
+    let answer = browser
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&offer.to_sdp_string()).expect("parses"))
+        .expect("answered");
+    check(&answer.to_sdp_string(), |e| {
+        matches!(e, RtcError::NotAnOffer { .. })
+    });
+}
+
+#[test]
+fn viewer_limit() {
+    let mut sim = Sim::new(config().with_max_viewers(Some(2)));
+    sim.add_client();
+    sim.add_client();
+    let third = sim.try_add_client(|config| config);
+    assert!(
+        matches!(third, Err(RtcError::ViewerLimit { max: 2 })),
+        "{third:?}"
+    );
+    assert_eq!(sim.broadcast.viewer_count(), 2);
+}
+
+#[test]
+fn no_candidates_is_a_configuration_error() {
+    let now = Instant::now();
+    let mut broadcast = Broadcast::new(now, BroadcastConfig::new(Vec::new()));
+    let result = broadcast.handle_offer(now, &browser_offer());
+    assert!(matches!(result, Err(RtcError::NoCandidates)), "{result:?}");
+}
+
+/// Every prefix of a good offer, cut at a line, and every line dropped in turn: errors or
+/// answers, never a panic.
+#[test]
+fn mangled_offers_never_panic() {
+    let offer = browser_offer();
+    let lines: Vec<&str> = offer.split("\r\n").collect();
+    let now = Instant::now();
+    let mut broadcast = Broadcast::new(now, config());
+    for cut in 0..lines.len() {
+        let _ = broadcast.handle_offer(now, &lines[..cut].join("\r\n"));
+        let mut dropped = lines.clone();
+        dropped.remove(cut);
+        let _ = broadcast.handle_offer(now, &dropped.join("\r\n"));
+    }
+}
+
+/// Datagrams from nowhere are refused, without panicking.
+#[test]
+fn stray_datagrams_are_refused() {
+    let mut sim = Sim::new(config());
+    sim.add_client();
+    sim.connect_all();
+    let stranger: SocketAddr = (Ipv4Addr::new(203, 0, 113, 7), 9999).into();
+    let mut stun = vec![0, 1, 0, 12, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend_from_slice(&[1; 12]);
+    stun.extend_from_slice(&[0, 6, 0, 8]);
+    stun.extend_from_slice(b"nope:xyz");
+    let datagrams: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0],
+        vec![0x80; 12],
+        vec![0x80; 200],
+        vec![22, 254, 253, 0, 0],
+        stun,
+        (0..=255).collect(),
+    ];
+    for datagram in &datagrams {
+        assert!(!sim
+            .broadcast
+            .handle_receive(sim.now, stranger, server_addr(), datagram));
+    }
+}

@@ -1,0 +1,404 @@
+//! An in-memory network: one `Broadcast` and str0m client peers, simulated time, no sockets.
+//!
+//! Datagrams travel instantly. A client can go offline, after which everything to and from it
+//! is lost and its timers stop, as when a laptop lid closes.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rtcgear_rtc::{Broadcast, BroadcastConfig, BroadcastEvent, Output, RtcError, ViewerId};
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Rtc, RtcConfig};
+
+pub const FPS: u32 = 30;
+pub const FRAME: Duration = Duration::from_nanos(1_000_000_000 / FPS as u64);
+
+pub fn server_addr() -> SocketAddr {
+    (Ipv4Addr::new(192, 0, 2, 1), 4000).into()
+}
+
+/// A test configuration: one host candidate, a short ICE timeout.
+pub fn config() -> BroadcastConfig {
+    BroadcastConfig::new(vec![server_addr()]).with_ice_timeout(Duration::from_secs(5))
+}
+
+/// Where a frame comes from: a real encoder or a fake.
+pub trait FrameSource {
+    /// The next access unit; an IDR (with SPS/PPS) if `keyframe`.
+    fn next(&mut self, keyframe: bool) -> (bool, Vec<u8>);
+}
+
+/// Access units with the right NAL unit types and made-up contents; enough for routing tests.
+pub struct FakeFrames {
+    counter: u32,
+}
+
+impl FakeFrames {
+    pub fn new() -> Self {
+        FakeFrames { counter: 0 }
+    }
+}
+
+impl FrameSource for FakeFrames {
+    fn next(&mut self, keyframe: bool) -> (bool, Vec<u8>) {
+        self.counter += 1;
+        // Contents never hold a zero byte, so they never fake a start code.
+        let fill = |len: usize, seed: u32| -> Vec<u8> {
+            (0..len)
+                .map(|i| ((i as u32 * 7 + seed) % 255 + 1) as u8)
+                .collect()
+        };
+        let mut au = Vec::new();
+        if keyframe {
+            au.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0x8c, 0x8d]);
+            au.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80]);
+            au.extend_from_slice(&[0, 0, 0, 1, 0x65]);
+            au.extend(fill(4000, self.counter));
+        } else {
+            au.extend_from_slice(&[0, 0, 0, 1, 0x41]);
+            au.extend(fill(700, self.counter));
+        }
+        (keyframe, au)
+    }
+}
+
+pub struct Client {
+    pub rtc: Rtc,
+    pub addr: SocketAddr,
+    pub id: ViewerId,
+    pub mid: Mid,
+    pub online: bool,
+    pub timeout: Instant,
+    pub connected_at: Option<Instant>,
+    /// The broadcast closed the session (DTLS close_notify).
+    pub closed: bool,
+    /// Whether the broadcast should take everything this client sends.
+    pub routed: bool,
+    pub frames: Vec<(Instant, MediaData)>,
+}
+
+struct Datagram {
+    source: SocketAddr,
+    destination: SocketAddr,
+    contents: Vec<u8>,
+}
+
+pub struct Sim {
+    pub now: Instant,
+    pub broadcast: Broadcast,
+    pub clients: Vec<Client>,
+    pub events: Vec<(Instant, BroadcastEvent)>,
+    /// Every access unit handed to `handle_frame`, with its send time.
+    pub sent: Vec<(Instant, bool, Vec<u8>)>,
+    broadcast_timeout: Instant,
+    to_clients: VecDeque<Datagram>,
+    /// Events up to here have been looked at for keyframe requests.
+    seen_events: usize,
+    keyframe_wanted: bool,
+}
+
+impl Sim {
+    pub fn new(config: BroadcastConfig) -> Self {
+        let now = Instant::now();
+        Sim {
+            now,
+            broadcast: Broadcast::new(now, config),
+            clients: Vec::new(),
+            events: Vec::new(),
+            sent: Vec::new(),
+            broadcast_timeout: now,
+            to_clients: VecDeque::new(),
+            seen_events: 0,
+            keyframe_wanted: false,
+        }
+    }
+
+    /// A receive-only client like a browser's WHEP player, with `codecs` applied to its
+    /// config; returns its index in `clients`.
+    pub fn add_client(&mut self) -> usize {
+        self.try_add_client(|config| config)
+            .expect("the broadcast accepts a browser-like offer")
+    }
+
+    pub fn try_add_client(
+        &mut self,
+        codecs: impl FnOnce(RtcConfig) -> RtcConfig,
+    ) -> Result<usize, RtcError> {
+        let index = self.clients.len();
+        let addr: SocketAddr = (Ipv4Addr::new(10, 0, 0, 10 + index as u8), 5000).into();
+        let (mut rtc, mid, offer) = client_offer(self.now, addr, codecs);
+        let (id, answer) = self
+            .broadcast
+            .handle_offer(self.now, &offer.0.to_sdp_string())?;
+        let answer = SdpAnswer::from_sdp_string(&answer).expect("our answer parses");
+        rtc.sdp_api()
+            .accept_answer(offer.1, answer)
+            .expect("the client accepts our answer");
+        self.clients.push(Client {
+            rtc,
+            addr,
+            id,
+            mid,
+            online: true,
+            timeout: self.now,
+            connected_at: None,
+            closed: false,
+            routed: true,
+            frames: Vec::new(),
+        });
+        self.drain_client(index);
+        self.settle();
+        Ok(index)
+    }
+
+    /// Lets time run to `target` without video.
+    pub fn run_until(&mut self, target: Instant) {
+        loop {
+            self.settle();
+            if self.now >= target {
+                break;
+            }
+            let mut next = target.min(self.broadcast_timeout);
+            for client in self.clients.iter().filter(|c| c.online) {
+                next = next.min(client.timeout);
+            }
+            self.now = next.max(self.now + Duration::from_millis(1)).min(target);
+            if self.broadcast_timeout <= self.now {
+                self.broadcast.handle_timeout(self.now);
+                self.drain_broadcast();
+            }
+            for index in 0..self.clients.len() {
+                let client = &mut self.clients[index];
+                if client.online && client.timeout <= self.now {
+                    client
+                        .rtc
+                        .handle_input(Input::Timeout(self.now))
+                        .expect("client timeout");
+                    self.drain_client(index);
+                }
+            }
+        }
+    }
+
+    pub fn run_for(&mut self, duration: Duration) {
+        self.run_until(self.now + duration);
+    }
+
+    /// Runs until every online client is connected, or panics after 5 s.
+    pub fn connect_all(&mut self) {
+        let deadline = self.now + Duration::from_secs(5);
+        while self
+            .clients
+            .iter()
+            .any(|c| c.online && c.connected_at.is_none())
+        {
+            assert!(self.now < deadline, "clients did not connect within 5 s");
+            self.run_for(Duration::from_millis(10));
+        }
+    }
+
+    /// Streams video for `duration` at 30 fps. A keyframe goes out every `gop` frames (never
+    /// if `None`) and whenever the broadcast asked for one since the last frame, as a driver
+    /// with a real encoder would do.
+    pub fn stream(&mut self, frames: &mut dyn FrameSource, duration: Duration, gop: Option<u32>) {
+        let end = self.now + duration;
+        while self.now + FRAME <= end {
+            self.run_for(FRAME);
+            self.send_frame(frames, gop);
+        }
+        self.run_until(end);
+    }
+
+    pub fn send_frame(&mut self, frames: &mut dyn FrameSource, gop: Option<u32>) {
+        self.note_keyframe_requests();
+        let periodic = gop.is_some_and(|gop| self.sent.len().is_multiple_of(gop as usize));
+        let (keyframe, data) = frames.next(self.keyframe_wanted || periodic);
+        self.keyframe_wanted = false;
+        self.broadcast
+            .handle_frame(self.now, self.now, keyframe, &data);
+        self.sent.push((self.now, keyframe, data));
+        self.drain_broadcast();
+        self.settle();
+    }
+
+    /// Sends a PLI from client `index`.
+    pub fn send_pli(&mut self, index: usize) {
+        let client = &mut self.clients[index];
+        let mut writer = client
+            .rtc
+            .writer(client.mid)
+            .expect("the client's video m-line");
+        assert!(writer.is_request_keyframe_possible(KeyframeRequestKind::Pli));
+        writer
+            .request_keyframe(None, KeyframeRequestKind::Pli)
+            .expect("a PLI");
+        self.drain_client(index);
+        self.settle();
+    }
+
+    /// Client `index` vanishes without a word.
+    pub fn vanish(&mut self, index: usize) {
+        self.clients[index].online = false;
+    }
+
+    pub fn keyframe_requests(&self) -> Vec<Instant> {
+        self.events
+            .iter()
+            .filter(|(_, e)| *e == BroadcastEvent::KeyframeNeeded)
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    pub fn event_time(&self, wanted: &BroadcastEvent) -> Option<Instant> {
+        self.events
+            .iter()
+            .find(|(_, e)| e == wanted)
+            .map(|(t, _)| *t)
+    }
+
+    fn note_keyframe_requests(&mut self) {
+        let new = &self.events[self.seen_events..];
+        self.keyframe_wanted |= new
+            .iter()
+            .any(|(_, e)| *e == BroadcastEvent::KeyframeNeeded);
+        self.seen_events = self.events.len();
+    }
+
+    /// Delivers datagrams until the network is quiet.
+    fn settle(&mut self) {
+        self.drain_broadcast();
+        while let Some(datagram) = self.to_clients.pop_front() {
+            let Some(index) = self
+                .clients
+                .iter()
+                .position(|c| c.addr == datagram.destination && c.online)
+            else {
+                continue;
+            };
+            let receive = Receive::new(
+                Protocol::Udp,
+                datagram.source,
+                datagram.destination,
+                &datagram.contents,
+            )
+            .expect("the broadcast sends parseable datagrams");
+            self.clients[index]
+                .rtc
+                .handle_input(Input::Receive(self.now, receive))
+                .expect("client input");
+            self.drain_client(index);
+        }
+    }
+
+    fn drain_broadcast(&mut self) {
+        loop {
+            match self.broadcast.poll_output() {
+                Output::Transmit {
+                    source,
+                    destination,
+                    contents,
+                } => {
+                    assert_eq!(source, server_addr());
+                    self.to_clients.push_back(Datagram {
+                        source,
+                        destination,
+                        contents,
+                    });
+                }
+                Output::Event(event) => self.events.push((self.now, event)),
+                Output::Timeout(timeout) => {
+                    self.broadcast_timeout = timeout;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Drains client `index`; what it sends goes straight into the broadcast.
+    fn drain_client(&mut self, index: usize) {
+        loop {
+            let client = &mut self.clients[index];
+            match client.rtc.poll_output().expect("client output") {
+                str0m::Output::Transmit(transmit) => {
+                    if !client.online {
+                        continue;
+                    }
+                    let accepted = self.broadcast.handle_receive(
+                        self.now,
+                        transmit.source,
+                        transmit.destination,
+                        &transmit.contents,
+                    );
+                    assert!(
+                        accepted || !client.routed,
+                        "the broadcast routes every client datagram"
+                    );
+                    self.drain_broadcast();
+                }
+                str0m::Output::Event(Event::Connected) => client.connected_at = Some(self.now),
+                str0m::Output::Event(Event::MediaData(data)) => {
+                    client.frames.push((self.now, data))
+                }
+                str0m::Output::Event(Event::Closed) => client.closed = true,
+                str0m::Output::Event(_) => {}
+                str0m::Output::Timeout(timeout) => {
+                    client.timeout = timeout;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A browser-like receive-only offer from a str0m peer at `addr`.
+pub fn client_offer(
+    now: Instant,
+    addr: SocketAddr,
+    codecs: impl FnOnce(RtcConfig) -> RtcConfig,
+) -> (
+    Rtc,
+    Mid,
+    (str0m::change::SdpOffer, str0m::change::SdpPendingOffer),
+) {
+    let mut rtc = codecs(Rtc::builder()).build(now);
+    rtc.add_local_candidate(Candidate::host(addr, "udp").expect("a host candidate"));
+    let mut change = rtc.sdp_api();
+    let mid = change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let offer = change.apply().expect("an offer");
+    (rtc, mid, offer)
+}
+
+/// The NAL units of an Annex B access unit, without start codes.
+pub fn nal_units(au: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= au.len() {
+        if au[i..i + 3] == [0, 0, 1] {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &start)| {
+            let mut end = starts.get(n + 1).map_or(au.len(), |&next| next - 3);
+            // A four-byte start code leaves a zero behind the previous unit.
+            while n + 1 < starts.len() && end > start && au[end - 1] == 0 {
+                end -= 1;
+            }
+            &au[start..end]
+        })
+        .collect()
+}
+
+pub fn is_idr(au: &[u8]) -> bool {
+    nal_units(au)
+        .iter()
+        .any(|nal| nal.first().is_some_and(|b| b & 0x1f == 5))
+}
