@@ -239,6 +239,14 @@ impl Sim {
         self.settle();
     }
 
+    /// Client `index` hangs up properly.
+    pub fn close(&mut self, index: usize) {
+        self.clients[index].routed = false;
+        self.clients[index].rtc.close().expect("a close");
+        self.drain_client(index);
+        self.settle();
+    }
+
     /// Client `index` vanishes without a word.
     pub fn vanish(&mut self, index: usize) {
         self.clients[index].online = false;

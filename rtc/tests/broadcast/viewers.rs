@@ -225,3 +225,28 @@ fn several_mutations_before_polling() {
     sim.run_for(Duration::from_millis(100));
     assert_eq!(sim.clients[a].frames.len(), before + 3);
 }
+
+/// A viewer that hangs up properly (DTLS close_notify) is reported at once.
+#[test]
+fn viewer_that_closes_is_reported() {
+    let mut sim = Sim::new(config());
+    let a = sim.add_client();
+    let b = sim.add_client();
+    sim.connect_all();
+    let mut frames = FakeFrames::new();
+    sim.stream(&mut frames, Duration::from_millis(300), Some(30));
+
+    let closed_at = sim.now;
+    sim.close(a);
+    sim.stream(&mut frames, Duration::from_millis(300), Some(30));
+    let id = sim.clients[a].id;
+    let reported = sim
+        .event_time(&BroadcastEvent::ViewerDisconnected(
+            id,
+            DisconnectReason::Closed,
+        ))
+        .expect("reported");
+    assert!(reported - closed_at <= Duration::from_millis(5));
+    assert_eq!(sim.broadcast.viewer_count(), 1);
+    assert!(sim.clients[b].frames.len() >= 17);
+}
