@@ -25,9 +25,15 @@ use crate::{BroadcastConfig, RtcError};
 pub struct ViewerId(u64);
 
 impl ViewerId {
-    /// The number behind the id, for logs and metrics.
+    /// The number behind the id, for logs, metrics and URLs.
     pub fn get(self) -> u64 {
         self.0
+    }
+
+    /// The id with this number, as [`ViewerId::get`] gave it (from a URL, say). An id that
+    /// no viewer has is harmless: [`Broadcast::remove_viewer`] answers `false` for it.
+    pub fn from_raw(number: u64) -> ViewerId {
+        ViewerId(number)
     }
 }
 
@@ -131,7 +137,7 @@ struct Viewer {
     rtc: Rtc,
     state: State,
     /// The video m-line and the H.264 payload type chosen for it.
-    media: Option<(Mid, Pt)>,
+    media: (Mid, Pt),
     ufrag: String,
     /// Remote addresses that route to this viewer.
     addrs: Vec<SocketAddr>,
@@ -262,7 +268,7 @@ impl Broadcast {
         let mut viewer = Viewer {
             rtc,
             state: State::Connecting,
-            media: Some(media),
+            media,
             ufrag,
             addrs: Vec::new(),
             timeout: now,
@@ -275,7 +281,9 @@ impl Broadcast {
         flush(id, &mut viewer, &mut self.out);
         if viewer.leaving.is_some() {
             self.out.transmits.truncate(queued);
-            return Err(RtcError::NoH264);
+            return Err(RtcError::Negotiation {
+                source: "str0m failed right after negotiating; see the log".into(),
+            });
         }
         self.next_id += 1;
         self.by_ufrag.insert(viewer.ufrag.clone(), id);
@@ -348,9 +356,7 @@ impl Broadcast {
                 State::WaitingKeyframe => keyframe,
                 State::Connecting | State::Closing => false,
             };
-            let Some((mid, pt)) = viewer.media else {
-                continue;
-            };
+            let (mid, pt) = viewer.media;
             if !wanted || viewer.leaving.is_some() {
                 continue;
             }
@@ -388,7 +394,7 @@ impl Broadcast {
         let mut waiting = false;
         for (&id, viewer) in &mut self.viewers {
             waiting |= viewer.state == State::WaitingKeyframe;
-            if now >= viewer.last_receive + self.config.ice_timeout {
+            if now >= later(viewer.last_receive, self.config.ice_timeout) {
                 if viewer.leaving.is_none() {
                     info!(%id, "nothing heard for the ICE timeout; dropping the viewer");
                 }
@@ -444,6 +450,11 @@ impl Broadcast {
     }
 
     /// Viewers that have an answer and are not leaving, connected or not.
+    pub fn viewer_ids(&self) -> Vec<ViewerId> {
+        self.viewers.keys().copied().collect()
+    }
+
+    /// How many viewers there are, connected or still connecting.
     pub fn viewer_count(&self) -> usize {
         self.viewers
             .values()
@@ -525,7 +536,7 @@ impl Broadcast {
 
     fn next_timeout(&self) -> Instant {
         // With nothing scheduled, come back in a while anyway; that costs nothing.
-        let mut next = self.out.now + IDLE;
+        let mut next = later(self.out.now, IDLE);
         if let Some(deadline) = self.out.keyframes.deadline() {
             next = next.min(deadline);
         }
@@ -534,7 +545,7 @@ impl Broadcast {
             waiting |= viewer.state == State::WaitingKeyframe;
             next = next
                 .min(viewer.timeout)
-                .min(viewer.last_receive + self.config.ice_timeout);
+                .min(later(viewer.last_receive, self.config.ice_timeout));
         }
         if waiting {
             if let Some(until) = self.out.keyframes.outstanding_until() {
@@ -652,6 +663,14 @@ fn transmit_output(transmit: str0m::net::Transmit) -> Output {
         contents: transmit.contents.into(),
     }
 }
+
+/// `t + d`, or a time too far ahead to matter if that overflows (a `Duration::MAX` timeout).
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d).or_else(|| t.checked_add(FAR)).unwrap_or(t)
+}
+
+/// "Never", in practice: a hundred years.
+const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// `elapsed` on the 90 kHz RTP video clock.
 fn media_time(elapsed: Duration) -> MediaTime {

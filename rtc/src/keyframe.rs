@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::broadcast::later;
+
 /// Decides when the driver should ask the encoder for an IDR.
 ///
 /// Every viewer shares one encoder, so a burst of PLIs from many viewers (a loss event on a
@@ -42,7 +44,7 @@ impl KeyframeLimiter {
         }
         let spaced = match self.last {
             None => true,
-            Some(last) => now >= last + self.interval,
+            Some(last) => now >= later(last, self.interval),
         };
         if urgent || spaced {
             self.emit(now);
@@ -77,13 +79,13 @@ impl KeyframeLimiter {
         }
         // `pending` is only set when a request came too soon after the last emission, so
         // `last` is set whenever `pending` is.
-        self.last.map(|last| last + self.interval)
+        self.last.map(|last| later(last, self.interval))
     }
 
     /// When an outstanding request stops covering new ones (for retries).
     pub(crate) fn outstanding_until(&self) -> Option<Instant> {
         match (self.outstanding, self.last) {
-            (true, Some(last)) => Some(last + self.retry),
+            (true, Some(last)) => Some(later(last, self.retry)),
             _ => None,
         }
     }

@@ -250,3 +250,20 @@ fn viewer_that_closes_is_reported() {
     assert_eq!(sim.broadcast.viewer_count(), 1);
     assert!(sim.clients[b].frames.len() >= 17);
 }
+
+/// Extreme configurations are odd but no reason to panic.
+#[test]
+fn huge_durations_do_not_panic() {
+    let config = config()
+        .with_ice_timeout(Duration::MAX)
+        .with_keyframe_interval(Duration::MAX)
+        .with_keyframe_retry(Duration::MAX);
+    let mut sim = Sim::new(config);
+    let a = sim.add_client();
+    sim.connect_all();
+    let mut frames = FakeFrames::new();
+    sim.stream(&mut frames, Duration::from_millis(300), None);
+    sim.send_pli(a);
+    sim.stream(&mut frames, Duration::from_millis(300), None);
+    assert!(!sim.clients[a].frames.is_empty());
+}
