@@ -1,1 +1,351 @@
-fn main() {}
+//! `rtcgear`: stream live video to web browsers over WebRTC.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use rtcgear_capture::{FrameRate, Source, TestPattern};
+use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
+use rtcgear_server::{IceServer, Server, ServerConfig, StreamConfig};
+
+/// Stream live video to web browsers over WebRTC: encoded once to H.264, sent to every viewer.
+#[derive(Parser, Debug)]
+#[command(name = "rtcgear", version, about, long_about = None)]
+struct Cli {
+    /// More logging: -v for debug, -vv for trace (RUST_LOG overrides it).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    /// Only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve one or more streams to browsers (the built-in test pattern by default).
+    Serve(ServeArgs),
+    /// Encode the test pattern to an H.264 (Annex B) file, to check the encoder.
+    Encode(EncodeArgs),
+    /// Write the default page templates and static files into a folder, to customise them and
+    /// serve them with `serve --web-dir`.
+    ExportWeb {
+        /// The folder to write into (made if missing).
+        dir: PathBuf,
+        /// Overwrite files that are there already.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// The default stream's source: `test` (the built-in test pattern). Cameras, files and
+    /// network streams come with a later release.
+    #[arg(long, default_value = "test", value_name = "SOURCE")]
+    source: String,
+
+    /// A named stream, served at /NAME/ (repeatable): NAME=SOURCE, e.g. `--stream yard=test`.
+    #[arg(long = "stream", value_name = "NAME=SOURCE")]
+    streams: Vec<String>,
+
+    /// Address to listen on (HTTP and media). 0.0.0.0 listens on every interface.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    bind: IpAddr,
+
+    /// HTTP port for the page and signalling (0 picks a free one).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+
+    /// The one UDP port for every viewer's media (default: the same number as --port).
+    #[arg(long, value_name = "PORT")]
+    udp_port: Option<u16>,
+
+    /// Frame size of the test pattern, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720", value_parser = parse_size, value_name = "WxH")]
+    size: (u32, u32),
+
+    /// Frames per second.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=240))]
+    fps: u32,
+
+    /// Video bitrate in kbit/s (default: chosen for the size and rate).
+    #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(50..=100_000))]
+    bitrate: Option<u32>,
+
+    /// Serve the page from this folder's templates/ and static/ (see `rtcgear export-web`).
+    #[arg(long, value_name = "DIR")]
+    web_dir: Option<PathBuf>,
+
+    /// A STUN or TURN server for the browsers (repeatable): stun:HOST:PORT or
+    /// turn:USER:PASS@HOST:PORT.
+    #[arg(long = "ice-server", value_name = "URL", value_parser = parse_ice_server)]
+    ice_servers: Vec<IceServer>,
+
+    /// A public IP to announce to viewers, for a host behind NAT that forwards the UDP port.
+    #[arg(long, value_name = "IP")]
+    public_ip: Option<IpAddr>,
+
+    /// The most viewers at once over all streams; more get 503 with Retry-After.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_viewers: Option<u64>,
+
+    /// An origin allowed to call /whep and /offer from its own pages (repeatable; `*` for any).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+
+    /// Keep capturing and encoding when nobody watches (default: idle until a viewer comes).
+    #[arg(long)]
+    always_live: bool,
+}
+
+#[derive(Args, Debug)]
+struct EncodeArgs {
+    /// The file to write.
+    #[arg(short, long, default_value = "rtcgear-test.h264", value_name = "FILE")]
+    output: PathBuf,
+
+    /// Frame size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720", value_parser = parse_size, value_name = "WxH")]
+    size: (u32, u32),
+
+    /// Frames per second.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=240))]
+    fps: u32,
+
+    /// How many frames to encode.
+    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    frames: u64,
+
+    /// Video bitrate in kbit/s (default: chosen for the size and rate).
+    #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(50..=100_000))]
+    bitrate: Option<u32>,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT, e.g. 1280x720"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{s:?} is not WIDTHxHEIGHT, e.g. 1280x720"))
+    };
+    let (w, h) = (parse(w)?, parse(h)?);
+    if !(32..=7680).contains(&w) || !(32..=4320).contains(&h) || w % 2 != 0 || h % 2 != 0 {
+        return Err(format!(
+            "{w}x{h}: width and height must be even, from 32x32 to 7680x4320"
+        ));
+    }
+    Ok((w, h))
+}
+
+fn parse_ice_server(s: &str) -> Result<IceServer, String> {
+    s.parse()
+        .map_err(|e: rtcgear_server::ServerError| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Encode(args) => encode(args),
+        Command::ExportWeb { dir, force } => export_web(&dir, force),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("rtcgear: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Builds the source a `--source` or `--stream` value names.
+fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<TestPattern> {
+    match spec {
+        "test" | "testpattern" | "pattern" => {
+            let (width, height) = args.size;
+            let fps = FrameRate::from_int(args.fps).context("--fps must be above 0")?;
+            TestPattern::new(width, height, fps).with_context(|| format!("{flag}: cannot make the test pattern"))
+        }
+        other => bail!(
+            "{flag}: unknown source {other:?}; this version serves `test` (the built-in test pattern) only"
+        ),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = {
+        let mut config = ServerConfig::default();
+        config.bind = args.bind;
+        config.http_port = args.port;
+        config.udp_port = args.udp_port;
+        config.public_ip = args.public_ip;
+        config.ice_servers = args.ice_servers.clone();
+        config.max_viewers = args.max_viewers.map(|n| n as usize);
+        config.web_dir = args.web_dir.clone();
+        config.cors_origins = args.cors_origins.clone();
+        config
+    };
+    let mut builder = Server::builder().config(config);
+    let add = |name: &str, source: TestPattern| {
+        let mut stream = StreamConfig::new(name, source).always_live(args.always_live);
+        if let Some(kbps) = args.bitrate {
+            stream = stream.bitrate_kbps(kbps);
+        }
+        stream
+    };
+    builder = builder.stream(add("", open_source("--source", &args.source, &args)?));
+    for spec in &args.streams {
+        let (name, source) = spec
+            .split_once('=')
+            .with_context(|| format!("--stream {spec:?}: expected NAME=SOURCE, e.g. yard=test"))?;
+        if name.is_empty() {
+            bail!("--stream {spec:?}: the name is empty (the default stream is --source)");
+        }
+        builder = builder.stream(add(name, open_source("--stream", source, &args)?));
+    }
+    let server = builder.build().map_err(|e| {
+        anyhow::anyhow!("{e}").context(match e {
+            rtcgear_server::ServerError::Bind { .. } => "pick other ports with --port / --udp-port",
+            _ => "cannot start the server",
+        })
+    })?;
+    let stop = server.shutdown_handle();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.flag())
+            .context("installing the signal handler")?;
+    }
+    let (width, height) = args.size;
+    tracing::info!(
+        "serving {}x{} at {} fps; media on UDP {}; ICE candidates {:?}",
+        width,
+        height,
+        args.fps,
+        server.udp_addr().port(),
+        server.candidates()
+    );
+    let urls = server.urls();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "rtcgear is streaming. Open one of these in a browser:")?;
+    for url in &urls {
+        writeln!(out, "  {url}")?;
+    }
+    for name in args
+        .streams
+        .iter()
+        .filter_map(|s| s.split_once('=').map(|(n, _)| n))
+    {
+        writeln!(out, "  {}{name}/", urls[0])?;
+    }
+    writeln!(out, "Press Ctrl-C to stop.")?;
+    drop(out);
+    server.run().context("the server stopped with an error")?;
+    debug_assert!(stop.flag().load(Ordering::Relaxed));
+    Ok(())
+}
+
+fn encode(args: EncodeArgs) -> anyhow::Result<()> {
+    let (width, height) = args.size;
+    let fps = FrameRate::from_int(args.fps).context("--fps must be above 0")?;
+    let pattern = TestPattern::builder()
+        .size(width, height)
+        .fps(fps)
+        .paced(false)
+        .frames(args.frames)
+        .build()
+        .context("--size: cannot make the test pattern")?;
+    let mut config = EncoderConfig::new(width, height, fps);
+    if let Some(kbps) = args.bitrate {
+        config.rate = RateControl::Bitrate { kbps };
+    }
+    let mut encoder = Encoder::new(config).context("cannot start the encoder")?;
+    let file = std::fs::File::create(&args.output)
+        .with_context(|| format!("--output: cannot create {}", args.output.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let (mut frames, mut bytes) = (0u64, 0u64);
+    let info = pattern.info();
+    let mut write = |packet: rtcgear_encode::EncodedFrame,
+                     out: &mut std::io::BufWriter<std::fs::File>|
+     -> anyhow::Result<()> {
+        out.write_all(&packet.data).context("writing the output")?;
+        frames += 1;
+        bytes += packet.data.len() as u64;
+        Ok(())
+    };
+    for frame in pattern {
+        let frame = frame?;
+        encoder.send_frame(&frame)?;
+        while let Some(packet) = encoder.receive_packet() {
+            write(packet, &mut out)?;
+        }
+        if last_report.elapsed() > Duration::from_secs(1) {
+            eprintln!("encoded {} of {} frames", frame.counter() + 1, args.frames);
+            last_report = Instant::now();
+        }
+    }
+    encoder.flush()?;
+    while let Some(packet) = encoder.receive_packet() {
+        write(packet, &mut out)?;
+    }
+    out.flush().context("writing the output")?;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "wrote {} frames of {}x{} H.264 ({} KiB, {:.0} frames/s) to {}",
+        frames,
+        info.width,
+        info.height,
+        bytes / 1024,
+        frames as f64 / elapsed.max(1e-6),
+        args.output.display()
+    );
+    println!(
+        "play it with: ffplay -f h264 -framerate {} {}",
+        args.fps,
+        args.output.display()
+    );
+    Ok(())
+}
+
+fn export_web(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    let written = rtcgear_server::export_web_files(dir, force)?;
+    if written.is_empty() {
+        println!(
+            "{} has every file already; nothing written (--force overwrites)",
+            dir.display()
+        );
+    } else {
+        for path in &written {
+            println!("wrote {}", path.display());
+        }
+        println!("serve them with: rtcgear serve --web-dir {}", dir.display());
+    }
+    Ok(())
+}

@@ -1,1 +1,89 @@
-//! x
+//! The rtcgear streaming server: sources in, WebRTC out, to every browser that asks.
+//!
+//! This is the crate with the glue: it owns the sockets and the threads, serves the player page
+//! and the signalling endpoints over HTTP ([`tiny_http`]), and drives the Sans-IO
+//! [`rtcgear_rtc::Broadcast`] with datagrams, encoded frames and time. Everything below it
+//! (capture, encode, rtc) does no I/O of its own.
+//!
+//! For each stream a capture thread pulls frames from its [`rtcgear_capture::Source`] and hands
+//! them to an encode thread through a one-frame slot (a newer frame replaces a waiting one, so
+//! latency never queues up); encoded frames go to the one `rtc` thread, which writes them to
+//! every viewer of the stream. Each frame is encoded once, whatever the number of viewers.
+//!
+//! The HTTP endpoints, for the default stream (a stream named `yard` has them under `/yard/`):
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | the player page |
+//! | `POST /whep` | WHEP: an `application/sdp` offer in, `201 Created` with the answer and a `Location` out |
+//! | `DELETE /whep/ID` | ends that WHEP session |
+//! | `POST /offer` | vidgear's JSON: `{"sdp", "type": "offer"}` in, `{"sdp", "type": "answer"}` out |
+//! | `POST /close_connection` | vidgear's reset; a broadcast answers `DISABLED`, as vidgear does with live broadcasting |
+//! | `GET /api/streams` | JSON: each stream's state, size, rate, bitrate and viewers |
+//! | `GET /static/...` | the page's scripts and styles |
+//!
+//! ```no_run
+//! use rtcgear_capture::{FrameRate, TestPattern};
+//! use rtcgear_server::{Server, ServerConfig, StreamConfig};
+//!
+//! let pattern = TestPattern::new(1280, 720, FrameRate::from_int(30).unwrap())?;
+//! let server = Server::builder()
+//!     .config(ServerConfig::default())
+//!     .stream(StreamConfig::new("", pattern))
+//!     .build()?;
+//! println!("open {}", server.urls()[0]);
+//! server.run()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A runnable round trip, on a free port, stopped from another thread:
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::net::{IpAddr, Ipv4Addr, TcpStream};
+//!
+//! use rtcgear_capture::{FrameRate, TestPattern};
+//! use rtcgear_server::{Server, ServerConfig, StreamConfig};
+//!
+//! let mut config = ServerConfig::default();
+//! config.bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
+//! config.http_port = 0;
+//! config.udp_port = Some(0);
+//! let pattern = TestPattern::new(320, 240, FrameRate::from_int(15).unwrap())?;
+//! let server = Server::builder()
+//!     .config(config)
+//!     .stream(StreamConfig::new("", pattern))
+//!     .build()?;
+//! let addr = server.http_addr();
+//! let stop = server.shutdown_handle();
+//! let running = std::thread::spawn(move || server.run());
+//!
+//! let mut http = TcpStream::connect(addr)?;
+//! http.write_all(b"GET /api/streams HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+//! let mut reply = String::new();
+//! http.read_to_string(&mut reply)?;
+//! assert!(reply.starts_with("HTTP/1.1 200"));
+//! assert!(reply.contains("\"width\":320"));
+//!
+//! stop.shutdown();
+//! running.join().unwrap()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+mod http;
+mod media;
+mod server;
+mod stream;
+mod web;
+
+pub use config::{IceServer, ServerConfig};
+pub use error::ServerError;
+pub use http::{Handler, Middleware, Request, Response};
+pub use server::{Server, ServerBuilder, ShutdownHandle};
+pub use stream::StreamConfig;
+pub use web::export_web_files;
+
+pub use rtcgear_capture;

@@ -1,0 +1,243 @@
+//! Server settings, ICE servers and stream names.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::ServerError;
+
+/// Settings of a [`Server`](crate::Server) that are not about one stream.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Address to listen on for HTTP and media (default `0.0.0.0`, every interface).
+    pub bind: IpAddr,
+    /// HTTP port (default 8000, as vidgear's WebGear_RTC); 0 picks a free one.
+    pub http_port: u16,
+    /// The one UDP port for every viewer's media; `None` (the default) uses the HTTP port's
+    /// number, so one firewall rule (TCP and UDP) covers the server. 0 picks a free one.
+    pub udp_port: Option<u16>,
+    /// A public address to announce as an extra ICE candidate, for a host behind NAT that
+    /// forwards the UDP port.
+    pub public_ip: Option<IpAddr>,
+    /// STUN and TURN servers for the player page (and WHEP `Link` headers). The server asks a
+    /// STUN server for its own public address, announced as a server-reflexive candidate.
+    pub ice_servers: Vec<IceServer>,
+    /// The most viewers at once over all streams; more get `503` with `Retry-After`.
+    pub max_viewers: Option<usize>,
+    /// A folder with `templates/` and `static/` that replace the embedded web files (files
+    /// missing from it fall back to the embedded ones).
+    pub web_dir: Option<PathBuf>,
+    /// Origins allowed to call `/whep` and `/offer` from other pages (CORS); `*` allows all.
+    /// Empty (the default) allows only the server's own page.
+    pub cors_origins: Vec<String>,
+    /// The largest request body accepted (default 64 KiB; an SDP offer is a few KiB).
+    pub max_body_bytes: usize,
+    /// HTTP worker threads (default 4).
+    pub http_workers: usize,
+    /// How long a viewer may stay silent before it is dropped (default 15 s).
+    pub ice_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            http_port: 8000,
+            udp_port: None,
+            public_ip: None,
+            ice_servers: Vec::new(),
+            max_viewers: None,
+            web_dir: None,
+            cors_origins: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            http_workers: 4,
+            ice_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A STUN or TURN server, as the page's `RTCPeerConnection` and WHEP's `Link` header take it.
+///
+/// Parsed from `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]` or `turns:…`; TURN
+/// takes credentials as `turn:user:password@host:port`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IceServer {
+    /// The URL without credentials, e.g. `turn:turn.example.net:3478?transport=udp`.
+    pub urls: String,
+    /// The TURN user name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The TURN password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl IceServer {
+    /// Whether this is a STUN server (as opposed to TURN).
+    pub fn is_stun(&self) -> bool {
+        self.urls.starts_with("stun:") || self.urls.starts_with("stuns:")
+    }
+
+    /// `host:port` of the server, the port defaulting to 3478.
+    pub fn host_port(&self) -> String {
+        let rest = self.urls.split_once(':').map_or("", |(_, rest)| rest);
+        let rest = rest.split('?').next().unwrap_or(rest);
+        if rest.starts_with('[')
+            || rest
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            rest.to_string()
+        } else {
+            format!("{rest}:3478")
+        }
+    }
+
+    /// The WHEP `Link` header value for this server.
+    pub fn link_header(&self) -> String {
+        let mut link = format!("<{}>; rel=\"ice-server\"", self.urls);
+        if let (Some(user), Some(pass)) = (&self.username, &self.credential) {
+            link.push_str(&format!(
+                "; username=\"{user}\"; credential=\"{pass}\"; credential-type=\"password\""
+            ));
+        }
+        link
+    }
+}
+
+impl FromStr for IceServer {
+    type Err = ServerError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| ServerError::Config(format!("bad ICE server {s:?}: {why}"));
+        let s = s.trim();
+        let (scheme, rest) = s
+            .split_once(':')
+            .ok_or_else(|| bad("expected stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT]"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        // Accept `turn://…` as well as `turn:…`.
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        if rest.is_empty() {
+            return Err(bad("no host"));
+        }
+        match scheme.as_str() {
+            "stun" | "stuns" => {
+                if rest.contains('@') {
+                    return Err(bad("STUN servers take no credentials"));
+                }
+                Ok(IceServer {
+                    urls: format!("{scheme}:{rest}"),
+                    username: None,
+                    credential: None,
+                })
+            }
+            "turn" | "turns" => {
+                let (creds, host) = rest
+                    .rsplit_once('@')
+                    .ok_or_else(|| bad("TURN needs credentials: turn:USER:PASS@HOST[:PORT]"))?;
+                let (user, pass) = creds
+                    .split_once(':')
+                    .ok_or_else(|| bad("TURN credentials are USER:PASS"))?;
+                if user.is_empty() || host.is_empty() {
+                    return Err(bad("empty user or host"));
+                }
+                Ok(IceServer {
+                    urls: format!("{scheme}:{host}"),
+                    username: Some(user.to_string()),
+                    credential: Some(pass.to_string()),
+                })
+            }
+            _ => Err(bad("the scheme must be stun:, stuns:, turn: or turns:")),
+        }
+    }
+}
+
+impl fmt::Display for IceServer {
+    /// The URL without credentials, so logs never show a TURN password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.urls)
+    }
+}
+
+/// Path segments that cannot name a stream, because the server's own routes use them.
+pub(crate) const RESERVED_NAMES: [&str; 6] = [
+    "static",
+    "api",
+    "offer",
+    "whep",
+    "close_connection",
+    "favicon.ico",
+];
+
+/// Checks a stream name: empty for the default stream, otherwise 1 to 64 of `a-z A-Z 0-9 _ -`.
+pub(crate) fn check_stream_name(name: &str) -> Result<(), ServerError> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    if name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ServerError::Config(format!(
+            "stream name {name:?} must be 1 to 64 letters, digits, '_' or '-'"
+        )));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(ServerError::Config(format!(
+            "stream name {name:?} is taken by the server's own routes"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ice_servers_parse_with_and_without_credentials() {
+        let stun: IceServer = "stun:stun.example.net:3478".parse().unwrap();
+        assert!(stun.is_stun());
+        assert_eq!(stun.host_port(), "stun.example.net:3478");
+        assert_eq!(
+            stun.link_header(),
+            "<stun:stun.example.net:3478>; rel=\"ice-server\""
+        );
+        let turn: IceServer = "turn://alice:s3cr:t@turn.example.net?transport=udp"
+            .parse()
+            .unwrap();
+        assert_eq!(turn.urls, "turn:turn.example.net?transport=udp");
+        assert_eq!(turn.username.as_deref(), Some("alice"));
+        assert_eq!(turn.credential.as_deref(), Some("s3cr:t"));
+        assert_eq!(turn.host_port(), "turn.example.net:3478");
+        assert!(!turn.to_string().contains("s3cr"));
+        assert!(turn.link_header().contains("credential=\"s3cr:t\""));
+    }
+
+    #[test]
+    fn bad_ice_servers_say_why() {
+        for (input, why) in [
+            ("turn:turn.example.net", "credentials"),
+            ("http://x", "scheme"),
+            ("stun:", "no host"),
+            ("stun:u:p@host", "no credentials"),
+            ("nothing", "expected"),
+        ] {
+            let err = input.parse::<IceServer>().unwrap_err().to_string();
+            assert!(err.contains(why), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn stream_names() {
+        assert!(check_stream_name("").is_ok());
+        assert!(check_stream_name("yard-2").is_ok());
+        assert!(check_stream_name("whep").is_err());
+        assert!(check_stream_name("a/b").is_err());
+        assert!(check_stream_name(&"x".repeat(65)).is_err());
+    }
+}

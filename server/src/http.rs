@@ -1,0 +1,589 @@
+//! HTTP: the request and response types that routes and middleware see, and the server's own
+//! routes (the page, `/offer`, `/whep`, `/close_connection`, `/api/streams`, `/static`).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use minijinja::context;
+use rtcgear_rtc::ViewerId;
+
+use crate::config::ServerConfig;
+use crate::media::{Command, OfferError};
+use crate::stream::{lock, StreamShared};
+use crate::web::Web;
+
+/// An HTTP request, body included, as routes and middleware see it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// `GET`, `POST`, … in upper case.
+    pub method: String,
+    /// The path, without the query string.
+    pub path: String,
+    /// The query string without `?`, if any.
+    pub query: Option<String>,
+    /// Header names (lower case) and values, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (at most the configured limit).
+    pub body: Vec<u8>,
+    /// The client's address.
+    pub remote: Option<SocketAddr>,
+}
+
+impl Request {
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The media type of the body, without parameters, in lower case.
+    fn content_type(&self) -> Option<String> {
+        self.header("content-type").map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+    }
+}
+
+/// An HTTP response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A response with a status, a content type and a body.
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+
+    /// A plain-text response, as API clients get for errors.
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        let mut body = body.into();
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        Response::new(status, "text/plain; charset=utf-8", body)
+    }
+
+    /// A JSON response.
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        Response::new(status, "application/json", value.to_string())
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A route handler of the library user's.
+pub type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+
+/// Middleware: sees every request and decides whether and how to call the next handler.
+pub type Middleware =
+    Arc<dyn Fn(&Request, &dyn Fn(&Request) -> Response) -> Response + Send + Sync>;
+
+/// What the HTTP workers share.
+pub(crate) struct App {
+    pub(crate) config: ServerConfig,
+    pub(crate) web: Web,
+    pub(crate) streams: Vec<Arc<StreamShared>>,
+    pub(crate) commands: Sender<Command>,
+    pub(crate) routes: HashMap<(String, String), Handler>,
+    pub(crate) middleware: Vec<Middleware>,
+}
+
+impl App {
+    /// Reads a tiny_http request, runs it through middleware and routes, and answers it.
+    pub(crate) fn serve(&self, mut raw: tiny_http::Request) {
+        let response = match read_request(&mut raw, self.config.max_body_bytes) {
+            Ok(request) => {
+                let started = Instant::now();
+                let response = self.handle(&request);
+                tracing::debug!(
+                    "{} {} -> {} in {:?}",
+                    request.method,
+                    request.path,
+                    response.status,
+                    started.elapsed()
+                );
+                response
+            }
+            Err(response) => response,
+        };
+        let mut out = tiny_http::Response::from_data(response.body)
+            .with_status_code(tiny_http::StatusCode(response.status));
+        for (name, value) in &response.headers {
+            if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                out.add_header(header);
+            }
+        }
+        if let Err(err) = raw.respond(out) {
+            tracing::debug!("could not send the response: {err}");
+        }
+    }
+
+    /// Middleware first (outermost first), then the routes; a panic becomes a 500 page.
+    pub(crate) fn handle(&self, request: &Request) -> Response {
+        let run = || self.chain(request, 0);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::error!("handler for {} {} panicked", request.method, request.path);
+                self.error_page(
+                    request,
+                    500,
+                    "Something went wrong inside the server; the log says more.",
+                )
+            }
+        }
+    }
+
+    fn chain(&self, request: &Request, depth: usize) -> Response {
+        match self.middleware.get(depth) {
+            Some(middleware) => middleware(request, &|req: &Request| self.chain(req, depth + 1)),
+            None => self.route(request),
+        }
+    }
+
+    fn route(&self, request: &Request) -> Response {
+        let method = request.method.as_str();
+        if let Some(handler) = self.routes.get(&(method.to_string(), request.path.clone())) {
+            return handler(request);
+        }
+        let path = request.path.trim_start_matches('/');
+        if let Some(file) = path.strip_prefix("static/") {
+            return match (method, self.web.static_file(file)) {
+                ("GET" | "HEAD", Some((body, kind))) => Response::new(200, kind, body.into_owned())
+                    .with_header("Cache-Control", "no-cache"),
+                ("GET" | "HEAD", None) => self.error_page(request, 404, "No such file."),
+                _ => method_not_allowed("GET, HEAD"),
+            };
+        }
+        if path == "api/streams" {
+            return match method {
+                "GET" | "HEAD" => self.api_streams(),
+                _ => method_not_allowed("GET, HEAD"),
+            };
+        }
+        // A named stream's routes sit under /<name>/; the default stream's at the top.
+        let (stream, rest) = match path.split_once('/') {
+            Some((first, rest)) if self.stream_index(first).is_some() && !first.is_empty() => {
+                (self.stream_index(first), rest)
+            }
+            _ if !path.is_empty() && self.stream_index(path).is_some() => {
+                // `/name` without the slash: send the browser to `/name/`.
+                return Response::text(308, "").with_header("Location", format!("/{path}/"));
+            }
+            _ => (self.stream_index(""), path),
+        };
+        let Some(stream) = stream else {
+            return self.error_page(
+                request,
+                404,
+                "There is no default stream; pick one of the named streams.",
+            );
+        };
+        match rest {
+            "" => match method {
+                "GET" | "HEAD" => self.page(request, stream),
+                _ => method_not_allowed("GET, HEAD"),
+            },
+            "offer" => match method {
+                "POST" => self.with_cors(request, self.offer(request, stream)),
+                "OPTIONS" => self.preflight(request, "POST, OPTIONS"),
+                _ => method_not_allowed("POST, OPTIONS"),
+            },
+            "whep" => match method {
+                "POST" => self.with_cors(request, self.whep_post(request, stream)),
+                "OPTIONS" => self
+                    .preflight(request, "POST, OPTIONS")
+                    .with_header("Accept-Post", "application/sdp"),
+                _ => method_not_allowed("POST, OPTIONS"),
+            },
+            "close_connection" => match method {
+                "POST" => self.close_connection(request),
+                _ => method_not_allowed("POST"),
+            },
+            _ => match rest.strip_prefix("whep/") {
+                Some(id) => match method {
+                    "DELETE" => self.with_cors(request, self.whep_delete(stream, id)),
+                    // Trickle ICE and ICE restarts are optional in WHEP; every candidate is
+                    // in the answer, so a PATCH is refused as the draft says.
+                    "PATCH" => self.with_cors(request, method_not_allowed("DELETE, OPTIONS")),
+                    "OPTIONS" => self.preflight(request, "DELETE, OPTIONS"),
+                    _ => method_not_allowed("DELETE, OPTIONS"),
+                },
+                None => self.error_page(request, 404, "No such page."),
+            },
+        }
+    }
+
+    fn stream_index(&self, name: &str) -> Option<usize> {
+        self.streams.iter().position(|s| s.name == name)
+    }
+
+    fn base_path(&self, stream: usize) -> String {
+        match self.streams[stream].name.as_str() {
+            "" => "/".to_string(),
+            name => format!("/{name}/"),
+        }
+    }
+
+    fn stream_links(&self) -> Vec<minijinja::Value> {
+        if self.streams.len() < 2 {
+            return Vec::new();
+        }
+        self.streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                context! { name => s.name.clone(), label => s.label(), path => self.base_path(i) }
+            })
+            .collect()
+    }
+
+    fn page(&self, request: &Request, stream: usize) -> Response {
+        let shared = &self.streams[stream];
+        let ice_servers =
+            serde_json::to_string(&self.config.ice_servers).unwrap_or_else(|_| "[]".into());
+        let title = if shared.name.is_empty() {
+            "Live stream".to_string()
+        } else {
+            shared.name.clone()
+        };
+        let rendered = self.web.render(
+            "index.html",
+            context! {
+                title => title,
+                base => self.base_path(stream),
+                current => shared.name.clone(),
+                streams => self.stream_links(),
+                ice_servers_json => ice_servers,
+            },
+        );
+        match rendered {
+            Ok(html) => Response::new(200, "text/html; charset=utf-8", html)
+                .with_header("Cache-Control", "no-cache"),
+            Err(err) => {
+                tracing::error!("rendering the page: {err:#}");
+                self.error_page(
+                    request,
+                    500,
+                    "The page template failed to render; the log says why.",
+                )
+            }
+        }
+    }
+
+    /// An error as a page for browsers and as text for everything else.
+    pub(crate) fn error_page(&self, request: &Request, status: u16, message: &str) -> Response {
+        let wants_html = request
+            .header("accept")
+            .is_some_and(|accept| accept.contains("text/html"));
+        if !wants_html {
+            return Response::text(status, message);
+        }
+        let reason = reason_phrase(status);
+        let rendered = self.web.render(
+            "error.html",
+            context! {
+                status => status,
+                reason => reason,
+                message => message,
+                streams => self.stream_links(),
+            },
+        );
+        match rendered {
+            Ok(html) => Response::new(status, "text/html; charset=utf-8", html),
+            Err(_) => Response::text(status, format!("{status} {reason}: {message}")),
+        }
+    }
+
+    fn api_streams(&self) -> Response {
+        let now = Instant::now();
+        let streams: Vec<serde_json::Value> = self
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let info = *lock(&s.info);
+                let (state, detail) = lock(&s.state).clone();
+                serde_json::json!({
+                    "name": s.name,
+                    "path": self.base_path(i),
+                    "state": state,
+                    "detail": detail,
+                    "width": info.width,
+                    "height": info.height,
+                    "fps": info.fps.as_f64(),
+                    "bitrate_kbps": (lock(&s.bitrate).kbps(now) * 10.0).round() / 10.0,
+                    "viewers": s.viewers.load(Ordering::Relaxed),
+                    "frames_encoded": s.frames_encoded.load(Ordering::Relaxed),
+                    "on_demand": s.on_demand,
+                })
+            })
+            .collect();
+        Response::json(200, &serde_json::json!({ "streams": streams }))
+            .with_header("Cache-Control", "no-store")
+    }
+
+    /// vidgear's protocol: `{"sdp": ..., "type": "offer"}` in, `{"sdp": ..., "type": "answer"}` out.
+    fn offer(&self, request: &Request, stream: usize) -> Response {
+        if request.content_type().as_deref() != Some("application/json") {
+            return Response::text(
+                415,
+                "POST /offer takes application/json: {\"sdp\": \"...\", \"type\": \"offer\"}",
+            );
+        }
+        let value: serde_json::Value = match serde_json::from_slice(&request.body) {
+            Ok(value) => value,
+            Err(err) => return Response::text(400, format!("the body is not valid JSON: {err}")),
+        };
+        let (Some(sdp), Some(kind)) = (
+            value.get("sdp").and_then(|v| v.as_str()),
+            value.get("type").and_then(|v| v.as_str()),
+        ) else {
+            return Response::text(400, "the JSON needs string fields \"sdp\" and \"type\"");
+        };
+        if kind != "offer" {
+            return Response::text(400, format!("\"type\" must be \"offer\", got {kind:?}"));
+        }
+        match self.submit_offer(stream, sdp) {
+            Ok((_, answer)) => {
+                Response::json(200, &serde_json::json!({ "sdp": answer, "type": "answer" }))
+            }
+            Err(response) => response,
+        }
+    }
+
+    /// WHEP: an SDP offer in, `201 Created` with the answer and the session's URL out.
+    fn whep_post(&self, request: &Request, stream: usize) -> Response {
+        if request.content_type().as_deref() != Some("application/sdp") {
+            return Response::text(
+                415,
+                "WHEP takes an SDP offer with Content-Type: application/sdp",
+            );
+        }
+        let Ok(sdp) = std::str::from_utf8(&request.body) else {
+            return Response::text(400, "the SDP offer is not UTF-8 text");
+        };
+        match self.submit_offer(stream, sdp) {
+            Ok((viewer, answer)) => {
+                let location = format!("{}whep/{}", self.base_path(stream), viewer.get());
+                let mut response = Response::new(201, "application/sdp", answer)
+                    .with_header("Location", location)
+                    .with_header("ETag", format!("\"{}\"", viewer.get()));
+                for server in &self.config.ice_servers {
+                    response = response.with_header("Link", server.link_header());
+                }
+                response
+            }
+            Err(response) => response,
+        }
+    }
+
+    fn whep_delete(&self, stream: usize, id: &str) -> Response {
+        let Some(viewer) = id.parse::<u64>().ok().map(ViewerId::from_raw) else {
+            return Response::text(404, format!("no WHEP session {id:?}"));
+        };
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        if self
+            .commands
+            .send(Command::Remove {
+                stream,
+                viewer,
+                reply,
+            })
+            .is_err()
+        {
+            return Response::text(503, "the server is shutting down");
+        }
+        match answer.recv_timeout(Duration::from_secs(5)) {
+            Ok(true) => Response::text(200, "session ended"),
+            Ok(false) => Response::text(404, format!("no WHEP session {id:?}")),
+            Err(_) => Response::text(503, "the media thread did not answer in time")
+                .with_header("Retry-After", "1"),
+        }
+    }
+
+    /// vidgear's reset. rtcgear always broadcasts, like WebGear_RTC with live broadcasting on,
+    /// where one viewer cannot reset the stream for the others: so it answers as vidgear does
+    /// then, with `DISABLED`.
+    fn close_connection(&self, request: &Request) -> Response {
+        if !request.body.is_empty()
+            && serde_json::from_slice::<serde_json::Value>(&request.body).is_err()
+        {
+            return Response::text(400, "the body is not valid JSON");
+        }
+        Response::new(200, "text/plain; charset=utf-8", "DISABLED")
+    }
+
+    fn submit_offer(&self, stream: usize, sdp: &str) -> Result<(ViewerId, String), Response> {
+        if sdp.trim().is_empty() {
+            return Err(Response::text(400, "the SDP offer is empty"));
+        }
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let command = Command::Offer {
+            stream,
+            sdp: sdp.to_string(),
+            reply,
+        };
+        if self.commands.send(command).is_err() {
+            return Err(Response::text(503, "the server is shutting down"));
+        }
+        match answer.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(ok)) => Ok(ok),
+            Ok(Err(OfferError::Full { max })) => Err(Response::text(
+                503,
+                format!("the server has its maximum of {max} viewers; try again later"),
+            )
+            .with_header("Retry-After", "10")),
+            Ok(Err(OfferError::Rtc(err))) => {
+                Err(Response::text(400, format!("cannot use this offer: {err}")))
+            }
+            Err(_) => Err(
+                Response::text(503, "the media thread did not answer in time")
+                    .with_header("Retry-After", "1"),
+            ),
+        }
+    }
+
+    fn allowed_origin(&self, request: &Request) -> Option<String> {
+        let origin = request.header("origin")?;
+        self.config
+            .cors_origins
+            .iter()
+            .find(|allowed| *allowed == "*" || allowed.eq_ignore_ascii_case(origin))
+            .map(|allowed| {
+                if allowed == "*" {
+                    "*".to_string()
+                } else {
+                    origin.to_string()
+                }
+            })
+    }
+
+    fn with_cors(&self, request: &Request, response: Response) -> Response {
+        match self.allowed_origin(request) {
+            Some(origin) => response
+                .with_header("Access-Control-Allow-Origin", origin)
+                .with_header("Access-Control-Expose-Headers", "Location, Link, ETag")
+                .with_header("Vary", "Origin"),
+            None => response,
+        }
+    }
+
+    fn preflight(&self, request: &Request, methods: &str) -> Response {
+        let response = Response::text(204, "").with_header("Allow", methods);
+        match self.allowed_origin(request) {
+            Some(origin) => response
+                .with_header("Access-Control-Allow-Origin", origin)
+                .with_header("Access-Control-Allow-Methods", methods)
+                .with_header(
+                    "Access-Control-Allow-Headers",
+                    "Content-Type, Authorization, If-Match",
+                )
+                .with_header("Access-Control-Expose-Headers", "Location, Link, ETag")
+                .with_header("Access-Control-Max-Age", "600")
+                .with_header("Vary", "Origin"),
+            None => response,
+        }
+    }
+}
+
+fn method_not_allowed(allow: &str) -> Response {
+    Response::text(405, format!("method not allowed here; use {allow}")).with_header("Allow", allow)
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// Reads the request line, headers and body (up to `limit` bytes) into a [`Request`].
+fn read_request(raw: &mut tiny_http::Request, limit: usize) -> Result<Request, Response> {
+    let url = raw.url().to_string();
+    let (path, query) = match url.split_once('?') {
+        Some((path, query)) => (path.to_string(), Some(query.to_string())),
+        None => (url, None),
+    };
+    let headers: Vec<(String, String)> = raw
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_string(),
+            )
+        })
+        .collect();
+    if raw.body_length().is_some_and(|len| len > limit) {
+        return Err(Response::text(
+            413,
+            format!("the body is larger than the {limit} bytes allowed"),
+        ));
+    }
+    let mut body = Vec::new();
+    if let Err(err) = raw
+        .as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+    {
+        return Err(Response::text(
+            400,
+            format!("could not read the body: {err}"),
+        ));
+    }
+    if body.len() > limit {
+        return Err(Response::text(
+            413,
+            format!("the body is larger than the {limit} bytes allowed"),
+        ));
+    }
+    Ok(Request {
+        method: raw.method().as_str().to_ascii_uppercase(),
+        path,
+        query,
+        headers,
+        body,
+        remote: raw.remote_addr().copied(),
+    })
+}

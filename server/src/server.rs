@@ -1,0 +1,368 @@
+//! The server: binds the sockets, starts the threads, and runs until shut down.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crate::config::{check_stream_name, ServerConfig};
+use crate::http::{App, Handler, Middleware, Request, Response};
+use crate::media::{self, Media};
+use crate::stream::{self, SourceState, StreamConfig, StreamShared};
+use crate::web::Web;
+use crate::ServerError;
+
+/// Builds a [`Server`]: settings, streams, and your own routes and middleware.
+pub struct ServerBuilder {
+    config: ServerConfig,
+    streams: Vec<StreamConfig>,
+    routes: HashMap<(String, String), Handler>,
+    middleware: Vec<Middleware>,
+}
+
+impl ServerBuilder {
+    /// Replaces the server-wide settings.
+    pub fn config(mut self, config: ServerConfig) -> ServerBuilder {
+        self.config = config;
+        self
+    }
+
+    /// Adds a stream. The one named `""` answers at `/`, `/offer` and `/whep`; a stream named
+    /// `yard` at `/yard/`, `/yard/offer` and `/yard/whep`.
+    pub fn stream(mut self, stream: StreamConfig) -> ServerBuilder {
+        self.streams.push(stream);
+        self
+    }
+
+    /// Adds a route of your own for `method` (e.g. `"GET"`) and an exact `path`. Your routes
+    /// are looked at before the server's own.
+    pub fn route(
+        mut self,
+        method: &str,
+        path: &str,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> ServerBuilder {
+        self.routes.insert(
+            (method.to_ascii_uppercase(), path.to_string()),
+            Arc::new(handler),
+        );
+        self
+    }
+
+    /// Wraps every request (vidgear's middleware): the function gets the request and the next
+    /// handler, and may answer itself, change the request, or change the response. The first
+    /// one added is the outermost.
+    pub fn middleware(
+        mut self,
+        middleware: impl Fn(&Request, &dyn Fn(&Request) -> Response) -> Response + Send + Sync + 'static,
+    ) -> ServerBuilder {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Checks the settings and binds the HTTP and UDP sockets; nothing runs until
+    /// [`Server::run`].
+    pub fn build(self) -> Result<Server, ServerError> {
+        let ServerBuilder {
+            config,
+            streams,
+            routes,
+            middleware,
+        } = self;
+        if streams.is_empty() {
+            return Err(ServerError::Config(
+                "a server needs at least one stream".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for stream in &streams {
+            check_stream_name(stream.name())?;
+            if !names.insert(stream.name().to_string()) {
+                return Err(ServerError::Config(format!(
+                    "two streams are named {:?}",
+                    stream.name()
+                )));
+            }
+        }
+        let web = Web::new(config.web_dir.clone())?;
+        let http_addr = SocketAddr::new(config.bind, config.http_port);
+        let http = tiny_http::Server::http(http_addr).map_err(|e| ServerError::Bind {
+            what: "HTTP",
+            addr: http_addr,
+            reason: e.to_string(),
+        })?;
+        let http_addr = http
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| ServerError::Config("HTTP is not on an IP socket".into()))?;
+        let udp_port = config.udp_port.unwrap_or(http_addr.port());
+        let udp_addr = SocketAddr::new(config.bind, udp_port);
+        let udp = UdpSocket::bind(udp_addr).map_err(|e| ServerError::Bind {
+            what: "UDP",
+            addr: udp_addr,
+            reason: e.to_string(),
+        })?;
+        let udp_addr = udp.local_addr().map_err(|e| ServerError::Io {
+            context: "reading the UDP address".into(),
+            source: e,
+        })?;
+        let candidates = media::host_candidates(config.bind, udp_addr.port(), config.public_ip);
+        if candidates.is_empty() {
+            return Err(ServerError::Config(format!(
+                "no address to announce to viewers for {}",
+                config.bind
+            )));
+        }
+        let shared = streams
+            .iter()
+            .map(|stream| {
+                Arc::new(StreamShared {
+                    name: stream.name().to_string(),
+                    info: Mutex::new(stream.source_info()),
+                    state: Mutex::new((SourceState::Starting, None)),
+                    viewers: AtomicUsize::new(0),
+                    frames_encoded: AtomicU64::new(0),
+                    bytes_encoded: AtomicU64::new(0),
+                    keyframe_requested: AtomicBool::new(false),
+                    on_demand: stream.is_on_demand(),
+                    bitrate: Mutex::new(Default::default()),
+                })
+            })
+            .collect();
+        Ok(Server {
+            config,
+            web,
+            http: Arc::new(http),
+            http_addr,
+            udp,
+            udp_addr,
+            candidates,
+            streams,
+            shared,
+            routes,
+            middleware,
+            shutdown: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+/// The streaming server: HTTP for the page and signalling, one UDP port for every viewer's
+/// media, and a pipeline (capture and encode threads) per stream.
+///
+/// Threads: `http-N` workers answer requests; `udp-reader` hands datagrams to `rtc`, which owns
+/// every WebRTC session and writes to the socket; each stream has `capture-NAME` and
+/// `encode-NAME`. They talk over bounded channels; nothing blocks on a slow viewer.
+pub struct Server {
+    config: ServerConfig,
+    web: Web,
+    http: Arc<tiny_http::Server>,
+    http_addr: SocketAddr,
+    udp: UdpSocket,
+    udp_addr: SocketAddr,
+    candidates: Vec<SocketAddr>,
+    streams: Vec<StreamConfig>,
+    shared: Vec<Arc<StreamShared>>,
+    routes: HashMap<(String, String), Handler>,
+    middleware: Vec<Middleware>,
+    shutdown: Arc<AtomicBool>,
+}
+
+/// Stops a running [`Server`] from another thread or a signal handler.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to close every session, stop its threads and return from
+    /// [`Server::run`].
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+    }
+
+    /// The flag itself, for `signal_hook::flag::register`.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
+    }
+}
+
+impl Server {
+    /// Starts building a server with the default settings and no streams.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            config: ServerConfig::default(),
+            streams: Vec::new(),
+            routes: HashMap::new(),
+            middleware: Vec::new(),
+        }
+    }
+
+    /// The HTTP address, with the real port when 0 was asked for.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The UDP address for media.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// The addresses announced to viewers as ICE candidates.
+    pub fn candidates(&self) -> &[SocketAddr] {
+        &self.candidates
+    }
+
+    /// URLs to open in a browser: loopback first, then the other announced addresses.
+    pub fn urls(&self) -> Vec<String> {
+        let port = self.http_addr.port();
+        let mut ips: Vec<IpAddr> = if self.http_addr.ip().is_unspecified() {
+            let mut ips = vec![IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
+            ips.extend(
+                self.candidates
+                    .iter()
+                    .map(SocketAddr::ip)
+                    .filter(|ip| !ip.is_loopback()),
+            );
+            ips
+        } else {
+            vec![self.http_addr.ip()]
+        };
+        ips.dedup();
+        ips.into_iter()
+            .map(|ip| match ip {
+                IpAddr::V4(v4) => format!("http://{v4}:{port}/"),
+                IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
+            })
+            .collect()
+    }
+
+    /// A handle that stops the server.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            flag: self.shutdown.clone(),
+        }
+    }
+
+    /// Runs until [`ShutdownHandle::shutdown`], then closes every session and joins every
+    /// thread.
+    pub fn run(self) -> Result<(), ServerError> {
+        let Server {
+            config,
+            web,
+            http,
+            udp,
+            candidates,
+            streams,
+            shared,
+            routes,
+            middleware,
+            shutdown,
+            ..
+        } = self;
+        let spawn_error = |e: std::io::Error| ServerError::Io {
+            context: "starting a thread".into(),
+            source: e,
+        };
+        // The reader wakes up now and then to notice shutdown.
+        udp.set_read_timeout(Some(Duration::from_millis(200)))
+            .map_err(|e| ServerError::Io {
+                context: "setting the UDP read timeout".into(),
+                source: e,
+            })?;
+        let reader_socket = udp.try_clone().map_err(|e| ServerError::Io {
+            context: "sharing the UDP socket".into(),
+            source: e,
+        })?;
+        let (udp_tx, udp_rx) = crossbeam_channel::bounded(4096);
+        let (media_tx, media_rx) = crossbeam_channel::bounded(64);
+        let (command_tx, command_rx) = crossbeam_channel::bounded(256);
+
+        let mut threads = Vec::new();
+        {
+            let shutdown = shutdown.clone();
+            threads.push(
+                thread::Builder::new()
+                    .name("udp-reader".into())
+                    .spawn(move || media::udp_reader(reader_socket, udp_tx, shutdown))
+                    .map_err(spawn_error)?,
+            );
+        }
+        {
+            let media = Media::new(
+                udp,
+                candidates,
+                shared.clone(),
+                config.max_viewers,
+                config.ice_timeout,
+            );
+            let shutdown = shutdown.clone();
+            threads.push(
+                thread::Builder::new()
+                    .name("rtc".into())
+                    .spawn(move || media.run(udp_rx, media_rx, command_rx, shutdown))
+                    .map_err(spawn_error)?,
+            );
+        }
+        for (index, (stream, shared)) in streams.into_iter().zip(shared.iter()).enumerate() {
+            let pipeline = stream::start(
+                index,
+                stream,
+                shared.clone(),
+                media_tx.clone(),
+                shutdown.clone(),
+            )
+            .map_err(spawn_error)?;
+            threads.push(pipeline.capture);
+            threads.push(pipeline.encode);
+        }
+        drop(media_tx);
+
+        let workers = config.http_workers.max(1);
+        let app = Arc::new(App {
+            config,
+            web,
+            streams: shared,
+            commands: command_tx,
+            routes,
+            middleware,
+        });
+        for n in 0..workers {
+            let app = app.clone();
+            let http = http.clone();
+            let shutdown = shutdown.clone();
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("http-{n}"))
+                    .spawn(move || {
+                        while !shutdown.load(Ordering::Relaxed) {
+                            match http.recv_timeout(Duration::from_millis(200)) {
+                                Ok(Some(request)) => app.serve(request),
+                                Ok(None) => {}
+                                Err(err) => {
+                                    tracing::warn!("HTTP accept: {err}");
+                                    thread::sleep(Duration::from_millis(50));
+                                }
+                            }
+                        }
+                    })
+                    .map_err(spawn_error)?,
+            );
+        }
+        drop(app);
+
+        while !shutdown.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(50));
+        }
+        tracing::info!("shutting down");
+        for thread in threads {
+            let name = thread.thread().name().unwrap_or("?").to_string();
+            if thread.join().is_err() {
+                tracing::error!("thread {name} panicked");
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,375 @@
+//! One stream: its settings, its live state, and the pipeline threads that turn its source into
+//! H.264 (source -> transforms -> encoder).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rtcgear_capture::{Frame, Source, SourceInfo};
+use rtcgear_encode::{EncodedFrame, Encoder, EncoderConfig, RateControl};
+
+/// One stream of a server: a named source with its encoder settings.
+///
+/// ```
+/// use rtcgear_capture::TestPattern;
+/// use rtcgear_server::StreamConfig;
+///
+/// let pattern = TestPattern::builder().size(640, 480).build().unwrap();
+/// let stream = StreamConfig::new("desk", pattern).bitrate_kbps(1500).always_live(true);
+/// assert_eq!(stream.name(), "desk");
+/// ```
+pub struct StreamConfig {
+    name: String,
+    source: Box<dyn Source>,
+    bitrate_kbps: Option<u32>,
+    keyframe_interval: Duration,
+    threads: u32,
+    on_demand: bool,
+}
+
+impl StreamConfig {
+    /// A stream named `name` (empty for the default stream at `/`) from `source`.
+    pub fn new(name: impl Into<String>, source: impl Source + 'static) -> StreamConfig {
+        StreamConfig {
+            name: name.into(),
+            source: Box::new(source),
+            bitrate_kbps: None,
+            keyframe_interval: Duration::from_secs(2),
+            threads: 0,
+            on_demand: true,
+        }
+    }
+
+    /// The stream's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn source_info(&self) -> SourceInfo {
+        self.source.info()
+    }
+
+    pub(crate) fn is_on_demand(&self) -> bool {
+        self.on_demand
+    }
+
+    /// The target bitrate in kbit/s, capped by a VBV buffer (default: chosen by the encoder
+    /// for the size and rate).
+    pub fn bitrate_kbps(mut self, kbps: u32) -> StreamConfig {
+        self.bitrate_kbps = Some(kbps);
+        self
+    }
+
+    /// The longest time between two keyframes (default 2 s). Viewers that join or lose
+    /// pictures get one at once anyway.
+    pub fn keyframe_interval(mut self, interval: Duration) -> StreamConfig {
+        self.keyframe_interval = interval;
+        self
+    }
+
+    /// Encoder threads (default 0: as many as x264 thinks best).
+    pub fn encoder_threads(mut self, threads: u32) -> StreamConfig {
+        self.threads = threads;
+        self
+    }
+
+    /// Keep capturing and encoding with no viewers (default `false`: the stream idles until
+    /// someone watches, then starts with a keyframe).
+    pub fn always_live(mut self, always: bool) -> StreamConfig {
+        self.on_demand = !always;
+        self
+    }
+}
+
+/// What `/api/streams` and the logs say about a stream's source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SourceState {
+    /// Waiting for the first frame.
+    Starting,
+    /// Frames are flowing.
+    Live,
+    /// No viewers: the stream sleeps until one comes (on-demand streams).
+    Idle,
+    /// The source reported an error and is being retried.
+    Reconnecting,
+    /// The source ended (the end of a file, say).
+    Ended,
+    /// The encoder could not be started for this source; the log says why.
+    Failed,
+}
+
+/// A stream's live state, shared between its threads, the RTC thread and HTTP.
+pub(crate) struct StreamShared {
+    pub(crate) name: String,
+    pub(crate) info: Mutex<SourceInfo>,
+    pub(crate) state: Mutex<(SourceState, Option<String>)>,
+    pub(crate) viewers: AtomicUsize,
+    pub(crate) frames_encoded: AtomicU64,
+    pub(crate) bytes_encoded: AtomicU64,
+    pub(crate) keyframe_requested: AtomicBool,
+    pub(crate) on_demand: bool,
+    pub(crate) bitrate: Mutex<BitrateMeter>,
+}
+
+impl StreamShared {
+    pub(crate) fn set_state(&self, state: SourceState, detail: Option<String>) {
+        let mut current = lock(&self.state);
+        if current.0 != state || current.1 != detail {
+            match &detail {
+                Some(detail) => {
+                    tracing::info!(stream = %self.label(), "source {state:?}: {detail}")
+                }
+                None => tracing::info!(stream = %self.label(), "source {state:?}"),
+            }
+            *current = (state, detail);
+        }
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        if self.name.is_empty() {
+            "default"
+        } else {
+            &self.name
+        }
+    }
+
+    fn active(&self) -> bool {
+        !self.on_demand || self.viewers.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// Bits per second over the last few seconds.
+#[derive(Default)]
+pub(crate) struct BitrateMeter {
+    samples: std::collections::VecDeque<(Instant, usize)>,
+}
+
+impl BitrateMeter {
+    fn add(&mut self, now: Instant, bytes: usize) {
+        self.samples.push_back((now, bytes));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(3))
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    pub(crate) fn kbps(&self, now: Instant) -> f64 {
+        let Some((first, _)) = self.samples.front() else {
+            return 0.0;
+        };
+        let span = now.duration_since(*first).as_secs_f64().max(1.0);
+        let bytes: usize = self.samples.iter().map(|(_, b)| b).sum();
+        bytes as f64 * 8.0 / span / 1000.0
+    }
+}
+
+/// An encoded frame on its way to the RTC thread.
+pub(crate) struct StreamFrame {
+    pub(crate) stream: usize,
+    pub(crate) frame: EncodedFrame,
+}
+
+/// The two pipeline threads of one stream.
+pub(crate) struct Pipeline {
+    pub(crate) capture: thread::JoinHandle<()>,
+    pub(crate) encode: thread::JoinHandle<()>,
+}
+
+/// Starts the capture and encode threads of stream `index`.
+pub(crate) fn start(
+    index: usize,
+    config: StreamConfig,
+    shared: Arc<StreamShared>,
+    media_tx: Sender<StreamFrame>,
+    shutdown: Arc<AtomicBool>,
+) -> std::io::Result<Pipeline> {
+    // A hand-off of one frame: when the encoder is busy, the capture thread replaces the
+    // waiting frame with the newer one, so latency never queues up.
+    let (frame_tx, frame_rx) = crossbeam_channel::bounded::<Frame>(1);
+    let label = shared.label().to_string();
+    let StreamConfig {
+        source,
+        bitrate_kbps,
+        keyframe_interval,
+        threads,
+        ..
+    } = config;
+    let capture = {
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        let stale_rx = frame_rx.clone();
+        thread::Builder::new()
+            .name(format!("capture-{label}"))
+            .spawn(move || capture_loop(source, &shared, &frame_tx, &stale_rx, &shutdown))?
+    };
+    let encode = thread::Builder::new()
+        .name(format!("encode-{label}"))
+        .spawn(move || {
+            let settings = EncodeSettings {
+                bitrate_kbps,
+                keyframe_interval,
+                threads,
+            };
+            encode_loop(index, settings, &shared, &frame_rx, &media_tx, &shutdown)
+        })?;
+    Ok(Pipeline { capture, encode })
+}
+
+fn capture_loop(
+    mut source: Box<dyn Source>,
+    shared: &StreamShared,
+    frame_tx: &Sender<Frame>,
+    stale_rx: &Receiver<Frame>,
+    shutdown: &AtomicBool,
+) {
+    let mut failures = 0u32;
+    while !shutdown.load(Ordering::Relaxed) {
+        if !shared.active() {
+            shared.set_state(SourceState::Idle, None);
+            thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        match source.next() {
+            None => {
+                shared.set_state(SourceState::Ended, None);
+                return;
+            }
+            Some(Err(err)) => {
+                failures += 1;
+                shared.set_state(SourceState::Reconnecting, Some(err.to_string()));
+                // Back off a little more on each failure in a row, up to 2 s, while staying
+                // responsive to shutdown.
+                let pause = Duration::from_millis(100 * u64::from(failures.min(20)));
+                let until = Instant::now() + pause;
+                while Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(20));
+                }
+            }
+            Some(Ok(frame)) => {
+                failures = 0;
+                shared.set_state(SourceState::Live, None);
+                let mut frame = frame;
+                loop {
+                    match frame_tx.try_send(frame) {
+                        Ok(()) => break,
+                        Err(TrySendError::Full(back)) => {
+                            // Drop the stale frame the encoder has not taken yet.
+                            let _ = stale_rx.try_recv();
+                            frame = back;
+                        }
+                        Err(TrySendError::Disconnected(_)) => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct EncodeSettings {
+    bitrate_kbps: Option<u32>,
+    keyframe_interval: Duration,
+    threads: u32,
+}
+
+fn encode_loop(
+    index: usize,
+    settings: EncodeSettings,
+    shared: &StreamShared,
+    frame_rx: &Receiver<Frame>,
+    media_tx: &Sender<StreamFrame>,
+    shutdown: &AtomicBool,
+) {
+    let mut encoder: Option<Encoder> = None;
+    let mut was_active = false;
+    while !shutdown.load(Ordering::Relaxed) {
+        let frame = match frame_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(frame) => frame,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        };
+        let active = shared.active();
+        if !active {
+            was_active = false;
+            continue;
+        }
+        let size_changed = encoder.as_ref().is_some_and(|e| {
+            (e.config().width, e.config().height) != (frame.width(), frame.height())
+        });
+        if encoder.is_none() || size_changed {
+            let fps = lock(&shared.info).fps;
+            let mut config = EncoderConfig::new(frame.width(), frame.height(), fps);
+            if let Some(kbps) = settings.bitrate_kbps {
+                config.rate = RateControl::Bitrate { kbps };
+            }
+            config.keyframe_interval =
+                ((settings.keyframe_interval.as_secs_f64() * fps.as_f64()).round() as u32).max(1);
+            config.threads = settings.threads;
+            match Encoder::new(config) {
+                Ok(new) => {
+                    tracing::info!(
+                        stream = %shared.label(),
+                        "encoding {}x{} at {} fps",
+                        frame.width(),
+                        frame.height(),
+                        fps
+                    );
+                    let mut info = lock(&shared.info);
+                    info.width = frame.width();
+                    info.height = frame.height();
+                    encoder = Some(new);
+                }
+                Err(err) => {
+                    shared.set_state(SourceState::Failed, Some(err.to_string()));
+                    continue;
+                }
+            }
+        }
+        // Checked just above: the encoder exists.
+        let Some(enc) = encoder.as_mut() else {
+            continue;
+        };
+        if !was_active || shared.keyframe_requested.swap(false, Ordering::Relaxed) {
+            enc.request_keyframe();
+            was_active = true;
+        }
+        if let Err(err) = enc.send_frame(&frame) {
+            tracing::warn!(stream = %shared.label(), "encoder refused a frame: {err}");
+            continue;
+        }
+        while let Some(packet) = enc.receive_packet() {
+            let now = Instant::now();
+            shared.frames_encoded.fetch_add(1, Ordering::Relaxed);
+            shared
+                .bytes_encoded
+                .fetch_add(packet.data.len() as u64, Ordering::Relaxed);
+            lock(&shared.bitrate).add(now, packet.data.len());
+            match media_tx.try_send(StreamFrame {
+                stream: index,
+                frame: packet,
+            }) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    // The RTC thread is behind: drop this frame, and start again from a
+                    // keyframe so no viewer decodes a broken reference chain.
+                    tracing::debug!(stream = %shared.label(), "RTC thread busy, frame dropped");
+                    shared.keyframe_requested.store(true, Ordering::Relaxed);
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+}
+
+/// Locks a mutex, carrying on with the data if another thread panicked while holding it (the
+/// data here is plain state, valid at every point).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
