@@ -1,0 +1,12 @@
+//! End-to-end tests: the real server, a real browser, real outside WebRTC clients.
+
+mod browser;
+
+use std::sync::{Mutex, MutexGuard};
+
+/// Tests that stream video take turns: on two cores, two browsers at once would measure the
+/// machine rather than rtcgear.
+pub fn heavy() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
