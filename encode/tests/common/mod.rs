@@ -1,0 +1,172 @@
+//! Helpers shared by the integration tests and the benchmark: capture's test pattern and the
+//! FFmpeg command-line tools as an independent decoder.
+
+#![allow(dead_code)] // Each user takes the helpers it needs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rtcgear_capture::{Frame, TestPattern};
+use rtcgear_encode::EncodedFrame;
+
+/// `count` frames of capture's test pattern (ramps, a sliding square and the timestamp stamp),
+/// made as fast as possible, each with its capture time.
+pub fn pattern(width: u32, height: u32, count: u64) -> Vec<Frame> {
+    let pattern = TestPattern::builder()
+        .size(width, height)
+        .paced(false)
+        .frames(count)
+        .build()
+        // The test and bench sizes are even and wide enough for the stamp.
+        .expect("a valid test pattern size");
+    pattern
+        .collect::<Result<_, _>>()
+        .expect("the test pattern draws every frame")
+}
+
+/// A file in the temp directory with a name no other test or process uses; removed on drop.
+pub struct TempFile(PathBuf);
+
+impl TempFile {
+    pub fn new(name: &str) -> TempFile {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+        let file = format!("rtcgear-encode-{}-{unique}-{name}", std::process::id());
+        TempFile(std::env::temp_dir().join(file))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs one of FFmpeg's tools and returns its output; panics with a clear message when the tool
+/// is missing or fails, because a test that needs a decoder must not pass without one.
+pub fn run(tool: &str, args: &[&str]) -> Output {
+    let output = Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| {
+            panic!(
+            "cannot run `{tool}` ({err}): these tests decode with the FFmpeg command-line tools; \
+             install them (apt-get install ffmpeg) or run the repository's test script"
+        )
+        });
+    assert!(
+        output.status.success(),
+        "`{tool} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Writes the access units one after another: an Annex B elementary stream.
+pub fn write_stream(packets: &[EncodedFrame], name: &str) -> TempFile {
+    let file = TempFile::new(name);
+    let bytes: Vec<u8> = packets
+        .iter()
+        .flat_map(|p| p.data.iter().copied())
+        .collect();
+    std::fs::write(file.path(), bytes).expect("the temp directory is writable");
+    file
+}
+
+/// `(key_frame, pict_type)` of every frame FFmpeg decodes from an H.264 stream.
+pub fn probe_frames(path: &Path) -> Vec<(bool, String)> {
+    let path = path.to_str().expect("temp paths are UTF-8");
+    let output = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-f",
+            "h264",
+            "-show_frames",
+            "-show_entries",
+            "frame=key_frame,pict_type",
+            "-of",
+            "csv=p=0",
+            path,
+        ],
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            // Side data (x264's SEI on the first frame) may follow as further fields.
+            let mut fields = line.split(',');
+            let key = fields.next().unwrap_or_default().trim() == "1";
+            let kind = fields.next().unwrap_or_default().trim().to_owned();
+            (key, kind)
+        })
+        .collect()
+}
+
+/// A field of the stream as ffprobe reports it: `profile`, `level`, `width`, ...
+pub fn probe_stream(path: &Path, field: &str) -> String {
+    let path = path.to_str().expect("temp paths are UTF-8");
+    let entries = format!("stream={field}");
+    let output = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-f",
+            "h264",
+            "-show_entries",
+            &entries,
+            "-of",
+            "default=nw=1:nk=1",
+            path,
+        ],
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Decodes an H.264 stream with FFmpeg to packed I420 frames.
+pub fn decode(path: &Path, width: u32, height: u32) -> Vec<Vec<u8>> {
+    let path = path.to_str().expect("temp paths are UTF-8");
+    let output = run(
+        "ffmpeg",
+        &[
+            "-v", "error", "-f", "h264", "-i", path, "-f", "rawvideo", "-pix_fmt", "yuv420p", "-",
+        ],
+    );
+    let frame_len = (width * height * 3 / 2) as usize;
+    assert_eq!(
+        output.stdout.len() % frame_len,
+        0,
+        "FFmpeg's output is not a whole number of {width}x{height} frames"
+    );
+    output
+        .stdout
+        .chunks_exact(frame_len)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// The PSNR in dB of a picture against the original, over all samples.
+pub fn psnr(original: &[u8], decoded: &[u8]) -> f64 {
+    assert_eq!(original.len(), decoded.len());
+    let squared: u64 = original
+        .iter()
+        .zip(decoded)
+        .map(|(&a, &b)| {
+            let d = i64::from(a) - i64::from(b);
+            (d * d) as u64
+        })
+        .sum();
+    if squared == 0 {
+        return f64::INFINITY;
+    }
+    let mse = squared as f64 / original.len() as f64;
+    10.0 * (255.0 * 255.0 / mse).log10()
+}
