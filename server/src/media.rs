@@ -248,6 +248,11 @@ impl Media {
                 Output::Event(event) => self.handle_event(index, event),
                 Output::Timeout(at) => {
                     self.timeouts[index] = at;
+                    // Counted as soon as an offer is answered, so an idle stream starts
+                    // capturing and encoding while the viewer is still connecting.
+                    self.streams[index]
+                        .viewers
+                        .store(self.broadcasts[index].viewer_count(), Ordering::Relaxed);
                     return;
                 }
             }
@@ -268,9 +273,6 @@ impl Media {
             }
             _ => {}
         }
-        shared
-            .viewers
-            .store(self.broadcasts[index].viewer_count(), Ordering::Relaxed);
     }
 
     /// The local address a datagram from `source` arrived at. The socket may be bound to every

@@ -1,6 +1,8 @@
 //! End-to-end tests: the real server, a real browser, real outside WebRTC clients.
 
+mod bad_input;
 mod browser;
+mod outside;
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -266,6 +266,15 @@ impl Browser {
         )
     }
 
+    /// Runs `script` asynchronously: it calls `arguments[arguments.length - 1](result)` when done.
+    pub fn eval_async(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/async",
+            json!({ "script": script, "args": [] }),
+        )
+    }
+
     /// Opens a new tab, switches to it, and returns its handle.
     pub fn new_tab(&self) -> String {
         let value = self.call("POST", "/window/new", json!({ "type": "tab" }));
