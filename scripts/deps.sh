@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Checks, and installs where missing, what rtcgear needs from the system.
+#   scripts/deps.sh run    what building and running `rtcgear serve` needs
+#   scripts/deps.sh test   that, plus what the tests need (FFmpeg, Chromium, aiortc)
+# Debian packages come from apt-get (as root, or through sudo); aiortc goes into .tools/venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want=${1:-run}
+packages=(pkg-config libx264-dev libclang-dev)
+if [ "$want" = test ]; then
+  packages+=(ffmpeg chromium chromium-driver python3-venv)
+fi
+
+say() { printf '[deps] %s\n' "$*" >&2; }
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  if [ "$(id -u)" = 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else
+    say "need root to run: apt-get install -y ${missing[*]}"; exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -q >&2
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+command -v cargo >/dev/null || { say "cargo is missing: install Rust (https://rustup.rs)"; exit 1; }
+if [ "$want" = test ]; then
+  for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+      say "adding the $component component"
+      rustup component add "$component" >&2
+    fi
+  done
+  venv=.tools/venv
+  if ! "$venv/bin/python" -c "import aiortc, av, numpy" 2>/dev/null; then
+    say "installing aiortc into $venv (the outside WebRTC client of the tests)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r tests/clients/requirements.txt >&2
+  fi
+fi
+say "all set for '$want'"
