@@ -20,7 +20,9 @@ fn main() -> ExitCode {
             print_help();
             return ExitCode::SUCCESS;
         }
-        Some(other) => Err(format!("unknown task {other:?}; `cargo xtask help` lists them")),
+        Some(other) => Err(format!(
+            "unknown task {other:?}; `cargo xtask help` lists them"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -72,7 +74,15 @@ fn ci(root: &Path, extra: &[String]) -> Result<(), String> {
     step(
         root,
         "clippy",
-        &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &[],
     )?;
     step(
@@ -84,7 +94,10 @@ fn ci(root: &Path, extra: &[String]) -> Result<(), String> {
     let mut test = vec!["test", "--workspace", "--locked"];
     test.extend(extra.iter().map(String::as_str));
     step(root, "tests", &test, &[])?;
-    eprintln!("\nci: every check passed in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "\nci: every check passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
