@@ -200,6 +200,14 @@ fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<TestP
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // The server checks this too, but cannot name the flag.
+    if let Some(dir) = args.web_dir.as_ref().filter(|dir| !dir.is_dir()) {
+        bail!(
+            "--web-dir {}: no such folder (make one with `rtcgear export-web {}`)",
+            dir.display(),
+            dir.display()
+        );
+    }
     let config = {
         let mut config = ServerConfig::default();
         config.bind = args.bind;

@@ -77,6 +77,7 @@ mod http;
 mod media;
 mod server;
 mod stream;
+mod stun;
 mod web;
 
 pub use config::{IceServer, ServerConfig};

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 use rtcgear_rtc::{Broadcast, BroadcastConfig, BroadcastEvent, Output, RtcError, ViewerId};
 
+use crate::config::IceServer;
 use crate::stream::{StreamFrame, StreamShared};
+use crate::stun;
 
 /// What the HTTP side asks of the RTC thread.
 pub(crate) enum Command {
@@ -341,4 +343,34 @@ pub(crate) fn host_candidates(
     ips.into_iter()
         .map(|ip| SocketAddr::new(ip, port))
         .collect()
+}
+
+/// How long startup waits for a STUN server's answer, over all retransmissions.
+const STUN_WAIT: Duration = Duration::from_millis(1500);
+
+/// Asks the STUN server `stun` for the public address of `socket` (the media socket, before any
+/// thread reads it) and adds it to `candidates` if it is new. A failure is logged and otherwise
+/// ignored: the server still works on the host candidates.
+///
+/// The mapped address is announced as a host candidate, as `public_ip` is: the `rtc` crate
+/// announces every configured address that way, and browsers connect to it all the same.
+pub(crate) fn add_reflexive_candidate(
+    socket: &UdpSocket,
+    stun: &IceServer,
+    candidates: &mut Vec<SocketAddr>,
+) {
+    match stun::mapped_address(socket, stun, STUN_WAIT) {
+        Ok(mapped) if candidates.contains(&mapped) => {
+            tracing::info!("STUN server {stun} sees the media port as {mapped}, already announced");
+        }
+        Ok(mapped) => {
+            tracing::info!("STUN server {stun} sees the media port as {mapped}; announcing it");
+            candidates.push(mapped);
+            // As in host_candidates: loopback last.
+            candidates.sort_by_key(|c| c.ip().is_loopback());
+        }
+        Err(reason) => {
+            tracing::warn!("no server-reflexive candidate from STUN server {stun}: {reason}");
+        }
+    }
 }

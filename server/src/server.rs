@@ -108,12 +108,21 @@ impl ServerBuilder {
             context: "reading the UDP address".into(),
             source: e,
         })?;
-        let candidates = media::host_candidates(config.bind, udp_addr.port(), config.public_ip);
+        let mut candidates = media::host_candidates(config.bind, udp_addr.port(), config.public_ip);
         if candidates.is_empty() {
             return Err(ServerError::Config(format!(
                 "no address to announce to viewers for {}",
                 config.bind
             )));
+        }
+        // Ask from the media socket itself, so the NAT mapping found is the media port's.
+        // Only `stun:` over UDP; `stuns:` is TLS over TCP and cannot speak for a UDP port.
+        if let Some(stun) = config
+            .ice_servers
+            .iter()
+            .find(|server| server.urls.starts_with("stun:"))
+        {
+            media::add_reflexive_candidate(&udp, stun, &mut candidates);
         }
         let shared = streams
             .iter()

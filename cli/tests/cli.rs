@@ -1,0 +1,444 @@
+//! The `rtcgear` binary as a user runs it: help, bad input and its exit codes, `serve` answering
+//! HTTP and stopping on SIGTERM/SIGINT, `encode` and `export-web`. Every child process is
+//! bounded in time and killed if it overstays, so no test can hang.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rtcgear");
+
+/// A child that is killed when dropped, so a failing assertion leaves no process behind.
+struct Running {
+    child: Child,
+    stdout_lines: mpsc::Receiver<String>,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+impl Running {
+    fn spawn(args: &[&str]) -> Running {
+        let mut child = Command::new(BIN)
+            .args(args)
+            // Logs at their default level, whatever the caller's environment says.
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting rtcgear");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        // Both pipes are drained all along, so the child never blocks on a full pipe.
+        let (tx, stdout_lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut text);
+            text
+        });
+        Running {
+            child,
+            stdout_lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Waits for the child to exit within `limit`; kills it and fails the test otherwise.
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling the child") {
+                return status;
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "rtcgear did not exit within {limit:?}; stderr:\n{}",
+                    self.stderr_text()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The next stdout line, or `None` after `limit` or at the end of output.
+    fn next_line(&self, limit: Duration) -> Option<String> {
+        self.stdout_lines.recv_timeout(limit).ok()
+    }
+
+    /// Everything on stderr; only once the child has exited.
+    fn stderr_text(&mut self) -> String {
+        self.stderr
+            .take()
+            .map(|thread| thread.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What a finished run printed, and how it ended.
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `rtcgear args` to the end, within `limit`.
+fn run(args: &[&str], limit: Duration) -> Output {
+    let mut running = Running::spawn(args);
+    let status = running.wait(limit);
+    let mut stdout = String::new();
+    while let Some(line) = running.next_line(Duration::from_secs(2)) {
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    Output {
+        code: status.code(),
+        stdout,
+        stderr: running.stderr_text(),
+    }
+}
+
+/// A fresh, empty folder for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("rtcgear-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("making a temporary folder");
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const QUICK: Duration = Duration::from_secs(10);
+
+#[test]
+fn help_lists_the_commands_and_the_serve_flags() {
+    let top = run(&["--help"], QUICK);
+    assert_eq!(top.code, Some(0), "{}", top.stderr);
+    for command in ["serve", "encode", "export-web"] {
+        assert!(
+            top.stdout.contains(command),
+            "--help lacks {command}:\n{}",
+            top.stdout
+        );
+    }
+
+    let serve = run(&["serve", "--help"], QUICK);
+    assert_eq!(serve.code, Some(0), "{}", serve.stderr);
+    for flag in [
+        "--source",
+        "--stream",
+        "--bind",
+        "--port",
+        "--udp-port",
+        "--size",
+        "--fps",
+        "--bitrate",
+        "--web-dir",
+        "--ice-server",
+        "--public-ip",
+        "--max-viewers",
+        "-v, --verbose",
+    ] {
+        assert!(
+            serve.stdout.contains(flag),
+            "serve --help lacks {flag}:\n{}",
+            serve.stdout
+        );
+    }
+}
+
+/// Checks that `serve ARGS` exits with `code` and a message on stderr naming `flag`.
+fn check_refused(args: &[&str], code: i32, flag: &str, why: &str) {
+    // On a free loopback port, so that a bug that lets the input through still cannot clash
+    // with anything; the time limit then ends it.
+    let mut all = vec![
+        "serve",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--udp-port",
+        "0",
+    ];
+    // `--bind` given twice would be a clap error of its own.
+    if args.contains(&"--bind") {
+        all.truncate(1);
+        all.extend(["--port", "0", "--udp-port", "0"]);
+    }
+    all.extend(args);
+    let out = run(&all, QUICK);
+    assert_eq!(out.code, Some(code), "{args:?}: stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains(flag) && out.stderr.contains(why),
+        "{args:?}: stderr lacks {flag:?} and {why:?}:\n{}",
+        out.stderr
+    );
+    assert!(
+        !out.stdout.contains("http://"),
+        "{args:?} served:\n{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn bad_values_are_usage_errors() {
+    check_refused(&["--size", "12"], 2, "--size", "WIDTHxHEIGHT");
+    check_refused(&["--size", "321x240"], 2, "--size", "even");
+    check_refused(&["--fps", "0"], 2, "--fps", "1..=240");
+    check_refused(
+        &["--ice-server", "turn:host"],
+        2,
+        "--ice-server",
+        "credentials",
+    );
+    check_refused(&["--bind", "nonsense"], 2, "--bind", "nonsense");
+}
+
+#[test]
+fn unusable_settings_exit_1_naming_the_flag() {
+    check_refused(
+        &["--source", "/dev/video9"],
+        1,
+        "--source",
+        "unknown source",
+    );
+    check_refused(&["--stream", "=test"], 1, "--stream", "name is empty");
+    check_refused(&["--stream", "yard"], 1, "--stream", "NAME=SOURCE");
+    check_refused(
+        &["--web-dir", "/nonexistent"],
+        1,
+        "--web-dir",
+        "/nonexistent",
+    );
+}
+
+/// Starts `rtcgear serve` on free loopback ports and returns it with its URL.
+fn serve() -> (Running, String) {
+    let running = Running::spawn(&[
+        "serve",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--udp-port",
+        "0",
+        "--size",
+        "320x240",
+    ]);
+    let deadline = Instant::now() + QUICK;
+    while let Some(line) = running.next_line(deadline.saturating_duration_since(Instant::now())) {
+        let line = line.trim();
+        if line.starts_with("http://") {
+            return (running, line.to_string());
+        }
+    }
+    let mut running = running;
+    let _ = running.child.kill();
+    panic!("no URL on stdout; stderr:\n{}", running.stderr_text());
+}
+
+/// `GET url + path` over plain HTTP/1.1; returns the status line and the body.
+fn get(url: &str, path: &str) -> (String, String) {
+    let authority = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .expect("a URL like http://127.0.0.1:PORT/");
+    let addr: SocketAddr = authority.parse().expect("an IP and a port");
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connecting");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("setting a timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sending the request");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .expect("reading the reply");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("headers and a body");
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, body.to_string())
+}
+
+fn check_serve_stops_on(signal: &str) {
+    let (mut running, url) = serve();
+    let port = url
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .expect("a port in the URL");
+    assert!(url.starts_with("http://127.0.0.1:") && port != 0, "{url}");
+    let (status, body) = get(&url, "/api/streams");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}\n{body}");
+    assert!(
+        body.trim_start().starts_with(['[', '{']),
+        "not JSON: {body}"
+    );
+    assert!(body.contains("\"width\":320"), "{body}");
+
+    running.signal(signal);
+    let status = running.wait(Duration::from_secs(5));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "after SIG{signal}: {status}; stderr:\n{}",
+        running.stderr_text()
+    );
+}
+
+#[test]
+fn serve_answers_and_stops_on_sigterm() {
+    check_serve_stops_on("TERM");
+}
+
+#[test]
+fn serve_answers_and_stops_on_sigint() {
+    check_serve_stops_on("INT");
+}
+
+#[test]
+fn serve_on_a_taken_port_says_so() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("binding a port");
+    let port = taken.local_addr().expect("its address").port().to_string();
+    let out = run(
+        &[
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--size",
+            "320x240",
+        ],
+        QUICK,
+    );
+    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains(&port) && out.stderr.contains("--port"),
+        "{}",
+        out.stderr
+    );
+    drop(taken);
+}
+
+#[test]
+fn encode_writes_the_frames_asked_for() {
+    let dir = TempDir::new("encode");
+    let file = dir.path().join("x.h264");
+    let file_arg = file.to_str().expect("a UTF-8 temporary path");
+    let out = run(
+        &[
+            "encode", "-o", file_arg, "--frames", "30", "--size", "320x240",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+    assert!(out.stdout.contains("wrote 30 frames"), "{}", out.stdout);
+    assert!(file.metadata().expect("the output exists").len() > 0);
+
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames,width,height",
+            "-of",
+            "default=noprint_wrappers=1",
+        ])
+        .arg(&file)
+        .output()
+        .expect("running ffprobe");
+    let report = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    assert!(report.contains("nb_read_frames=30"), "{report}");
+    assert!(
+        report.contains("width=320") && report.contains("height=240"),
+        "{report}"
+    );
+}
+
+#[test]
+fn export_web_writes_once_unless_forced() {
+    let dir = TempDir::new("export");
+    let target = dir.path().join("web");
+    let target_arg = target.to_str().expect("a UTF-8 temporary path");
+    let first = run(&["export-web", target_arg], QUICK);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let index = target.join("templates/index.html");
+    let player = target.join("static/player.js");
+    assert!(index.is_file() && player.is_file(), "{}", first.stdout);
+    assert!(first.stdout.contains("index.html"), "{}", first.stdout);
+
+    // A change of ours survives a second run without --force.
+    std::fs::write(&player, "// mine\n").expect("editing player.js");
+    let second = run(&["export-web", target_arg], QUICK);
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    assert!(
+        second.stdout.contains("nothing written"),
+        "{}",
+        second.stdout
+    );
+    assert!(!second.stdout.contains("wrote "), "{}", second.stdout);
+    assert_eq!(
+        std::fs::read_to_string(&player).expect("reading player.js"),
+        "// mine\n"
+    );
+
+    let forced = run(&["export-web", "--force", target_arg], QUICK);
+    assert_eq!(forced.code, Some(0), "{}", forced.stderr);
+    assert_ne!(
+        std::fs::read_to_string(&player).expect("reading player.js"),
+        "// mine\n"
+    );
+}
