@@ -213,7 +213,7 @@ impl Broadcast {
             return Err(RtcError::NoCandidates);
         }
         let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| RtcError::MalformedSdp {
-            source: Box::new(e),
+            source: tidy_parse_error(&e.to_string()).into(),
         })?;
         let summary = Summary::of(offer_sdp);
         if let Some(setup) = summary.fixed_setup {
@@ -676,4 +676,37 @@ const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 fn media_time(elapsed: Duration) -> MediaTime {
     let ticks = elapsed.as_secs() * 90_000 + u64::from(elapsed.subsec_nanos()) * 9 / 100_000;
     MediaTime::from_90khz(ticks)
+}
+
+/// The SDP parser's message on one line, without the memory address it puts in (which means
+/// nothing to whoever sent the offer).
+fn tidy_parse_error(message: &str) -> String {
+    let mut out = Vec::new();
+    for line in message.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let line = match line.find(" at PointerOffset(") {
+            Some(start) => {
+                let end = line[start..]
+                    .find(')')
+                    .map_or(line.len(), |e| start + e + 1);
+                format!("{}{}", &line[..start], &line[end..])
+            }
+            None => line.to_string(),
+        };
+        out.push(line);
+    }
+    out.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tidy_parse_error;
+
+    #[test]
+    fn parse_errors_read_on_one_line_without_addresses() {
+        let raw = "SDP parse: Parse error at PointerOffset(0x7fb4d8000f60)\nUnexpected `g`\nExpected `v`\nsdp line";
+        assert_eq!(
+            tidy_parse_error(raw),
+            "SDP parse: Parse error; Unexpected `g`; Expected `v`; sdp line"
+        );
+    }
 }

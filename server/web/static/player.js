@@ -52,6 +52,8 @@
     setState(app.reconnects ? "reconnecting" : "connecting");
     startedAt = performance.now();
     stats.firstFrameMs = null;
+    stats.framesDecoded = 0;
+    stats.fps = 0;
     const peer = pc = new RTCPeerConnection({ iceServers });
     peer.addTransceiver("video", { direction: "recvonly" });
     peer.ontrack = (event) => {
