@@ -150,34 +150,3 @@ fn named_streams_play_at_their_own_paths() {
         .eval("return [...document.querySelectorAll('nav a')].map(a => a.getAttribute('href'))");
     assert_eq!(links, serde_json::json!(["/", "/yard/"]));
 }
-
-#[test]
-fn the_page_reconnects_by_itself_when_the_server_restarts() {
-    let _turn = heavy();
-    let (http_port, udp_port) = (rtcgear_tests::free_port(), rtcgear_tests::free_udp_port());
-    let start = || {
-        TestServer::start(&[("", 320, 240, 30)], |config| {
-            config.http_port = http_port;
-            config.udp_port = Some(udp_port);
-        })
-    };
-    let server = start();
-    let browser = Browser::start();
-    browser.goto(&server.url("/"));
-    browser.wait_for("the video to play", Duration::from_secs(20), PLAYING);
-    server.stop();
-    browser.wait_for(
-        "the page to notice the server is gone",
-        Duration::from_secs(15),
-        "return window.rtcgear.state !== 'connected'",
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    let server = start();
-    browser.wait_for(
-        "the page to play again",
-        Duration::from_secs(20),
-        "return window.rtcgear.reconnects > 0 && window.rtcgear.state === 'connected' \
-         && window.rtcgear.stats.framesDecoded > 10",
-    );
-    assert_eq!(server.streams()["streams"][0]["viewers"], 1);
-}

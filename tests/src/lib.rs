@@ -322,7 +322,11 @@ impl Browser {
                 return;
             }
             if Instant::now() > deadline {
-                let state = self.eval("return window.rtcgear ? {state: window.rtcgear.state, stats: window.rtcgear.stats} : null");
+                let state = self.eval(
+                    "return window.rtcgear ? {state: window.rtcgear.state, says: document.getElementById('state').textContent, \
+                     reconnects: window.rtcgear.reconnects, \
+                     pc: window.rtcgear.pc && [window.rtcgear.pc.connectionState, window.rtcgear.pc.iceConnectionState], stats: window.rtcgear.stats} : null",
+                );
                 panic!("timed out after {limit:?} waiting for {what}; player: {state}");
             }
             thread::sleep(Duration::from_millis(100));

@@ -54,7 +54,7 @@
     stats.firstFrameMs = null;
     stats.framesDecoded = 0;
     stats.fps = 0;
-    const peer = pc = new RTCPeerConnection({ iceServers });
+    const peer = pc = app.pc = new RTCPeerConnection({ iceServers });
     peer.addTransceiver("video", { direction: "recvonly" });
     peer.ontrack = (event) => {
       if (video.srcObject !== event.streams[0]) video.srcObject = event.streams[0] || new MediaStream([event.track]);
@@ -80,6 +80,8 @@
       await waitForIceGathering(peer, 2000);
       const response = await fetch(whepUrl, {
         method: "POST",
+        // A server that went away without closing its connections must not hang us.
+        signal: AbortSignal.timeout(5000),
         headers: { "Content-Type": "application/sdp" },
         body: peer.localDescription.sdp,
       });
@@ -202,7 +204,7 @@
 
   async function sampleServer() {
     try {
-      const response = await fetch("/api/streams");
+      const response = await fetch("/api/streams", { signal: AbortSignal.timeout(3000) });
       const body = await response.json();
       const mine = body.streams.find((s) => s.name === streamName);
       if (mine) {
