@@ -1,0 +1,344 @@
+//! The viewer-load bench (issue 4): the real `rtcgear serve` on loopback, N receive-only str0m
+//! viewers in this process doing real ICE, DTLS and SRTP, a sample of them decoded by `ffmpeg`.
+//!
+//! ```text
+//! cargo build --release -p rtcgear
+//! cargo run --release -p rtcgear-bench -- viewers --viewers 1,10,50,100,200 \
+//!     --size 1280x720,640x480 --seconds 10 --join-storm 100 --plot viewers.svg
+//! ```
+//!
+//! Every viewer is counted at the packet level (sequence numbers, marker bits), which is cheap;
+//! only `--sample` of them are depacketized and decoded, so the load client stays light.
+
+mod decode;
+mod report;
+mod server;
+mod viewer;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::decode::Decoder;
+use crate::report::{percentile, RunResult};
+use crate::server::Server;
+use crate::viewer::{Counters, Load};
+
+#[derive(Parser)]
+#[command(
+    name = "rtcgear-bench",
+    about = "Benchmarks of the real rtcgear server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Many WebRTC viewers of `rtcgear serve` on loopback: fps, loss, latency, CPU, memory.
+    Viewers(ViewersArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct ViewersArgs {
+    /// Numbers of viewers, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,50,100,200")]
+    viewers: Vec<usize>,
+    /// Frame sizes of the test pattern, WxH, one set of runs each.
+    #[arg(long, value_delimiter = ',', default_value = "1280x720,640x480", value_parser = parse_size)]
+    size: Vec<(u32, u32)>,
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Length of each run's measuring window (after every viewer plays and 1 s of warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Viewers decoded by ffmpeg for latency and stamp checks (the first ones of each run).
+    #[arg(long, default_value_t = 5)]
+    sample: usize,
+    /// After the other runs, this many viewers offering within one second (first size only).
+    #[arg(long)]
+    join_storm: Option<usize>,
+    /// Worker threads running the viewers.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// The `rtcgear` binary (default: beside this one, e.g. target/release/rtcgear).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Write an SVG plot of fps, server CPU and latency against the number of viewers.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Write every run's figures as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once('x')
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;
+    let w: u32 = w.parse().map_err(|_| format!("bad width in {s:?}"))?;
+    let h: u32 = h.parse().map_err(|_| format!("bad height in {s:?}"))?;
+    if w < 32 || h < 32 {
+        return Err(format!("{s:?} is too small for the stamp"));
+    }
+    Ok((w, h))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Bench::Viewers(args) => viewers(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("rtcgear-bench: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn viewers(args: &ViewersArgs) -> Result<()> {
+    let bin = match &args.server_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("the bench binary has a folder")?
+            .join("rtcgear"),
+    };
+    if !bin.exists() {
+        bail!(
+            "no server binary at {}: build it first (cargo build --release -p rtcgear) or pass --server-bin",
+            bin.display()
+        );
+    }
+    let mut runs = Vec::new();
+    let mut plan: Vec<((u32, u32), usize, bool)> = Vec::new();
+    for &size in &args.size {
+        for &n in &args.viewers {
+            plan.push((size, n, false));
+        }
+    }
+    if let (Some(n), Some(&size)) = (args.join_storm, args.size.first()) {
+        plan.push((size, n, true));
+    }
+    for (size, n, storm) in plan {
+        let what = if storm { "join storm of" } else { "" };
+        eprintln!("== {}x{}, {what} {n} viewers", size.0, size.1);
+        let result = run(args, &bin, size, n, storm)
+            .with_context(|| format!("the run of {n} viewers at {}x{}", size.0, size.1))?;
+        eprintln!("{}", report::table(std::slice::from_ref(&result)));
+        runs.push(result);
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_string_pretty(&runs)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    println!("{}", report::table(&runs));
+    print!("{}", report::per_viewer(&runs));
+    if let Some(path) = &args.plot {
+        std::fs::write(path, report::svg(&runs))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// CPU seconds of the server, of this process and of the decoders, at one moment.
+fn cpu_now(server: &Server, decoders: &[&Decoder]) -> (f64, f64, f64) {
+    let server = server::cpu_seconds(&server.pid().to_string()).unwrap_or(0.0);
+    let own = server::cpu_seconds("self").unwrap_or(0.0);
+    let decoders = decoders
+        .iter()
+        .filter_map(|d| server::cpu_seconds(&d.pid().to_string()))
+        .sum();
+    (server, own, decoders)
+}
+
+/// One run: a fresh server, `n` viewers (within one second if `storm`), the measuring window,
+/// then one more viewer joining while they watch.
+fn run(
+    args: &ViewersArgs,
+    bin: &std::path::Path,
+    size: (u32, u32),
+    n: usize,
+    storm: bool,
+) -> Result<RunResult> {
+    let (width, height) = (size.0 as usize, size.1 as usize);
+    let server = Server::start(bin, size, args.fps, n + 16)?;
+    // Room for slow connects at large N; the workers stop by themselves after this.
+    let limit = Duration::from_secs_f64(90.0 + args.seconds + n as f64 * 0.2);
+    let mut load = Load::new(args.threads, format!("{}/whep", server.base_url), limit);
+    // Let the capture and encode threads start before the first offer.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let sample = args.sample.min(n);
+    let mut decoders = Vec::new();
+    let mut accepted = 0;
+    let started = Instant::now();
+    for i in 0..n {
+        if storm {
+            let at = started + Duration::from_secs(1).mul_f64(i as f64 / n as f64);
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        }
+        let decoder = if i < sample {
+            Some(Decoder::start(width, height)?)
+        } else {
+            None
+        };
+        match load.add_viewer(i, decoder.as_ref().map(|d| d.input.clone())) {
+            Ok(offered_at) => {
+                accepted += 1;
+                if let Some(decoder) = decoder {
+                    decoders.push((offered_at, decoder));
+                }
+            }
+            Err(e) => eprintln!("viewer {i}: {e:#}"),
+        }
+    }
+    let offers_took = started.elapsed();
+
+    // Wait (at most 20 s) until every accepted viewer has a frame.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut counters = load.snapshot();
+    while counters.iter().any(|c| c.first_frame_at.is_none()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        counters = load.snapshot();
+    }
+    let playing = counters
+        .iter()
+        .filter(|c| c.first_frame_at.is_some())
+        .count();
+    let all_playing_ms = (playing == accepted && accepted == n)
+        .then(|| counters.iter().filter_map(|c| c.first_frame_at).max())
+        .flatten()
+        .map(|t| ms(t - started));
+    let mut first_frames: Vec<f64> = counters
+        .iter()
+        .filter_map(|c| Some(ms(c.first_frame_at? - c.offered_at?)))
+        .collect();
+    // Decoders may trail the packets a little.
+    std::thread::sleep(Duration::from_secs(1));
+    let mut first_pictures: Vec<f64> = decoders
+        .iter()
+        .filter_map(|(offered, d)| Some(ms(d.first_picture()? - *offered)))
+        .collect();
+
+    // The measuring window.
+    let decoder_list: Vec<&Decoder> = decoders.iter().map(|(_, d)| d).collect();
+    let before = load.snapshot();
+    let (server_a, own_a, dec_a) = cpu_now(&server, &decoder_list);
+    let window_start = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(args.seconds));
+    let after = load.snapshot();
+    let (server_b, own_b, dec_b) = cpu_now(&server, &decoder_list);
+    let window_end = Instant::now();
+    let window = (window_end - window_start).as_secs_f64();
+    let rss = server::rss_kib(&server.pid().to_string()).unwrap_or(0);
+
+    let mut fps: Vec<f64> = Vec::new();
+    let (mut sent, mut lost) = (0u64, 0u64);
+    for b in &after {
+        let a = before
+            .iter()
+            .find(|a| a.id == b.id)
+            .cloned()
+            .unwrap_or_else(|| Counters {
+                first_seq: b.first_seq,
+                ..Counters::default()
+            });
+        fps.push((b.frames - a.frames) as f64 / window);
+        let expected = b.expected().saturating_sub(a.expected());
+        sent += expected;
+        lost += expected.saturating_sub(b.packets - a.packets);
+    }
+
+    let (mut latencies, mut pictures, mut missing, mut unreadable) = (Vec::new(), 0, 0, 0);
+    for decoder in &decoder_list {
+        let Ok(log) = decoder.log.lock() else {
+            continue;
+        };
+        unreadable += log.unreadable;
+        let mut previous: Option<u32> = None;
+        for p in log
+            .pictures
+            .iter()
+            .filter(|p| p.at >= window_start && p.at < window_end)
+        {
+            latencies.push(p.latency_us as f64 / 1000.0);
+            pictures += 1;
+            if let Some(prev) = previous {
+                missing += u64::from(p.counter.wrapping_sub(prev).saturating_sub(1));
+            }
+            previous = Some(p.counter);
+        }
+    }
+
+    // One more viewer joins while the others watch.
+    let join_first_picture_ms = match Decoder::start(width, height) {
+        Ok(decoder) => match load.add_viewer(n, Some(decoder.input.clone())) {
+            Ok(offered) => {
+                let deadline = offered + Duration::from_secs(5);
+                while decoder.first_picture().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                decoder.first_picture().map(|t| ms(t - offered))
+            }
+            Err(e) => {
+                eprintln!("the joining viewer: {e:#}");
+                None
+            }
+        },
+        Err(e) => {
+            eprintln!("the joining viewer's decoder: {e:#}");
+            None
+        }
+    };
+    load.stop();
+    drop(decoders);
+    drop(server);
+    if storm {
+        eprintln!("the {n} offers took {:.0} ms", ms(offers_took));
+    }
+
+    Ok(RunResult {
+        width: size.0,
+        height: size.1,
+        fps: args.fps,
+        viewers: n,
+        storm,
+        accepted,
+        playing,
+        window_s: window,
+        fps_min: percentile(&mut fps, 0.0).unwrap_or(0.0),
+        fps_median: percentile(&mut fps, 50.0).unwrap_or(0.0),
+        rtp_loss_pct: if sent == 0 {
+            0.0
+        } else {
+            100.0 * lost as f64 / sent as f64
+        },
+        sample_pictures: pictures,
+        sample_missing: missing,
+        sample_unreadable: unreadable,
+        latency_p50_ms: percentile(&mut latencies, 50.0),
+        latency_p95_ms: percentile(&mut latencies, 95.0),
+        latency_max_ms: percentile(&mut latencies, 100.0),
+        first_frame_p50_ms: percentile(&mut first_frames, 50.0),
+        first_frame_p95_ms: percentile(&mut first_frames, 95.0),
+        first_picture_p50_ms: percentile(&mut first_pictures, 50.0),
+        first_picture_p95_ms: percentile(&mut first_pictures, 95.0),
+        join_first_picture_ms,
+        all_playing_ms,
+        server_cpu_pct: 100.0 * (server_b - server_a) / window,
+        server_rss_mib: rss as f64 / 1024.0,
+        load_cpu_pct: 100.0 * (own_b - own_a) / window,
+        decoders_cpu_pct: 100.0 * (dec_b - dec_a) / window,
+    })
+}
