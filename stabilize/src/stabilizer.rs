@@ -300,21 +300,12 @@ impl Segment {
                     if !end && newest < t + radius {
                         break;
                     }
-                    // A window symmetric about t keeps a steady pan exactly, also near the ends.
-                    let k = radius.min(t).min(newest - t);
-                    let mut mean = [0.0; 4];
-                    for i in t - k..=t + k {
-                        let params = self.path[i - self.first];
-                        for (m, p) in mean.iter_mut().zip(params) {
-                            *m += p;
-                        }
-                    }
-                    for m in &mut mean {
-                        *m /= (2 * k + 1) as f64;
-                    }
+                    let lo = t.saturating_sub(radius);
+                    let hi = newest.min(t + radius);
+                    let smoothed = local_line(&self.path, self.first, lo, hi, t);
                     let actual = self.path[t - self.first];
                     if let Some(frame) = self.pending.pop_front() {
-                        ready.push_back(self.correct(frame, actual, mean, config));
+                        ready.push_back(self.correct(frame, actual, smoothed, config));
                     }
                     self.next_out += 1;
                     while self.first + radius < self.next_out && self.path.len() > 1 {
@@ -416,4 +407,33 @@ impl Segment {
             }
         }
     }
+}
+
+/// The path at `t` smoothed over frames `lo..=hi` (of a path that starts at frame `first`): the
+/// mean where the window is symmetric about `t`, as vidgear's moving average; near the ends of
+/// the video, where it cannot be, the value at `t` of the straight line fitted to the window, so
+/// that a steady pan stays steady there too and the first and last frames are smoothed as well.
+fn local_line(path: &VecDeque<[f64; 4]>, first: usize, lo: usize, hi: usize, t: usize) -> [f64; 4] {
+    let n = (hi - lo + 1) as f64;
+    let (mut su, mut suu) = (0.0, 0.0);
+    let (mut sp, mut sup) = ([0.0; 4], [0.0; 4]);
+    for i in lo..=hi {
+        let u = i as f64 - t as f64;
+        su += u;
+        suu += u * u;
+        for (k, p) in path[i - first].iter().enumerate() {
+            sp[k] += p;
+            sup[k] += u * p;
+        }
+    }
+    let det = n * suu - su * su;
+    let mut out = [0.0; 4];
+    for k in 0..4 {
+        out[k] = if det.abs() < 1e-9 {
+            sp[k] / n
+        } else {
+            (sp[k] * suu - su * sup[k]) / det
+        };
+    }
+    out
 }

@@ -20,7 +20,7 @@ const MIN_EIGENVALUE: f32 = 1.0;
 const MAX_FORWARD_BACKWARD: f32 = 0.5;
 /// Pyramid levels stop above this size.
 const MIN_LEVEL_SIDE: usize = 24;
-const MAX_LEVELS: usize = 4;
+const MAX_LEVELS: usize = 3;
 
 /// A grey picture in floating point.
 #[derive(Clone, Debug)]
@@ -40,6 +40,19 @@ impl Image {
                 let row = &plane.row(y)[..w];
                 for (out, &v) in data[y * w..(y + 1) * w].iter_mut().zip(row) {
                     *out = f32::from(v);
+                }
+            }
+        } else if factor == 2 {
+            for y in 0..h {
+                let (r0, r1) = (&plane.row(2 * y)[..2 * w], &plane.row(2 * y + 1)[..2 * w]);
+                let out = &mut data[y * w..(y + 1) * w];
+                for ((out, a), b) in out
+                    .iter_mut()
+                    .zip(r0.chunks_exact(2))
+                    .zip(r1.chunks_exact(2))
+                {
+                    let sum = u16::from(a[0]) + u16::from(a[1]) + u16::from(b[0]) + u16::from(b[1]);
+                    *out = f32::from(sum) * 0.25;
                 }
             }
         } else {
@@ -191,13 +204,12 @@ impl Pyramid {
     /// Up to `max` corners of the tracking picture, the strongest in each cell of a grid, in
     /// level-0 coordinates.
     pub(crate) fn corners(&self, max: usize) -> Vec<(f32, f32)> {
-        // Corners are found one level up where it is large enough: a quarter of the pixels to
-        // test, and corners there are also corners at level 0.
-        let level = if self.levels.len() > 1 && self.levels[1].width >= 240 {
-            1
-        } else {
-            0
-        };
+        // Corners are found on the coarsest level at least 160 pixels wide: far fewer pixels to
+        // test, and a corner there is a textured window at level 0 too.
+        let level = (0..self.levels.len())
+            .rev()
+            .find(|&level| self.levels[level].width >= 160)
+            .unwrap_or(0);
         let image = &self.levels[level];
         let Some(gray) = image.to_gray() else {
             return Vec::new();
@@ -344,7 +356,9 @@ impl Tracker {
                 if !(dx.is_finite() && dy.is_finite()) || dx.abs() > 1e4 || dy.abs() > 1e4 {
                     return None;
                 }
-                if step_x * step_x + step_y * step_y < EPSILON * EPSILON {
+                // Coarse levels only need to bring the next level within reach.
+                let epsilon = if level == 0 { EPSILON } else { 4.0 * EPSILON };
+                if step_x * step_x + step_y * step_y < epsilon * epsilon {
                     break;
                 }
             }
