@@ -24,6 +24,23 @@ pub struct DecodeLog {
     pub pictures: Vec<Decoded>,
     /// Pictures whose stamp did not read (damaged or missing).
     pub unreadable: u64,
+    /// When each access unit was handed to ffmpeg; with one picture an access unit, picture
+    /// `k` minus write `k` is the time spent in the decoding pipe.
+    pub written: Vec<Instant>,
+}
+
+impl DecodeLog {
+    /// Time from writing each access unit to ffmpeg to reading its picture, in milliseconds.
+    pub fn pipe_delays_ms(&self) -> Vec<f64> {
+        if self.pictures.len() + self.unreadable as usize > self.written.len() {
+            return Vec::new();
+        }
+        self.pictures
+            .iter()
+            .zip(&self.written)
+            .map(|(p, w)| p.at.saturating_duration_since(*w).as_secs_f64() * 1000.0)
+            .collect()
+    }
 }
 
 /// An `ffmpeg` child decoding one viewer's Annex B stream to grey pictures.
@@ -50,7 +67,15 @@ impl Decoder {
             ])
             .args(["-probesize", "32", "-analyzeduration", "0"])
             .args(["-f", "h264", "-i", "pipe:0"])
-            .args(["-f", "rawvideo", "-pix_fmt", "gray", "-flush_packets", "1"])
+            .args([
+                "-fps_mode",
+                "passthrough",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "gray",
+            ])
+            .args(["-flush_packets", "1"])
             .arg("pipe:1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -61,14 +86,18 @@ impl Decoder {
         let mut stdout = child.stdout.take().context("stdout is piped")?;
         // A few seconds of access units; more means ffmpeg has stalled, and frames are dropped.
         let (input, units) = mpsc::sync_channel::<Vec<u8>>(120);
+        let log = Arc::new(Mutex::new(DecodeLog::default()));
+        let writer_log = Arc::clone(&log);
         std::thread::spawn(move || {
             for unit in units {
+                if let Ok(mut log) = writer_log.lock() {
+                    log.written.push(Instant::now());
+                }
                 if stdin.write_all(&unit).and_then(|_| stdin.flush()).is_err() {
                     break;
                 }
             }
         });
-        let log = Arc::new(Mutex::new(DecodeLog::default()));
         let reader_log = Arc::clone(&log);
         std::thread::spawn(move || {
             let mut picture = vec![0u8; width * height];

@@ -261,11 +261,13 @@ fn run(
     }
 
     let (mut latencies, mut pictures, mut missing, mut unreadable) = (Vec::new(), 0, 0, 0);
+    let mut pipe_delays = Vec::new();
     for decoder in &decoder_list {
         let Ok(log) = decoder.log.lock() else {
             continue;
         };
         unreadable += log.unreadable;
+        pipe_delays.extend(log.pipe_delays_ms());
         let mut previous: Option<u32> = None;
         for p in log
             .pictures
@@ -301,6 +303,11 @@ fn run(
             None
         }
     };
+    let join_first_frame_ms = load
+        .snapshot()
+        .iter()
+        .find(|c| c.id == n)
+        .and_then(|c| Some(ms(c.first_frame_at? - c.offered_at?)));
     load.stop();
     drop(decoders);
     drop(server);
@@ -335,6 +342,8 @@ fn run(
         first_picture_p50_ms: percentile(&mut first_pictures, 50.0),
         first_picture_p95_ms: percentile(&mut first_pictures, 95.0),
         join_first_picture_ms,
+        join_first_frame_ms,
+        decode_pipe_p50_ms: percentile(&mut pipe_delays, 50.0),
         all_playing_ms,
         server_cpu_pct: 100.0 * (server_b - server_a) / window,
         server_rss_mib: rss as f64 / 1024.0,

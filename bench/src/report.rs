@@ -32,6 +32,10 @@ pub struct RunResult {
     pub latency_p50_ms: Option<f64>,
     pub latency_p95_ms: Option<f64>,
     pub latency_max_ms: Option<f64>,
+    /// Of the latency, the median time from handing an access unit to ffmpeg to its picture.
+    /// Approximate: it pairs pictures with access units by order, so a picture ffmpeg drops or
+    /// repeats shifts the pairing (JSON only, not in the table).
+    pub decode_pipe_p50_ms: Option<f64>,
     /// Offer to first complete frame (packet level), every viewer.
     pub first_frame_p50_ms: Option<f64>,
     pub first_frame_p95_ms: Option<f64>,
@@ -40,6 +44,8 @@ pub struct RunResult {
     pub first_picture_p95_ms: Option<f64>,
     /// Offer to first decoded picture for one more viewer joining while the others watch.
     pub join_first_picture_ms: Option<f64>,
+    /// The same viewer's first complete frame (packet level).
+    pub join_first_frame_ms: Option<f64>,
     /// From the first offer until every accepted viewer had a frame.
     pub all_playing_ms: Option<f64>,
     pub server_cpu_pct: f64,
@@ -69,7 +75,7 @@ pub fn table(runs: &[RunResult]) -> String {
     out.push_str(
         "| size | viewers | playing | fps min / median | RTP loss % | stamp gaps (sample) \
          | latency p50 / p95 / max (ms) | offer→frame p50 / p95 (ms, all) \
-         | offer→picture p50 / p95 (ms, sample) | join while watching (ms) | all playing (ms) \
+         | offer→picture p50 / p95 (ms, sample) | join while watching: ffmpeg picture / IDR frame (ms) | all playing (ms) \
          | server CPU % | server RSS MiB | load CPU % | decoders CPU % |\n",
     );
     out.push_str(
@@ -85,7 +91,7 @@ pub fn table(runs: &[RunResult]) -> String {
         let _ = writeln!(
             out,
             "| {}x{} | {} | {}/{} | {:.1} / {:.1} | {:.3} | {} of {} | {} / {} / {} | {} / {} \
-             | {} / {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+             | {} / {} | {} / {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
             r.width,
             r.height,
             viewers,
@@ -104,6 +110,7 @@ pub fn table(runs: &[RunResult]) -> String {
             ms(r.first_picture_p50_ms),
             ms(r.first_picture_p95_ms),
             ms(r.join_first_picture_ms),
+            ms(r.join_first_frame_ms),
             ms(r.all_playing_ms),
             r.server_cpu_pct,
             r.server_rss_mib,
@@ -119,6 +126,7 @@ pub fn table(runs: &[RunResult]) -> String {
 pub fn per_viewer(runs: &[RunResult]) -> String {
     let mut out = String::new();
     let mut sizes: Vec<(u32, u32)> = runs.iter().map(|r| (r.width, r.height)).collect();
+    sizes.sort_unstable();
     sizes.dedup();
     for (w, h) in sizes {
         let of_size: Vec<&RunResult> = runs
@@ -159,6 +167,7 @@ struct Series {
 /// Three panels against the number of viewers (log scale): delivered fps, server CPU, latency.
 pub fn svg(runs: &[RunResult]) -> String {
     let mut sizes: Vec<(u32, u32)> = runs.iter().map(|r| (r.width, r.height)).collect();
+    sizes.sort_unstable();
     sizes.dedup();
     let mut panels: [(&str, Vec<Series>); 3] = [
         ("delivered fps (solid: median, dashed: min)", Vec::new()),

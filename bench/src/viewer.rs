@@ -32,7 +32,11 @@ pub struct Counters {
     pub max_seq: u64,
     pub offered_at: Option<Instant>,
     pub connected_at: Option<Instant>,
+    /// The end of the first frame a decoder can start on: the first marker bit at or after an
+    /// IDR, so what a player would show first.
     pub first_frame_at: Option<Instant>,
+    /// An IDR has been seen; frames before it cannot be decoded.
+    pub idr_seen: bool,
     /// str0m gave up on the session (error, ICE failure, close).
     pub dead: bool,
 }
@@ -46,7 +50,9 @@ impl Counters {
     fn count_range(&mut self, first: u64, last: u64, now: Instant) {
         if self.first_seq.is_none() {
             self.first_seq = Some(first);
-            self.first_frame_at = Some(now);
+        }
+        if self.idr_seen {
+            self.first_frame_at.get_or_insert(now);
         }
         self.max_seq = self.max_seq.max(last);
         self.packets += last.saturating_sub(first) + 1;
@@ -309,16 +315,28 @@ fn drain(viewer: &mut Viewer, now: Instant) {
                     }
                     c.max_seq = c.max_seq.max(seq);
                     c.packets += 1;
+                    if !c.idr_seen {
+                        c.idr_seen = rtp_has_idr(&packet.payload);
+                    }
                     if packet.header.marker {
                         c.frames += 1;
-                        c.first_frame_at.get_or_insert(now);
+                        if c.idr_seen {
+                            c.first_frame_at.get_or_insert(now);
+                        }
                     }
                 }
                 Event::MediaData(data) => {
                     let first = **data.seq_range.start();
                     let last = **data.seq_range.end();
+                    if !viewer.counters.idr_seen {
+                        viewer.counters.idr_seen = annex_b_has_idr(&data.data);
+                    }
                     viewer.counters.count_range(first, last, now);
-                    if let Some(decoder) = &viewer.decoder {
+                    // Access units before the first IDR cannot be decoded: ffmpeg would drop
+                    // them, and then its pictures would no longer pair with what was written.
+                    if let Some(decoder) =
+                        viewer.decoder.as_ref().filter(|_| viewer.counters.idr_seen)
+                    {
                         let mut au = Vec::with_capacity(data.data.len() + AUD.len());
                         au.extend_from_slice(&data.data);
                         au.extend_from_slice(&AUD);
@@ -335,5 +353,55 @@ fn drain(viewer: &mut Viewer, now: Instant) {
                 return;
             }
         }
+    }
+}
+
+/// Whether an H.264 RTP payload (RFC 6184) carries the start of an IDR slice: a single NAL
+/// unit of type 5, a STAP-A holding one, or the first fragment of an FU-A of one.
+fn rtp_has_idr(payload: &[u8]) -> bool {
+    match payload.first().map(|b| b & 0x1f) {
+        Some(5) => true,
+        Some(24) => {
+            let mut rest = &payload[1..];
+            // Each aggregated unit: a 16-bit size, then the unit. Bounded by the payload.
+            while rest.len() > 2 {
+                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                if rest.get(2).is_some_and(|b| b & 0x1f == 5) {
+                    return true;
+                }
+                rest = rest.get(2 + size..).unwrap_or(&[]);
+            }
+            false
+        }
+        Some(28) => payload
+            .get(1)
+            .is_some_and(|b| b & 0x80 != 0 && b & 0x1f == 5),
+        _ => false,
+    }
+}
+
+/// Whether an Annex B access unit holds an IDR slice.
+fn annex_b_has_idr(au: &[u8]) -> bool {
+    au.windows(4)
+        .any(|w| w[0] == 0 && w[1] == 0 && w[2] == 1 && w[3] & 0x1f == 5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idrs_are_found_in_every_packetization() {
+        assert!(rtp_has_idr(&[0x65, 0x88]));
+        assert!(!rtp_has_idr(&[0x41, 0x9a]));
+        // STAP-A of SPS (3 bytes), PPS (2 bytes), IDR (2 bytes).
+        let stap = [24, 0, 3, 0x67, 1, 2, 0, 2, 0x68, 1, 0, 2, 0x65, 9];
+        assert!(rtp_has_idr(&stap));
+        assert!(!rtp_has_idr(&stap[..8]));
+        assert!(rtp_has_idr(&[0x7c, 0x85, 1]));
+        assert!(!rtp_has_idr(&[0x7c, 0x05, 1]), "not the first fragment");
+        assert!(!rtp_has_idr(&[]));
+        assert!(annex_b_has_idr(&[0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x65, 2]));
+        assert!(!annex_b_has_idr(&[0, 0, 0, 1, 0x41, 1]));
     }
 }
