@@ -110,7 +110,7 @@ impl Default for StabilizerConfig {
             crop_zoom: false,
             border_type: BorderType::Black,
             tracking_width: 640,
-            max_features: 200,
+            max_features: 150,
             estimate_scale: false,
         }
     }
@@ -163,7 +163,7 @@ impl StabilizerConfig {
         self
     }
 
-    /// The most corners tracked per frame (default 200), spread over a grid.
+    /// The most corners tracked per frame (default 150), spread over a grid.
     pub fn max_features(mut self, count: usize) -> Self {
         self.max_features = count;
         self
