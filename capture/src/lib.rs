@@ -10,6 +10,8 @@
 //! - [`SourceExt`] adds transforms to any source: [`SourceExt::scale`], [`SourceExt::resize`],
 //!   [`SourceExt::grayscale`] and your own closures with [`SourceExt::map_frames`];
 //! - [`Frame::to_format`] converts between pixel formats through SIMD kernels;
+//! - [`SourceSpec`] parses the one source string (`test`, a camera, a file, a URL), and with
+//!   the `ffmpeg` feature `FfmpegSource` plays files and network streams;
 //! - [`Stamp`] paints and reads the timestamp barcode from which any receiver measures latency
 //!   and loss.
 //!
@@ -39,15 +41,21 @@
 
 mod convert;
 mod error;
+#[cfg(feature = "ffmpeg")]
+mod ffmpeg;
 mod frame;
 mod pattern;
 mod source;
+mod spec;
 mod stamp;
 mod transform;
 
 pub use error::CaptureError;
+#[cfg(feature = "ffmpeg")]
+pub use ffmpeg::{FfmpegOptions, FfmpegSource};
 pub use frame::{packed_len, wall_clock_us, CaptureTime, Frame, PixelFormat, Plane};
 pub use pattern::{TestPattern, TestPatternBuilder};
 pub use source::{FrameRate, Source, SourceInfo};
+pub use spec::{SourceSpec, NETWORK_SCHEMES};
 pub use stamp::Stamp;
 pub use transform::{Grayscale, MapFrames, Resize, SourceExt, Transform, Transformed};

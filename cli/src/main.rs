@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use rtcgear_capture::{FrameRate, Source, TestPattern};
+use rtcgear_capture::{
+    FfmpegOptions, FfmpegSource, FrameRate, Source, SourceExt, SourceSpec, TestPattern,
+};
 use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
 use rtcgear_server::{IceServer, Server, ServerConfig, StreamConfig};
 
@@ -48,8 +50,9 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// The default stream's source: `test` (the built-in test pattern). Cameras, files and
-    /// network streams come with a later release.
+    /// The default stream's source: `test` (the built-in test pattern), a video file (MP4, MKV,
+    /// … anything FFmpeg reads), or a network stream URL (rtsp://, rtmp://, http(s)://, srt://,
+    /// udp://). Cameras (N, /dev/videoN, pi:N) come with a later release.
     #[arg(long, default_value = "test", value_name = "SOURCE")]
     source: String,
 
@@ -69,17 +72,27 @@ struct ServeArgs {
     #[arg(long, value_name = "PORT")]
     udp_port: Option<u16>,
 
-    /// Frame size of the test pattern, WIDTHxHEIGHT.
-    #[arg(long, default_value = "1280x720", value_parser = parse_size, value_name = "WxH")]
-    size: (u32, u32),
+    /// Frame size, WIDTHxHEIGHT: the test pattern's size (default 1280x720); other sources
+    /// are scaled to it when it is given.
+    #[arg(long, value_parser = parse_size, value_name = "WxH")]
+    size: Option<(u32, u32)>,
 
-    /// Frames per second.
+    /// The test pattern's frame rate.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=240))]
     fps: u32,
 
     /// Video bitrate in kbit/s (default: chosen for the size and rate).
     #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(50..=100_000))]
     bitrate: Option<u32>,
+
+    /// Play file sources again from the start when they end, forever (vidgear's
+    /// `enable_infinite_frames`).
+    #[arg(long = "loop")]
+    looping: bool,
+
+    /// Wait this many seconds before opening file and network sources (vidgear's `time_delay`).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_delay)]
+    start_delay: f64,
 
     /// Serve the page from this folder's templates/ and static/ (see `rtcgear export-web`).
     #[arg(long, value_name = "DIR")]
@@ -148,6 +161,13 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
+fn parse_delay(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 600")),
+    }
+}
+
 fn parse_ice_server(s: &str) -> Result<IceServer, String> {
     s.parse()
         .map_err(|e: rtcgear_server::ServerError| e.to_string())
@@ -185,18 +205,56 @@ fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
-/// Builds the source a `--source` or `--stream` value names.
-fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<TestPattern> {
-    match spec {
-        "test" | "testpattern" | "pattern" => {
-            let (width, height) = args.size;
+/// Builds the source a `--source` or `--stream` value names, and says whether it is live (a
+/// network stream that must keep being read even when nobody watches).
+fn open_source(
+    flag: &str,
+    spec: &str,
+    args: &ServeArgs,
+) -> anyhow::Result<(Box<dyn Source>, bool)> {
+    let parsed: SourceSpec = spec
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{flag} {spec:?}: {e}"))?;
+    let options = || {
+        let mut options = FfmpegOptions::default();
+        options.looping = args.looping;
+        options.start_delay = Duration::from_secs_f64(args.start_delay);
+        options
+    };
+    let source: Box<dyn Source> = match &parsed {
+        SourceSpec::TestPattern => {
+            let (width, height) = args.size.unwrap_or((1280, 720));
             let fps = FrameRate::from_int(args.fps).context("--fps must be above 0")?;
-            TestPattern::new(width, height, fps).with_context(|| format!("{flag}: cannot make the test pattern"))
+            let pattern = TestPattern::new(width, height, fps)
+                .with_context(|| format!("{flag} test: cannot make the test pattern"))?;
+            return Ok((Box::new(pattern), false));
         }
-        other => bail!(
-            "{flag}: unknown source {other:?}; this version serves `test` (the built-in test pattern) only"
+        SourceSpec::File(path) => {
+            if !path.is_file() {
+                bail!("{flag} {spec:?}: no such file");
+            }
+            let path = path
+                .to_str()
+                .with_context(|| format!("{flag} {spec:?}: the path is not UTF-8"))?;
+            Box::new(
+                FfmpegSource::open(path, options()).with_context(|| format!("{flag} {spec:?}"))?,
+            )
+        }
+        SourceSpec::Url(url) => Box::new(
+            FfmpegSource::open(url, options()).with_context(|| format!("{flag} {spec:?}"))?,
         ),
-    }
+        SourceSpec::Camera(_) | SourceSpec::PiCamera(_) => bail!(
+            "{flag} {spec:?}: cameras are not supported by this version yet; it serves `test`, \
+             video files and network streams"
+        ),
+        other => bail!("{flag} {spec:?}: {other} is not supported by this version"),
+    };
+    let live = matches!(parsed, SourceSpec::Url(_));
+    let source = match args.size {
+        Some((width, height)) => Box::new(source.resize(width, height)),
+        None => source,
+    };
+    Ok((source, live))
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -221,14 +279,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config
     };
     let mut builder = Server::builder().config(config);
-    let add = |name: &str, source: TestPattern| {
-        let mut stream = StreamConfig::new(name, source).always_live(args.always_live);
+    let add = |name: &str, source: Box<dyn Source>, live: bool| {
+        let info = source.info();
+        tracing::info!(
+            "stream {:?}: {}x{} at {} fps",
+            if name.is_empty() { "default" } else { name },
+            info.width,
+            info.height,
+            info.fps
+        );
+        let mut stream = StreamConfig::new(name, source)
+            .always_live(args.always_live)
+            .pause_source_when_idle(!live);
         if let Some(kbps) = args.bitrate {
             stream = stream.bitrate_kbps(kbps);
         }
         stream
     };
-    builder = builder.stream(add("", open_source("--source", &args.source, &args)?));
+    let (source, live) = open_source("--source", &args.source, &args)?;
+    builder = builder.stream(add("", source, live));
     for spec in &args.streams {
         let (name, source) = spec
             .split_once('=')
@@ -236,7 +305,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if name.is_empty() {
             bail!("--stream {spec:?}: the name is empty (the default stream is --source)");
         }
-        builder = builder.stream(add(name, open_source("--stream", source, &args)?));
+        let (source, live) = open_source("--stream", source, &args)?;
+        builder = builder.stream(add(name, source, live));
     }
     let server = builder.build().map_err(|e| {
         anyhow::anyhow!("{e}").context(match e {
@@ -249,12 +319,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         signal_hook::flag::register(signal, stop.flag())
             .context("installing the signal handler")?;
     }
-    let (width, height) = args.size;
     tracing::info!(
-        "serving {}x{} at {} fps; media on UDP {}; ICE candidates {:?}",
-        width,
-        height,
-        args.fps,
+        "media on UDP {}; ICE candidates {:?}",
         server.udp_addr().port(),
         server.candidates()
     );

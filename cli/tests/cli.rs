@@ -242,8 +242,21 @@ fn unusable_settings_exit_1_naming_the_flag() {
         &["--source", "/dev/video9"],
         1,
         "--source",
-        "unknown source",
+        "cameras are not supported",
     );
+    check_refused(
+        &["--source", "no-such-clip.mp4"],
+        1,
+        "--source",
+        "no such file",
+    );
+    check_refused(
+        &["--source", "ftp://host/x"],
+        1,
+        "--source",
+        "unknown URL scheme",
+    );
+    check_refused(&["--source", "pi:x"], 1, "--source", "pi:N");
     check_refused(&["--stream", "=test"], 1, "--stream", "name is empty");
     check_refused(&["--stream", "yard"], 1, "--stream", "NAME=SOURCE");
     check_refused(

@@ -27,6 +27,7 @@ pub struct StreamConfig {
     keyframe_interval: Duration,
     threads: u32,
     on_demand: bool,
+    pause_when_idle: bool,
 }
 
 impl StreamConfig {
@@ -39,7 +40,16 @@ impl StreamConfig {
             keyframe_interval: Duration::from_secs(2),
             threads: 0,
             on_demand: true,
+            pause_when_idle: true,
         }
+    }
+
+    /// Whether an idle on-demand stream stops reading its source (default `true`, right for
+    /// the test pattern and files, which wait). A live network stream or camera should keep
+    /// being read, its frames dropped unencoded, or its sender would give up on us.
+    pub fn pause_source_when_idle(mut self, pause: bool) -> StreamConfig {
+        self.pause_when_idle = pause;
+        self
     }
 
     /// The stream's name.
@@ -198,6 +208,7 @@ pub(crate) fn start(
         bitrate_kbps,
         keyframe_interval,
         threads,
+        pause_when_idle,
         ..
     } = config;
     let capture = {
@@ -206,7 +217,16 @@ pub(crate) fn start(
         let stale_rx = frame_rx.clone();
         thread::Builder::new()
             .name(format!("capture-{label}"))
-            .spawn(move || capture_loop(source, &shared, &frame_tx, &stale_rx, &shutdown))?
+            .spawn(move || {
+                capture_loop(
+                    source,
+                    pause_when_idle,
+                    &shared,
+                    &frame_tx,
+                    &stale_rx,
+                    &shutdown,
+                )
+            })?
     };
     let encode = thread::Builder::new()
         .name(format!("encode-{label}"))
@@ -223,6 +243,7 @@ pub(crate) fn start(
 
 fn capture_loop(
     mut source: Box<dyn Source>,
+    pause_when_idle: bool,
     shared: &StreamShared,
     frame_tx: &Sender<Frame>,
     stale_rx: &Receiver<Frame>,
@@ -230,7 +251,8 @@ fn capture_loop(
 ) {
     let mut failures = 0u32;
     while !shutdown.load(Ordering::Relaxed) {
-        if !shared.active() {
+        let active = shared.active();
+        if !active && pause_when_idle {
             shared.set_state(SourceState::Idle, None);
             thread::sleep(Duration::from_millis(20));
             continue;
@@ -250,6 +272,11 @@ fn capture_loop(
                 while Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
                     thread::sleep(Duration::from_millis(20));
                 }
+            }
+            Some(Ok(_)) if !active => {
+                // Read to keep a live sender happy, but not encoded: nobody watches.
+                failures = 0;
+                shared.set_state(SourceState::Idle, None);
             }
             Some(Ok(frame)) => {
                 failures = 0;

@@ -3,6 +3,7 @@
 mod bad_input;
 mod browser;
 mod outside;
+mod sources;
 
 use std::sync::{Mutex, MutexGuard};
 

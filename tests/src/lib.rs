@@ -62,6 +62,27 @@ impl TestServer {
         }
     }
 
+    /// Serves the given streams on free loopback ports.
+    pub fn start_streams(streams: Vec<StreamConfig>) -> TestServer {
+        let mut config = ServerConfig::default();
+        config.bind = Ipv4Addr::LOCALHOST.into();
+        config.http_port = 0;
+        config.udp_port = Some(0);
+        let mut builder = Server::builder().config(config);
+        for stream in streams {
+            builder = builder.stream(stream);
+        }
+        let server = builder.build().expect("the server starts");
+        let addr = server.http_addr();
+        let stop = server.shutdown_handle();
+        let thread = thread::spawn(move || server.run().expect("the server runs"));
+        TestServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
     /// `http://127.0.0.1:PORT` followed by `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)

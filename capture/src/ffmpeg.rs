@@ -1,0 +1,462 @@
+//! Files and network streams through FFmpeg's libraries (feature `ffmpeg`).
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ff::format::Pixel;
+use ff::software::scaling;
+use ffmpeg_next as ff;
+
+use crate::{CaptureError, CaptureTime, Frame, FrameRate, PixelFormat, Plane, Source, SourceInfo};
+
+/// How an [`FfmpegSource`] plays its input.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct FfmpegOptions {
+    /// Pace frames at the stream's own timestamps, so a file plays at 1x (default `true`).
+    /// Live network streams arrive in real time anyway.
+    pub paced: bool,
+    /// Start again from the beginning at the end of a file, forever (vidgear's
+    /// `enable_infinite_frames`; default `false`).
+    pub looping: bool,
+    /// Reopen a network stream that drops or ends, with a growing pause between tries
+    /// (default `true`). Errors are yielded meanwhile, so callers can show the reason.
+    pub reconnect: bool,
+    /// Wait this long before opening the input (vidgear's `time_delay`).
+    pub start_delay: Duration,
+    /// How long a network read may block before the stream counts as dropped (default 5 s).
+    pub read_timeout: Duration,
+}
+
+impl Default for FfmpegOptions {
+    fn default() -> Self {
+        FfmpegOptions {
+            paced: true,
+            looping: false,
+            reconnect: true,
+            start_delay: Duration::ZERO,
+            read_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A video file or network stream (`rtsp://`, `rtmp://`, `http(s)://`, `srt://`, `udp://`, …)
+/// decoded by FFmpeg into I420 frames.
+///
+/// Frames come at the pace of the stream's timestamps; a file can loop without a jump in the
+/// frame counter or the capture times, and a network stream that drops is reopened with
+/// backoff while the source yields errors that say why.
+///
+/// ```no_run
+/// use rtcgear_capture::{FfmpegOptions, FfmpegSource, Source};
+///
+/// let mut options = FfmpegOptions::default();
+/// options.looping = true;
+/// let source = FfmpegSource::open("clip.mp4", options)?;
+/// println!("{:?}", source.info());
+/// for frame in source.take(10) {
+///     println!("frame {}", frame?.counter());
+/// }
+/// # Ok::<(), rtcgear_capture::CaptureError>(())
+/// ```
+pub struct FfmpegSource {
+    url: String,
+    options: FfmpegOptions,
+    info: SourceInfo,
+    network: bool,
+    input: Option<Input>,
+    counter: u64,
+    /// The wall instant that the stream time `anchor_pts_s` plays at.
+    anchor: Option<(Instant, f64)>,
+    /// Seconds added to timestamps after each loop, so time keeps going forward.
+    loop_offset_s: f64,
+    last_pts_s: f64,
+    failures: u32,
+    ended: bool,
+}
+
+/// One open input: the demuxer, the decoder and the conversion to I420.
+struct Input {
+    context: ff::format::context::Input,
+    decoder: ff::decoder::Video,
+    stream: usize,
+    time_base: f64,
+    scaler: Option<Scaler>,
+    draining: bool,
+}
+
+/// FFmpeg's scaler, owned by one source.
+struct Scaler(scaling::Context);
+
+// SAFETY: an SwsContext has no tie to the thread that made it; it is only unsafe to use from
+// two threads at once, and a `Scaler` is owned by one `Input`, reached only through `&mut`.
+unsafe impl Send for Scaler {}
+
+impl std::fmt::Debug for FfmpegSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FfmpegSource")
+            .field("url", &self.url)
+            .field("info", &self.info)
+            .field("counter", &self.counter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FfmpegSource {
+    /// Opens `url` (a path or a URL FFmpeg understands) and finds its video stream.
+    pub fn open(url: &str, options: FfmpegOptions) -> Result<FfmpegSource, CaptureError> {
+        ff::init().map_err(|e| ffmpeg_error("initialising FFmpeg", url, e))?;
+        // FFmpeg's own logging would go to stderr; what matters comes back as our errors.
+        ff::util::log::set_level(ff::util::log::Level::Fatal);
+        if !options.start_delay.is_zero() {
+            thread::sleep(options.start_delay);
+        }
+        let network = url.contains("://") && !url.starts_with("file://");
+        let input = open_input(url, network, &options)?;
+        let info = SourceInfo {
+            width: even(input.decoder.width()),
+            height: even(input.decoder.height()),
+            format: PixelFormat::I420,
+            fps: input_rate(&input),
+        };
+        tracing::info!(
+            "opened {url}: {}x{} {:?} at {} fps",
+            info.width,
+            info.height,
+            input.decoder.id(),
+            info.fps
+        );
+        Ok(FfmpegSource {
+            url: url.to_string(),
+            options,
+            info,
+            network,
+            input: Some(input),
+            counter: 0,
+            anchor: None,
+            loop_offset_s: 0.0,
+            last_pts_s: 0.0,
+            failures: 0,
+            ended: false,
+        })
+    }
+
+    /// The path or URL this source reads.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The next decoded picture, or `Ok(None)` at the end of the input.
+    fn decode_next(&mut self) -> Result<Option<(ff::frame::Video, f64)>, CaptureError> {
+        let url = self.url.clone();
+        let Some(input) = self.input.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            let mut decoded = ff::frame::Video::empty();
+            match input.decoder.receive_frame(&mut decoded) {
+                Ok(()) => {
+                    let pts = decoded.timestamp().or(decoded.pts()).unwrap_or(0);
+                    return Ok(Some((decoded, pts as f64 * input.time_base)));
+                }
+                Err(ff::Error::Eof) => return Ok(None),
+                Err(ff::Error::Other { errno }) if errno == libc_eagain() => {}
+                Err(err) => return Err(ffmpeg_error("decoding", &url, err)),
+            }
+            if input.draining {
+                return Ok(None);
+            }
+            let mut packet = ff::Packet::empty();
+            match packet.read(&mut input.context) {
+                Ok(()) => {
+                    if packet.stream() == input.stream {
+                        // A damaged packet costs a picture, not the stream.
+                        if let Err(err) = input.decoder.send_packet(&packet) {
+                            tracing::debug!("{url}: decoder refused a packet: {err}");
+                        }
+                    }
+                }
+                Err(ff::Error::Eof) => {
+                    input.draining = true;
+                    let _ = input.decoder.send_eof();
+                }
+                Err(err) => return Err(ffmpeg_error("reading", &url, err)),
+            }
+        }
+    }
+
+    /// Turns a decoded picture into an I420 [`Frame`].
+    fn convert(&mut self, decoded: &ff::frame::Video) -> Result<Frame, CaptureError> {
+        let (width, height) = (self.info.width, self.info.height);
+        let url = self.url.clone();
+        let Some(input) = self.input.as_mut() else {
+            return Err(CaptureError::InvalidArgument(format!("{url} is closed")));
+        };
+        let direct = decoded.format() == Pixel::YUV420P
+            && (decoded.width(), decoded.height()) == (width, height);
+        let converted;
+        let source = if direct {
+            decoded
+        } else {
+            let scaler = match &mut input.scaler {
+                Some(Scaler(scaler))
+                    if scaler.input().format == decoded.format()
+                        && (scaler.input().width, scaler.input().height)
+                            == (decoded.width(), decoded.height()) =>
+                {
+                    scaler
+                }
+                slot => {
+                    &mut slot
+                        .insert(Scaler(
+                            scaling::Context::get(
+                                decoded.format(),
+                                decoded.width(),
+                                decoded.height(),
+                                Pixel::YUV420P,
+                                width,
+                                height,
+                                scaling::Flags::BILINEAR,
+                            )
+                            .map_err(|e| {
+                                ffmpeg_error("setting up the conversion to I420", &url, e)
+                            })?,
+                        ))
+                        .0
+                }
+            };
+            let mut out = ff::frame::Video::empty();
+            scaler
+                .run(decoded, &mut out)
+                .map_err(|e| ffmpeg_error("converting to I420", &url, e))?;
+            converted = out;
+            &converted
+        };
+        let mut planes = Vec::with_capacity(3);
+        for index in 0..3 {
+            let (row_bytes, rows) = PixelFormat::I420
+                .plane_size(index, width, height)
+                .unwrap_or((0, 0));
+            let stride = source.stride(index);
+            let data = source.data(index);
+            let needed = stride * rows.saturating_sub(1) + row_bytes;
+            let data = data.get(..needed).unwrap_or(data).to_vec();
+            planes.push(Plane::new(data, stride, row_bytes, rows)?);
+        }
+        Frame::from_planes(width, height, PixelFormat::I420, planes)
+    }
+
+    /// Sleeps until the stream time `pts_s` is due. A source that fell behind by more than a
+    /// second (a slow consumer, a stalled network) starts its clock again instead of bursting.
+    fn pace(&mut self, pts_s: f64) {
+        let now = Instant::now();
+        let (start, base) = match self.anchor {
+            Some((start, base)) => (start, base),
+            None => {
+                self.anchor = Some((now, pts_s));
+                return;
+            }
+        };
+        let due = pts_s - base;
+        if !(0.0..=3600.0 * 24.0).contains(&due) {
+            self.anchor = Some((now, pts_s));
+            return;
+        }
+        let due = start + Duration::from_secs_f64(due);
+        if due > now {
+            thread::sleep(due - now);
+        } else if now - due > Duration::from_secs(1) {
+            self.anchor = Some((now, pts_s));
+        }
+    }
+
+    fn reopen(&mut self) -> Result<(), CaptureError> {
+        self.input = None;
+        let input = open_input(&self.url, self.network, &self.options)?;
+        self.input = Some(input);
+        self.anchor = None;
+        Ok(())
+    }
+
+    /// Restarts a file from its beginning, keeping time going forward.
+    fn rewind(&mut self) -> Result<(), CaptureError> {
+        let url = self.url.clone();
+        let period = 1.0 / self.info.fps.as_f64();
+        let Some(input) = self.input.as_mut() else {
+            return Ok(());
+        };
+        input
+            .context
+            .seek(0, ..)
+            .map_err(|e| ffmpeg_error("seeking to the start", &url, e))?;
+        input.decoder.flush();
+        input.draining = false;
+        self.loop_offset_s = self.last_pts_s + period;
+        self.anchor = None;
+        Ok(())
+    }
+}
+
+impl Iterator for FfmpegSource {
+    type Item = Result<Frame, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // Bounded: each round either yields, or rewinds/reopens once and tries again.
+        for _ in 0..3 {
+            if self.ended {
+                return None;
+            }
+            if self.input.is_none() {
+                // Reopening a dropped network stream, with backoff.
+                let pause = Duration::from_millis(250 * u64::from(self.failures.min(16)));
+                thread::sleep(pause);
+                if let Err(err) = self.reopen() {
+                    self.failures += 1;
+                    return Some(Err(err));
+                }
+                tracing::info!("{}: reopened", self.url);
+            }
+            match self.decode_next() {
+                Ok(Some((decoded, pts_s))) => {
+                    self.failures = 0;
+                    let pts_s = pts_s + self.loop_offset_s;
+                    self.last_pts_s = pts_s;
+                    if self.options.paced {
+                        self.pace(pts_s);
+                    }
+                    let frame = self.convert(&decoded).map(|frame| {
+                        let frame = frame.with_meta(self.counter, CaptureTime::now());
+                        self.counter += 1;
+                        frame
+                    });
+                    return Some(frame);
+                }
+                Ok(None) if self.options.looping && !self.network => {
+                    if let Err(err) = self.rewind() {
+                        self.ended = true;
+                        return Some(Err(err));
+                    }
+                }
+                Ok(None) if self.network && self.options.reconnect => {
+                    self.input = None;
+                    self.failures += 1;
+                    return Some(Err(CaptureError::Io {
+                        context: format!("{} ended; reconnecting", self.url),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "end of stream",
+                        ),
+                    }));
+                }
+                Ok(None) => {
+                    self.ended = true;
+                    return None;
+                }
+                Err(err) => {
+                    if self.network && self.options.reconnect {
+                        self.input = None;
+                        self.failures += 1;
+                    } else {
+                        self.ended = true;
+                    }
+                    return Some(Err(err));
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Source for FfmpegSource {
+    fn info(&self) -> SourceInfo {
+        self.info
+    }
+}
+
+fn open_input(url: &str, network: bool, options: &FfmpegOptions) -> Result<Input, CaptureError> {
+    let mut dict = ff::Dictionary::new();
+    if network {
+        let micros = options.read_timeout.as_micros().to_string();
+        // rw_timeout bounds every read of most protocols; RTSP has its own socket timeout.
+        dict.set("rw_timeout", &micros);
+        if url.starts_with("rtsp://") {
+            dict.set("rtsp_transport", "tcp");
+            dict.set("timeout", &micros);
+        }
+    }
+    let context = ff::format::input_with_dictionary(&url, dict)
+        .map_err(|e| ffmpeg_error("opening", url, e))?;
+    let stream = context
+        .streams()
+        .best(ff::media::Type::Video)
+        .ok_or_else(|| CaptureError::InvalidArgument(format!("{url} has no video stream")))?;
+    let index = stream.index();
+    let tb = stream.time_base();
+    let time_base = f64::from(tb.numerator()) / f64::from(tb.denominator().max(1));
+    let mut codec = ff::codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| ffmpeg_error("reading the stream's codec", url, e))?;
+    // Slice threads decode each picture on every core without holding frames back, as frame
+    // threads would: lower latency for live streams.
+    codec.set_threading(ff::codec::threading::Config {
+        kind: ff::codec::threading::Type::Slice,
+        count: 0,
+        ..Default::default()
+    });
+    let decoder = codec
+        .decoder()
+        .video()
+        .map_err(|e| ffmpeg_error("opening the decoder", url, e))?;
+    if decoder.width() < 2 || decoder.height() < 2 {
+        return Err(CaptureError::InvalidArgument(format!(
+            "{url}: the video stream has no usable size ({}x{})",
+            decoder.width(),
+            decoder.height()
+        )));
+    }
+    Ok(Input {
+        context,
+        decoder,
+        stream: index,
+        time_base,
+        scaler: None,
+        draining: false,
+    })
+}
+
+fn input_rate(input: &Input) -> FrameRate {
+    let rate = input
+        .context
+        .stream(input.stream)
+        .map(|s| {
+            let avg = s.avg_frame_rate();
+            if avg.numerator() > 0 && avg.denominator() > 0 {
+                avg
+            } else {
+                s.rate()
+            }
+        })
+        .unwrap_or(ff::Rational::new(30, 1));
+    FrameRate::new(
+        rate.numerator().max(0) as u32,
+        rate.denominator().max(0) as u32,
+    )
+    .filter(|r| r.as_f64() <= 240.0)
+    .unwrap_or(FrameRate { num: 30, den: 1 })
+}
+
+/// The largest even number not above `side` (4:2:0 needs even sizes), at least 2.
+fn even(side: u32) -> u32 {
+    (side & !1).max(2)
+}
+
+fn libc_eagain() -> i32 {
+    // EAGAIN on Linux; ffmpeg-next reports "try again" as Error::Other { errno: EAGAIN }.
+    11
+}
+
+fn ffmpeg_error(what: &str, url: &str, err: ff::Error) -> CaptureError {
+    CaptureError::Io {
+        context: format!("{what} {url}"),
+        source: std::io::Error::other(err.to_string()),
+    }
+}
