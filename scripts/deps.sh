@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=${1:-run}
-packages=(pkg-config libx264-dev libclang-dev)
+packages=(pkg-config libclang-dev libx264-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev)
 if [ "$want" = test ]; then
   packages+=(ffmpeg chromium chromium-driver python3-venv)
 fi
