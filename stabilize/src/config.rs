@@ -68,6 +68,12 @@ impl FromStr for BorderType {
 pub enum Smoothing {
     /// vidgear's choice: the mean of the path over `smoothing_radius` frames either side of each
     /// frame. Output lags input by `smoothing_radius` frames; a steady pan is kept exactly.
+    /// Within `smoothing_radius` frames of the start and of a [`flush`], where the window cannot
+    /// be centred, the path is smoothed by the straight line fitted to the frames there are, so
+    /// the first and last frames are steadied too (vidgear pads with the median and drops the
+    /// last frames).
+    ///
+    /// [`flush`]: crate::Stabilizer::flush
     #[default]
     MovingAverage,
     /// No look-ahead, for live streams: a double exponential (level plus trend) filter of the
