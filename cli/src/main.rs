@@ -14,6 +14,7 @@ use rtcgear_capture::{
 };
 use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
 use rtcgear_server::{IceServer, Server, ServerConfig, StreamConfig};
+use rtcgear_stabilize::{BorderType, Smoothing, Stabilized, StabilizerConfig};
 
 /// Stream live video to web browsers over WebRTC: encoded once to H.264, sent to every viewer.
 #[derive(Parser, Debug)]
@@ -94,6 +95,38 @@ struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 0.0, value_parser = parse_delay)]
     start_delay: f64,
 
+    /// Stabilize the video (vidgear's `stabilize=True`): track the camera's shake and warp it
+    /// away.
+    #[arg(long, help_heading = "Stabilization")]
+    stabilize: bool,
+
+    /// Frames either side that the camera path is averaged over (the moving average delays the
+    /// video by as many frames; with --smoothing causal it is the filter's time constant).
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=300),
+          value_name = "FRAMES", help_heading = "Stabilization")]
+    smoothing_radius: u64,
+
+    /// How the path is smoothed: `average` (vidgear's, delays by --smoothing-radius frames) or
+    /// `causal` (no delay, for live viewing).
+    #[arg(long, default_value = "average", value_parser = ["average", "causal"],
+          help_heading = "Stabilization")]
+    smoothing: String,
+
+    /// Pixels of border added around the stabilized picture (vidgear's BORDER_SIZE).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000),
+          value_name = "PIXELS", help_heading = "Stabilization")]
+    border_size: u32,
+
+    /// Zoom in to hide the borders instead of adding them (vidgear's CROP_N_ZOOM).
+    #[arg(long, help_heading = "Stabilization")]
+    crop_zoom: bool,
+
+    /// How the border is filled: black, reflect, reflect_101, replicate or wrap (vidgear's
+    /// BORDER_TYPE).
+    #[arg(long, default_value = "black", value_parser = parse_border, value_name = "TYPE",
+          help_heading = "Stabilization")]
+    border_type: BorderType,
+
     /// Serve the page from this folder's templates/ and static/ (see `rtcgear export-web`).
     #[arg(long, value_name = "DIR")]
     web_dir: Option<PathBuf>,
@@ -159,6 +192,11 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
         ));
     }
     Ok((w, h))
+}
+
+fn parse_border(s: &str) -> Result<BorderType, String> {
+    s.parse()
+        .map_err(|e: rtcgear_stabilize::StabilizeError| e.to_string())
 }
 
 fn parse_delay(s: &str) -> Result<f64, String> {
@@ -227,7 +265,7 @@ fn open_source(
             let fps = FrameRate::from_int(args.fps).context("--fps must be above 0")?;
             let pattern = TestPattern::new(width, height, fps)
                 .with_context(|| format!("{flag} test: cannot make the test pattern"))?;
-            return Ok((Box::new(pattern), false));
+            return Ok((stabilized(Box::new(pattern), args)?, false));
         }
         SourceSpec::File(path) => {
             if !path.is_file() {
@@ -254,7 +292,26 @@ fn open_source(
         Some((width, height)) => Box::new(source.resize(width, height)),
         None => source,
     };
-    Ok((source, live))
+    Ok((stabilized(source, args)?, live))
+}
+
+/// Wraps the source in the stabilizer when --stabilize asks for it.
+fn stabilized(source: Box<dyn Source>, args: &ServeArgs) -> anyhow::Result<Box<dyn Source>> {
+    if !args.stabilize {
+        return Ok(source);
+    }
+    let smoothing = match args.smoothing.as_str() {
+        "causal" => Smoothing::Causal,
+        _ => Smoothing::MovingAverage,
+    };
+    let config = StabilizerConfig::new()
+        .smoothing_radius(args.smoothing_radius as usize)
+        .smoothing(smoothing)
+        .border_size(args.border_size)
+        .crop_zoom(args.crop_zoom)
+        .border_type(args.border_type);
+    let stabilized = Stabilized::new(source, config).context("--stabilize")?;
+    Ok(Box::new(stabilized))
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -163,3 +163,38 @@ fn a_network_stream_plays_and_comes_back_after_a_drop_while_viewers_stay() {
     assert_eq!(browser.eval("return window.rtcgear.reconnects"), 0);
     assert_eq!(server.streams()["streams"][0]["state"], "live");
 }
+
+#[test]
+fn a_stabilized_stream_plays_with_its_border() {
+    use rtcgear_capture::{FrameRate, TestPattern};
+    use rtcgear_stabilize::{Smoothing, Stabilized, StabilizerConfig};
+
+    let _turn = heavy();
+    let pattern =
+        TestPattern::new(640, 480, FrameRate::from_int(30).expect("30 > 0")).expect("a valid size");
+    let config = StabilizerConfig::new()
+        .smoothing(Smoothing::Causal)
+        .border_size(16);
+    let source = Stabilized::new(pattern, config).expect("the stabilizer starts");
+    let server = TestServer::start_streams(vec![StreamConfig::new("", source)]);
+    let browser = Browser::start();
+    browser.goto(&server.url("/"));
+    browser.wait_for(
+        "the stabilized stream to play",
+        Duration::from_secs(20),
+        PLAYING,
+    );
+    let size = browser
+        .eval("const v = document.getElementById('video'); return [v.videoWidth, v.videoHeight]");
+    assert_eq!(size, serde_json::json!([672, 512]));
+    let before = browser
+        .eval("return window.rtcgear.stats.framesDecoded")
+        .as_u64()
+        .unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = browser
+        .eval("return window.rtcgear.stats.framesDecoded")
+        .as_u64()
+        .unwrap_or(0);
+    assert!(after >= before + 20, "{before} -> {after} in 2 s");
+}
