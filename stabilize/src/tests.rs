@@ -315,3 +315,38 @@ fn jitter_is_removed_and_border_options_apply() {
         assert!(after < 0.25 * before, "{border}: {before} -> {after}");
     }
 }
+
+#[test]
+fn the_causal_filter_removes_jitter_without_delay() {
+    let input: Vec<Frame> = (0..30)
+        .map(|i| {
+            // A steady pan of one pixel a frame plus alternating jitter.
+            let jitter = if i % 2 == 0 { 2.0 } else { -2.0 };
+            textured(192, 144, i as f32 + jitter, 0.5 * jitter, 0.0).numbered(i as u64)
+        })
+        .collect();
+    let config = StabilizerConfig::new()
+        .smoothing(Smoothing::Causal)
+        .smoothing_radius(10);
+    let mut stabilizer = Stabilizer::new(config).unwrap();
+    let mut output = Vec::new();
+    for frame in input.clone() {
+        stabilizer.send_frame(frame).unwrap();
+        output.push(stabilizer.receive_frame().expect("no delay"));
+    }
+    // Past the filter's warm-up, the frame-to-frame motion is close to the pan alone.
+    let pan = 1.0f64;
+    let jitter = |frames: &[Frame]| {
+        let mut meter = Stabilizer::new(StabilizerConfig::new()).unwrap();
+        let mut sum = 0.0;
+        for frame in frames {
+            meter.send_frame(frame.clone()).unwrap();
+            if let Some(m) = meter.last_motion() {
+                sum += (m.dx - pan).powi(2) + (m.dy).powi(2);
+            }
+        }
+        (sum / frames.len() as f64).sqrt()
+    };
+    let (before, after) = (jitter(&input[15..]), jitter(&output[15..]));
+    assert!(after < 0.3 * before, "{before} -> {after}");
+}
