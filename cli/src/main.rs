@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+mod stabilize;
+
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use rtcgear_capture::{
@@ -36,6 +38,8 @@ struct Cli {
 enum Command {
     /// Serve one or more streams to browsers (the built-in test pattern by default).
     Serve(ServeArgs),
+    /// Stabilize a video file (anything FFmpeg reads) into an H.264 MP4, MKV or MOV file.
+    Stabilize(StabilizeArgs),
     /// Encode the test pattern to an H.264 (Annex B) file, to check the encoder.
     Encode(EncodeArgs),
     /// Write the default page templates and static files into a folder, to customise them and
@@ -100,32 +104,8 @@ struct ServeArgs {
     #[arg(long, help_heading = "Stabilization")]
     stabilize: bool,
 
-    /// Frames either side that the camera path is averaged over (the moving average delays the
-    /// video by as many frames; with --smoothing causal it is the filter's time constant).
-    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=300),
-          value_name = "FRAMES", help_heading = "Stabilization")]
-    smoothing_radius: u64,
-
-    /// How the path is smoothed: `average` (vidgear's, delays by --smoothing-radius frames) or
-    /// `causal` (no delay, for live viewing).
-    #[arg(long, default_value = "average", value_parser = ["average", "causal"],
-          help_heading = "Stabilization")]
-    smoothing: String,
-
-    /// Pixels of border added around the stabilized picture (vidgear's BORDER_SIZE).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000),
-          value_name = "PIXELS", help_heading = "Stabilization")]
-    border_size: u32,
-
-    /// Zoom in to hide the borders instead of adding them (vidgear's CROP_N_ZOOM).
-    #[arg(long, help_heading = "Stabilization")]
-    crop_zoom: bool,
-
-    /// How the border is filled: black, reflect, reflect_101, replicate or wrap (vidgear's
-    /// BORDER_TYPE).
-    #[arg(long, default_value = "black", value_parser = parse_border, value_name = "TYPE",
-          help_heading = "Stabilization")]
-    border_type: BorderType,
+    #[command(flatten)]
+    stabilizer: StabilizerArgs,
 
     /// Serve the page from this folder's templates/ and static/ (see `rtcgear export-web`).
     #[arg(long, value_name = "DIR")]
@@ -154,6 +134,21 @@ struct ServeArgs {
 }
 
 #[derive(Args, Debug)]
+struct StabilizeArgs {
+    /// The video to stabilize.
+    #[arg(value_name = "IN")]
+    input: PathBuf,
+    /// The file to write: .mp4, .mkv or .mov.
+    #[arg(value_name = "OUT")]
+    output: PathBuf,
+    #[command(flatten)]
+    stabilizer: StabilizerArgs,
+    /// x264's constant rate factor: lower is better quality and bigger files.
+    #[arg(long, default_value_t = 20.0, value_parser = parse_crf)]
+    crf: f32,
+}
+
+#[derive(Args, Debug)]
 struct EncodeArgs {
     /// The file to write.
     #[arg(short, long, default_value = "rtcgear-test.h264", value_name = "FILE")]
@@ -174,6 +169,59 @@ struct EncodeArgs {
     /// Video bitrate in kbit/s (default: chosen for the size and rate).
     #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(50..=100_000))]
     bitrate: Option<u32>,
+}
+
+/// The stabilizer's settings, shared by `serve --stabilize` and `stabilize`.
+#[derive(Args, Debug)]
+struct StabilizerArgs {
+    /// Frames either side that the camera path is averaged over (the moving average delays the
+    /// video by as many frames; with --smoothing causal it is the filter's time constant).
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=300),
+          value_name = "FRAMES", help_heading = "Stabilization")]
+    smoothing_radius: u64,
+
+    /// How the path is smoothed: `average` (vidgear's, delays by --smoothing-radius frames) or
+    /// `causal` (no delay, for live viewing).
+    #[arg(long, default_value = "average", value_parser = ["average", "causal"],
+          help_heading = "Stabilization")]
+    smoothing: String,
+
+    /// Pixels of border added around the stabilized picture (vidgear's BORDER_SIZE).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000),
+          value_name = "PIXELS", help_heading = "Stabilization")]
+    border_size: u32,
+
+    /// Zoom in to hide the borders instead of adding them (vidgear's CROP_N_ZOOM).
+    #[arg(long, help_heading = "Stabilization")]
+    crop_zoom: bool,
+
+    /// How the border is filled: black, reflect, reflect_101, replicate or wrap (vidgear's
+    /// BORDER_TYPE).
+    #[arg(long, default_value = "black", value_parser = parse_border, value_name = "TYPE",
+          help_heading = "Stabilization")]
+    border_type: BorderType,
+}
+
+impl StabilizerArgs {
+    fn config(&self) -> StabilizerConfig {
+        let smoothing = match self.smoothing.as_str() {
+            "causal" => Smoothing::Causal,
+            _ => Smoothing::MovingAverage,
+        };
+        StabilizerConfig::new()
+            .smoothing_radius(self.smoothing_radius as usize)
+            .smoothing(smoothing)
+            .border_size(self.border_size)
+            .crop_zoom(self.crop_zoom)
+            .border_type(self.border_type)
+    }
+}
+
+fn parse_crf(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if (0.0..=51.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a CRF from 0 to 51")),
+    }
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -217,6 +265,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Encode(args) => encode(args),
+        Command::Stabilize(args) => stabilize::run(stabilize::Job {
+            config: args.stabilizer.config(),
+            input: args.input,
+            output: args.output,
+            crf: args.crf,
+        }),
         Command::ExportWeb { dir, force } => export_web(&dir, force),
     };
     match result {
@@ -300,16 +354,7 @@ fn stabilized(source: Box<dyn Source>, args: &ServeArgs) -> anyhow::Result<Box<d
     if !args.stabilize {
         return Ok(source);
     }
-    let smoothing = match args.smoothing.as_str() {
-        "causal" => Smoothing::Causal,
-        _ => Smoothing::MovingAverage,
-    };
-    let config = StabilizerConfig::new()
-        .smoothing_radius(args.smoothing_radius as usize)
-        .smoothing(smoothing)
-        .border_size(args.border_size)
-        .crop_zoom(args.crop_zoom)
-        .border_type(args.border_type);
+    let config = args.stabilizer.config();
     let stabilized = Stabilized::new(source, config).context("--stabilize")?;
     Ok(Box::new(stabilized))
 }

@@ -455,3 +455,95 @@ fn export_web_writes_once_unless_forced() {
         "// mine\n"
     );
 }
+
+#[test]
+fn stabilize_writes_every_frame_into_the_container_of_its_extension() {
+    let dir = TempDir::new("stabilize");
+    let shaky = dir.path().join("shaky.mp4");
+    // A textured scene seen through a crop window that jumps a few pixels every frame.
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=size=360x240:rate=25")
+        .args([
+            "-vf",
+            "crop=320:200:20+8*sin(n*2.1):20+8*cos(n*1.7)",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+        ])
+        .arg(&shaky)
+        .status()
+        .expect("running ffmpeg");
+    assert!(status.success());
+    for extension in ["mp4", "mkv"] {
+        let steady = dir.path().join(format!("steady.{extension}"));
+        let out = run(
+            &[
+                "stabilize",
+                shaky.to_str().expect("UTF-8"),
+                steady.to_str().expect("UTF-8"),
+                "--border-size",
+                "8",
+            ],
+            Duration::from_secs(120),
+        );
+        assert_eq!(out.code, Some(0), "stderr:\n{}", out.stderr);
+        assert!(
+            out.stdout.contains("wrote 50 frames of 336x216"),
+            "{}",
+            out.stdout
+        );
+        assert!(out.stdout.contains("estimated jitter"), "{}", out.stdout);
+        let probe = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-count_frames",
+                "-show_entries",
+                "stream=codec_name,nb_read_frames",
+            ])
+            .args([
+                "-show_entries",
+                "format=format_name",
+                "-of",
+                "default=noprint_wrappers=1",
+            ])
+            .arg(&steady)
+            .output()
+            .expect("running ffprobe");
+        let report = String::from_utf8_lossy(&probe.stdout);
+        assert!(
+            report.contains("codec_name=h264") && report.contains("nb_read_frames=50"),
+            "{report}"
+        );
+        let container = if extension == "mp4" {
+            "mp4"
+        } else {
+            "matroska"
+        };
+        assert!(report.contains(container), "{report}");
+    }
+    let refused = run(
+        &["stabilize", shaky.to_str().expect("UTF-8"), "out.avi"],
+        QUICK,
+    );
+    assert_eq!(refused.code, Some(1));
+    assert!(refused.stderr.contains("OUT out.avi"), "{}", refused.stderr);
+    let missing = run(&["stabilize", "/no/such.mp4", "out.mp4"], QUICK);
+    assert_eq!(missing.code, Some(1));
+    assert!(
+        missing.stderr.contains("IN /no/such.mp4"),
+        "{}",
+        missing.stderr
+    );
+}
