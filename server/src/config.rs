@@ -9,7 +9,9 @@ use std::time::Duration;
 use crate::ServerError;
 
 /// Settings of a [`Server`](crate::Server) that are not about one stream.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output hides [`access_token`](ServerConfig::access_token).
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
     /// Address to listen on for HTTP and media (default `0.0.0.0`, every interface).
@@ -39,6 +41,47 @@ pub struct ServerConfig {
     pub http_workers: usize,
     /// How long a viewer may stay silent before it is dropped (default 15 s).
     pub ice_timeout: Duration,
+    /// The secret that turns access control on (off, the default, when `None`): WHEP then
+    /// needs `Authorization: Bearer SECRET`, and the page and the other routes HTTP basic auth
+    /// with the secret as the password, or a signed link (see [`Server::link_token`]). Never
+    /// logged.
+    ///
+    /// [`Server::link_token`]: crate::Server::link_token
+    pub access_token: Option<String>,
+    /// How long a signed link (and the cookie a browser gets with it) stays valid
+    /// (default 24 h).
+    pub link_ttl: Duration,
+    /// A PEM certificate chain: with [`tls_key`](ServerConfig::tls_key), the server speaks
+    /// HTTPS (rustls) instead of HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8 or RSA) of [`tls_cert`](ServerConfig::tls_cert).
+    pub tls_key: Option<PathBuf>,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("bind", &self.bind)
+            .field("http_port", &self.http_port)
+            .field("udp_port", &self.udp_port)
+            .field("public_ip", &self.public_ip)
+            .field("ice_servers", &self.ice_servers)
+            .field("max_viewers", &self.max_viewers)
+            .field("web_dir", &self.web_dir)
+            .field("cors_origins", &self.cors_origins)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("http_workers", &self.http_workers)
+            .field("ice_timeout", &self.ice_timeout)
+            // The secret itself must never reach a log.
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "<hidden>"),
+            )
+            .field("link_ttl", &self.link_ttl)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -55,6 +98,10 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             http_workers: 4,
             ice_timeout: Duration::from_secs(15),
+            access_token: None,
+            link_ttl: Duration::from_secs(24 * 3600),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -6,12 +6,13 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 use minijinja::context;
 use rtcgear_rtc::ViewerId;
 
+use crate::auth::{Access, Decision};
 use crate::config::ServerConfig;
 use crate::media::{Command, OfferError};
 use crate::stream::{lock, StreamShared};
@@ -115,6 +116,8 @@ pub type Middleware =
 /// What the HTTP workers share.
 pub(crate) struct App {
     pub(crate) config: ServerConfig,
+    /// The access check, when access control is on; it runs before any middleware.
+    pub(crate) access: Option<Arc<Access>>,
     pub(crate) web: Web,
     pub(crate) streams: Vec<Arc<StreamShared>>,
     pub(crate) commands: Sender<Command>,
@@ -129,6 +132,7 @@ impl App {
             Ok(request) => {
                 let started = Instant::now();
                 let response = self.handle(&request);
+                // `path` has no query string, so a link token never reaches the log.
                 tracing::debug!(
                     "{} {} -> {} in {:?}",
                     request.method,
@@ -152,8 +156,26 @@ impl App {
         }
     }
 
-    /// Middleware first (outermost first), then the routes; a panic becomes a 500 page.
+    /// The access check, then middleware (outermost first), then the routes; a panic becomes
+    /// a 500 page.
     pub(crate) fn handle(&self, request: &Request) -> Response {
+        let cookie = match self
+            .access
+            .as_ref()
+            .map(|a| a.check(request, SystemTime::now()))
+        {
+            None | Some(Decision::Allow) => None,
+            Some(Decision::AllowWithCookie(cookie)) => Some(cookie),
+            Some(Decision::Deny(response)) => return response,
+        };
+        let response = self.handle_allowed(request);
+        match cookie {
+            Some(cookie) => response.with_header("Set-Cookie", cookie),
+            None => response,
+        }
+    }
+
+    fn handle_allowed(&self, request: &Request) -> Response {
         let run = || self.chain(request, 0);
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
             Ok(response) => response,

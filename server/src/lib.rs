@@ -22,6 +22,31 @@
 //! | `GET /api/streams` | JSON: each stream's state, size, rate, bitrate and viewers |
 //! | `GET /static/...` | the page's scripts and styles |
 //!
+//! ## Who may watch
+//!
+//! Off by default, so the local demo needs nothing. Set [`ServerConfig::access_token`] and
+//! every request needs a credential, checked before any middleware or route:
+//!
+//! - WHEP (`POST /whep`, `DELETE /whep/ID`, for every stream) takes `Authorization: Bearer
+//!   SECRET`, as the WHEP spec asks of servers and players, or the link cookie below; anything
+//!   else gets `401` with `WWW-Authenticate: Bearer`.
+//! - The page, `/offer`, `/api/streams`, `/static` and your own routes take HTTP basic auth
+//!   (any user name, the secret as the password), the bearer token, a signed link, or the link
+//!   cookie; anything else gets `401` with `WWW-Authenticate: Basic realm="rtcgear"`, so a
+//!   browser asks for the password.
+//! - A signed link is a page URL with `?token=EXPIRY.SIG` ([`Server::link_token`]): the expiry
+//!   in Unix seconds and its HMAC-SHA256 under the secret, valid for
+//!   [`ServerConfig::link_ttl`] (24 h by default). Share it instead of the secret. A page
+//!   opened with a link or basic auth gets the token as a cookie (`HttpOnly`,
+//!   `SameSite=Strict`, `Max-Age` to the expiry, `Secure` over HTTPS), so the player's own
+//!   WHEP and API requests pass. Changing the secret revokes every link.
+//!
+//! Secrets and signatures are compared in constant time; tokens never reach the logs (only
+//! the path is logged, never the query string). Over plain HTTP the secret crosses the
+//! network in the clear: give [`ServerConfig::tls_cert`] and [`ServerConfig::tls_key`] (PEM
+//! files) to serve HTTPS through rustls; the server warns when access control is on without
+//! TLS on an address other than loopback.
+//!
 //! ```no_run
 //! use rtcgear_capture::{FrameRate, TestPattern};
 //! use rtcgear_server::{Server, ServerConfig, StreamConfig};
@@ -71,6 +96,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod auth;
 mod config;
 mod error;
 mod http;

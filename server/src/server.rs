@@ -5,7 +5,9 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use crate::auth::Access;
 
 use crate::config::{check_stream_name, ServerConfig};
 use crate::http::{App, Handler, Middleware, Request, Response};
@@ -88,11 +90,31 @@ impl ServerBuilder {
         }
         let web = Web::new(config.web_dir.clone())?;
         let http_addr = SocketAddr::new(config.bind, config.http_port);
-        let http = tiny_http::Server::http(http_addr).map_err(|e| ServerError::Bind {
-            what: "HTTP",
+        let tls = read_tls(&config)?;
+        let https = tls.is_some();
+        let http = match tls {
+            None => tiny_http::Server::http(http_addr),
+            // tiny_http panics on a key file it cannot read, rather than failing; `read_tls`
+            // checked the file, and this catches what it missed.
+            Some(tls) => std::panic::catch_unwind(|| tiny_http::Server::https(http_addr, tls))
+                .unwrap_or_else(|_| Err("the TLS certificate or key is not usable".into())),
+        }
+        .map_err(|e| ServerError::Bind {
+            what: if https { "HTTPS" } else { "HTTP" },
             addr: http_addr,
             reason: e.to_string(),
         })?;
+        let access = config
+            .access_token
+            .as_deref()
+            .map(|secret| Access::new(secret, config.link_ttl, https));
+        if access.is_some() && !https && !config.bind.is_loopback() {
+            tracing::warn!(
+                "access control is on without TLS on {}: the token, passwords and links cross \
+                 the network in the clear; give a TLS certificate and key",
+                config.bind
+            );
+        }
         let http_addr = http
             .server_addr()
             .to_ip()
@@ -142,6 +164,8 @@ impl ServerBuilder {
             .collect();
         Ok(Server {
             config,
+            access: access.map(Arc::new),
+            https,
             web,
             http: Arc::new(http),
             http_addr,
@@ -165,6 +189,8 @@ impl ServerBuilder {
 /// `encode-NAME`. They talk over bounded channels; nothing blocks on a slow viewer.
 pub struct Server {
     config: ServerConfig,
+    access: Option<Arc<Access>>,
+    https: bool,
     web: Web,
     http: Arc<tiny_http::Server>,
     http_addr: SocketAddr,
@@ -239,12 +265,22 @@ impl Server {
             vec![self.http_addr.ip()]
         };
         ips.dedup();
+        let scheme = if self.https { "https" } else { "http" };
         ips.into_iter()
             .map(|ip| match ip {
-                IpAddr::V4(v4) => format!("http://{v4}:{port}/"),
-                IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
+                IpAddr::V4(v4) => format!("{scheme}://{v4}:{port}/"),
+                IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{port}/"),
             })
             .collect()
+    }
+
+    /// With access control on, a fresh signed link token, valid for
+    /// [`ServerConfig::link_ttl`] from now: add `?token=` and it to a page URL to share the
+    /// page without the secret. `None` when access control is off.
+    pub fn link_token(&self) -> Option<String> {
+        self.access
+            .as_ref()
+            .map(|access| access.link_token(SystemTime::now()))
     }
 
     /// A handle that stops the server.
@@ -259,6 +295,7 @@ impl Server {
     pub fn run(self) -> Result<(), ServerError> {
         let Server {
             config,
+            access,
             web,
             http,
             udp,
@@ -331,6 +368,7 @@ impl Server {
         let workers = config.http_workers.max(1);
         let app = Arc::new(App {
             config,
+            access,
             web,
             streams: shared,
             commands: command_tx,
@@ -374,4 +412,49 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Reads the TLS certificate and key files named in the settings, if any.
+fn read_tls(config: &ServerConfig) -> Result<Option<tiny_http::SslConfig>, ServerError> {
+    let (cert, key) = match (&config.tls_cert, &config.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => {
+            return Err(ServerError::Config(
+                "HTTPS needs both a TLS certificate and its key".into(),
+            ))
+        }
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| ServerError::Io {
+            context: format!("reading {}", path.display()),
+            source: e,
+        })
+    };
+    let certificate = read(cert)?;
+    let private_key = read(key)?;
+    let contains = |haystack: &[u8], needle: &str| {
+        haystack
+            .windows(needle.len())
+            .any(|window| window == needle.as_bytes())
+    };
+    if !contains(&certificate, "-----BEGIN CERTIFICATE-----") {
+        return Err(ServerError::Config(format!(
+            "{}: no PEM certificate in it",
+            cert.display()
+        )));
+    }
+    if !contains(&private_key, "-----BEGIN PRIVATE KEY-----")
+        && !contains(&private_key, "-----BEGIN RSA PRIVATE KEY-----")
+    {
+        return Err(ServerError::Config(format!(
+            "{}: no unencrypted PKCS#8 or RSA PEM key in it (convert one with \
+             `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8.pem`)",
+            key.display()
+        )));
+    }
+    Ok(Some(tiny_http::SslConfig {
+        certificate,
+        private_key,
+    }))
 }

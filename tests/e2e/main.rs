@@ -1,5 +1,6 @@
 //! End-to-end tests: the real server, a real browser, real outside WebRTC clients.
 
+mod auth;
 mod bad_input;
 mod browser;
 mod outside;

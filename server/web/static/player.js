@@ -11,6 +11,15 @@
   const streamName = root.dataset.stream;
   let iceServers = [];
   try { iceServers = JSON.parse(root.dataset.iceServers || "[]"); } catch (e) { iceServers = []; }
+  // With access control on, a signed link's ?token= got this page a cookie (HttpOnly, so not
+  // ours to read) that the same-origin fetches below send; take the token out of the address
+  // bar so it is not copied along with the page's address.
+  const query = new URLSearchParams(window.location.search);
+  if (query.has("token")) {
+    query.delete("token");
+    const rest = query.toString();
+    history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : "") + window.location.hash);
+  }
 
   const stats = {
     framesDecoded: 0, fps: 0, bitrateKbps: 0, width: 0, height: 0, rttMs: null,
@@ -82,6 +91,8 @@
         method: "POST",
         // A server that went away without closing its connections must not hang us.
         signal: AbortSignal.timeout(5000),
+        // The access cookie (or the browser's basic-auth login) goes along; same-origin only.
+        credentials: "same-origin",
         headers: { "Content-Type": "application/sdp" },
         body: peer.localDescription.sdp,
       });
