@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve one or more streams to browsers (the built-in test pattern by default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Stabilize a video file (anything FFmpeg reads) into an H.264 MP4, MKV or MOV file.
     Stabilize(StabilizeArgs),
     /// Encode the test pattern to an H.264 (Annex B) file, to check the encoder.
@@ -127,6 +127,28 @@ struct ServeArgs {
     /// An origin allowed to call /whep and /offer from its own pages (repeatable; `*` for any).
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     cors_origins: Vec<String>,
+
+    /// Turn access control on with this secret: WHEP needs `Authorization: Bearer SECRET`, the
+    /// page basic auth (any user, SECRET as the password) or the signed link printed at start.
+    #[arg(
+        long,
+        env = "RTCGEAR_TOKEN",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    token: Option<String>,
+
+    /// How long the printed signed link stays valid, in hours.
+    #[arg(long, value_name = "HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    link_ttl: u64,
+
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The PEM private key (PKCS#8 or RSA) of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 
     /// Keep capturing and encoding when nobody watches (default: idle until a viewer comes).
     #[arg(long)]
@@ -263,7 +285,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Encode(args) => encode(args),
         Command::Stabilize(args) => stabilize::run(stabilize::Job {
             config: args.stabilizer.config(),
@@ -378,6 +400,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.max_viewers = args.max_viewers.map(|n| n as usize);
         config.web_dir = args.web_dir.clone();
         config.cors_origins = args.cors_origins.clone();
+        config.access_token = args.token.clone();
+        config.link_ttl = Duration::from_secs(args.link_ttl * 3600);
+        config.tls_cert = args.tls_cert.clone();
+        config.tls_key = args.tls_key.clone();
         config
     };
     let mut builder = Server::builder().config(config);
@@ -427,17 +453,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server.candidates()
     );
     let urls = server.urls();
+    // With --token, print signed links (never the secret itself).
+    let link = server
+        .link_token()
+        .map(|token| format!("?token={token}"))
+        .unwrap_or_default();
     let mut out = std::io::stdout().lock();
     writeln!(out, "rtcgear is streaming. Open one of these in a browser:")?;
     for url in &urls {
-        writeln!(out, "  {url}")?;
+        writeln!(out, "  {url}{link}")?;
     }
     for name in args
         .streams
         .iter()
         .filter_map(|s| s.split_once('=').map(|(n, _)| n))
     {
-        writeln!(out, "  {}{name}/", urls[0])?;
+        writeln!(out, "  {}{name}/{link}", urls[0])?;
     }
     writeln!(out, "Press Ctrl-C to stop.")?;
     drop(out);
