@@ -39,35 +39,33 @@ impl TestServer {
         configure: impl FnOnce(&mut ServerConfig),
         each: impl Fn(StreamConfig) -> StreamConfig,
     ) -> TestServer {
+        let streams = streams
+            .iter()
+            .map(|&(name, width, height, fps)| {
+                let pattern =
+                    TestPattern::new(width, height, FrameRate::from_int(fps).expect("fps > 0"))
+                        .expect("a valid test pattern size");
+                each(StreamConfig::new(name, pattern))
+            })
+            .collect();
+        Self::start_configured(streams, configure)
+    }
+
+    /// Serves the given streams on free loopback ports.
+    pub fn start_streams(streams: Vec<StreamConfig>) -> TestServer {
+        Self::start_configured(streams, |_| {})
+    }
+
+    /// Serves the given streams on free loopback ports, with a hook over the server's settings.
+    pub fn start_configured(
+        streams: Vec<StreamConfig>,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
         let mut config = ServerConfig::default();
         config.bind = Ipv4Addr::LOCALHOST.into();
         config.http_port = 0;
         config.udp_port = Some(0);
         configure(&mut config);
-        let mut builder = Server::builder().config(config);
-        for &(name, width, height, fps) in streams {
-            let pattern =
-                TestPattern::new(width, height, FrameRate::from_int(fps).expect("fps > 0"))
-                    .expect("a valid test pattern size");
-            builder = builder.stream(each(StreamConfig::new(name, pattern)));
-        }
-        let server = builder.build().expect("the server starts");
-        let addr = server.http_addr();
-        let stop = server.shutdown_handle();
-        let thread = thread::spawn(move || server.run().expect("the server runs"));
-        TestServer {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Serves the given streams on free loopback ports.
-    pub fn start_streams(streams: Vec<StreamConfig>) -> TestServer {
-        let mut config = ServerConfig::default();
-        config.bind = Ipv4Addr::LOCALHOST.into();
-        config.http_port = 0;
-        config.udp_port = Some(0);
         let mut builder = Server::builder().config(config);
         for stream in streams {
             builder = builder.stream(stream);
