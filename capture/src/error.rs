@@ -20,6 +20,15 @@ pub enum CaptureError {
         /// What the converter said.
         reason: String,
     },
+    /// A camera that cannot be used as asked: missing, busy, not a capture device, unplugged,
+    /// or without a mode that fits.
+    #[error("{path}: {reason}")]
+    Device {
+        /// The device, e.g. `/dev/video0`.
+        path: String,
+        /// What is wrong, in words for the user.
+        reason: String,
+    },
     /// An I/O error from a device, file or child process.
     #[error("{context}: {source}")]
     Io {

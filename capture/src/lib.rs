@@ -11,7 +11,8 @@
 //!   [`SourceExt::grayscale`] and your own closures with [`SourceExt::map_frames`];
 //! - [`Frame::to_format`] converts between pixel formats through SIMD kernels;
 //! - [`SourceSpec`] parses the one source string (`test`, a camera, a file, a URL), and with
-//!   the `ffmpeg` feature `FfmpegSource` plays files and network streams;
+//!   the `ffmpeg` feature `FfmpegSource` plays files and network streams, and with the `v4l2`
+//!   feature (Linux) `V4l2Source` captures from cameras and lists them;
 //! - [`Stamp`] paints and reads the timestamp barcode from which any receiver measures latency
 //!   and loss.
 //!
@@ -49,6 +50,8 @@ mod source;
 mod spec;
 mod stamp;
 mod transform;
+#[cfg(all(feature = "v4l2", target_os = "linux"))]
+mod v4l2;
 
 pub use error::CaptureError;
 #[cfg(feature = "ffmpeg")]
@@ -59,3 +62,5 @@ pub use source::{FrameRate, Source, SourceInfo};
 pub use spec::{SourceSpec, NETWORK_SCHEMES};
 pub use stamp::Stamp;
 pub use transform::{Grayscale, MapFrames, Resize, SourceExt, Transform, Transformed};
+#[cfg(all(feature = "v4l2", target_os = "linux"))]
+pub use v4l2::{DeviceInfo, FormatInfo, SizeInfo, V4l2Format, V4l2Options, V4l2Source};

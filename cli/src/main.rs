@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use rtcgear_capture::{
     FfmpegOptions, FfmpegSource, FrameRate, Source, SourceExt, SourceSpec, TestPattern,
+    V4l2Options, V4l2Source,
 };
 use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
 use rtcgear_server::{IceServer, Server, ServerConfig, StreamConfig};
@@ -42,6 +43,9 @@ enum Command {
     Stabilize(StabilizeArgs),
     /// Encode the test pattern to an H.264 (Annex B) file, to check the encoder.
     Encode(EncodeArgs),
+    /// List the V4L2 cameras (for `--source N` or `/dev/videoN`) with their formats, sizes and
+    /// frame rates.
+    Devices,
     /// Write the default page templates and static files into a folder, to customise them and
     /// serve them with `serve --web-dir`.
     ExportWeb {
@@ -57,7 +61,8 @@ enum Command {
 struct ServeArgs {
     /// The default stream's source: `test` (the built-in test pattern), a video file (MP4, MKV,
     /// … anything FFmpeg reads), or a network stream URL (rtsp://, rtmp://, http(s)://, srt://,
-    /// udp://). Cameras (N, /dev/videoN, pi:N) come with a later release.
+    /// udp://), or a V4L2 camera (N or /dev/videoN; see `rtcgear devices`). Raspberry Pi cameras
+    /// (pi:N) come with a later release.
     #[arg(long, default_value = "test", value_name = "SOURCE")]
     source: String,
 
@@ -294,6 +299,7 @@ fn main() -> ExitCode {
             crf: args.crf,
         }),
         Command::ExportWeb { dir, force } => export_web(&dir, force),
+        Command::Devices => devices(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -357,16 +363,28 @@ fn open_source(
         SourceSpec::Url(url) => Box::new(
             FfmpegSource::open(url, options()).with_context(|| format!("{flag} {spec:?}"))?,
         ),
-        SourceSpec::Camera(_) | SourceSpec::PiCamera(_) => bail!(
+        SourceSpec::Camera(path) => {
+            // --size and --fps are hints: the camera takes its nearest mode, and a resize below
+            // makes up the difference only when its size is not the one asked for.
+            let mut options = V4l2Options::default();
+            options.size = args.size;
+            options.fps = Some(args.fps);
+            Box::new(V4l2Source::open(path, options).with_context(|| format!("{flag} {spec:?}"))?)
+        }
+        SourceSpec::PiCamera(_) => bail!(
             "{flag} {spec:?}: cameras are not supported by this version yet; it serves `test`, \
              video files and network streams"
         ),
         other => bail!("{flag} {spec:?}: {other} is not supported by this version"),
     };
-    let live = matches!(parsed, SourceSpec::Url(_));
+    // A camera is live too: reading it while idle keeps its queued frames fresh.
+    let live = matches!(parsed, SourceSpec::Url(_) | SourceSpec::Camera(_));
+    let info = source.info();
     let source = match args.size {
-        Some((width, height)) => Box::new(source.resize(width, height)),
-        None => source,
+        Some((width, height)) if (info.width, info.height) != (width, height) => {
+            Box::new(source.resize(width, height))
+        }
+        _ => source,
     };
     Ok((stabilized(source, args)?, live))
 }
@@ -538,6 +556,51 @@ fn encode(args: EncodeArgs) -> anyhow::Result<()> {
         args.fps,
         args.output.display()
     );
+    Ok(())
+}
+
+/// `rtcgear devices`: the V4L2 cameras with their formats, sizes and frame rates.
+fn devices() -> anyhow::Result<()> {
+    let cameras = V4l2Source::list();
+    let mut out = std::io::stdout().lock();
+    if cameras.is_empty() {
+        writeln!(
+            out,
+            "no V4L2 cameras found (no /dev/video* node that captures video)"
+        )?;
+        return Ok(());
+    }
+    for camera in cameras {
+        writeln!(
+            out,
+            "{}  {} (driver {}, {})",
+            camera.path.display(),
+            camera.name,
+            camera.driver,
+            camera.bus
+        )?;
+        for format in &camera.formats {
+            let note = if format.format.is_none() {
+                "  (rtcgear cannot read this one yet)"
+            } else {
+                ""
+            };
+            writeln!(out, "  {} {}{note}", format.fourcc, format.description)?;
+            for size in &format.sizes {
+                let rates: Vec<String> = size.rates.iter().map(|r| r.to_string()).collect();
+                writeln!(
+                    out,
+                    "    {}x{}  {} fps",
+                    size.width,
+                    size.height,
+                    rates.join(", ")
+                )?;
+            }
+            if format.stepwise {
+                writeln!(out, "    (any size between these two, in steps)")?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -242,7 +242,7 @@ fn unusable_settings_exit_1_naming_the_flag() {
         &["--source", "/dev/video9"],
         1,
         "--source",
-        "cameras are not supported",
+        "/dev/video9: no such device",
     );
     check_refused(
         &["--source", "no-such-clip.mp4"],
@@ -419,6 +419,26 @@ fn encode_writes_the_frames_asked_for() {
         report.contains("width=320") && report.contains("height=240"),
         "{report}"
     );
+}
+
+#[test]
+fn devices_lists_cameras_or_says_there_are_none() {
+    let out = run(&["devices"], QUICK);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let has_cameras = std::fs::read_dir("/dev")
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("video"))
+        })
+        .unwrap_or(false);
+    if !has_cameras {
+        assert!(
+            out.stdout.contains("no V4L2 cameras found"),
+            "{}",
+            out.stdout
+        );
+    }
 }
 
 #[test]
