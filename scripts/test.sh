@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Every check and test of rtcgear, with its system packages installed first:
 # cargo fmt --check, clippy (-D warnings), the docs (-D warnings) and all tests, the end-to-end
-# ones in headless Chromium and against aiortc included.
+# ones in headless Chromium and against aiortc included; then the V4L2 camera source against a
+# real kernel device (the vivid driver in a small VM, ../shared/tools/v4l2-vm.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
-exec cargo xtask ci "$@"
+cargo xtask ci "$@"
+
+if [ "$(id -u)" = 0 ] && [ "${RTCGEAR_V4L2_VM:-1}" = 1 ] && [ -f ../shared/tools/v4l2-vm.sh ]; then
+  echo "==> the V4L2 source against the vivid camera in a VM"
+  cargo build --locked -p rtcgear-capture --features v4l2 --example v4l2_check
+  V4L2VM_WORK="$PWD/target/v4l2-vm" V4L2VM_QUIET=1 RTCGEAR_V4L2_VM=1 \
+    cargo test --locked -p rtcgear-capture --features v4l2 --test v4l2_vm -- --nocapture
+else
+  echo "skipping the V4L2 VM test: it needs root and ../shared/tools/v4l2-vm.sh (RTCGEAR_V4L2_VM=0 turns it off)"
+fi
