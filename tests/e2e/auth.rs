@@ -366,11 +366,7 @@ fn chromium_plays_the_stream_from_a_signed_link() {
         "return !!window.rtcgear && window.rtcgear.state === 'connected' \
          && window.rtcgear.stats.framesDecoded > 0",
     );
-    let frames = |b: &Browser| {
-        b.eval("return window.rtcgear.stats.framesDecoded")
-            .as_u64()
-            .unwrap_or(0)
-    };
+    let frames = |b: &Browser| b.frames_decoded();
     let before = frames(&browser);
     std::thread::sleep(Duration::from_secs(2));
     let after = frames(&browser);

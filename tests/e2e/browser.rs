@@ -9,13 +9,6 @@ use crate::heavy;
 const PLAYING: &str = "return !!window.rtcgear && window.rtcgear.state === 'connected' \
     && window.rtcgear.stats.framesDecoded > 0 && document.getElementById('video').videoWidth > 0";
 
-fn frames_decoded(browser: &Browser) -> u64 {
-    browser
-        .eval("return window.rtcgear.stats.framesDecoded")
-        .as_u64()
-        .unwrap_or(0)
-}
-
 #[test]
 fn the_page_plays_the_test_pattern_with_live_stats() {
     let _turn = heavy();
@@ -23,14 +16,13 @@ fn the_page_plays_the_test_pattern_with_live_stats() {
     let browser = Browser::start();
     browser.goto(&server.url("/"));
     browser.wait_for("the video to play", Duration::from_secs(20), PLAYING);
-    let size = browser
-        .eval("const v = document.getElementById('video'); return [v.videoWidth, v.videoHeight]");
+    let size = browser.video_size();
     assert_eq!(size, serde_json::json!([640, 480]));
 
     // Frames keep coming, and the page reads latency from the stamp in the picture.
-    let before = frames_decoded(&browser);
+    let before = browser.frames_decoded();
     std::thread::sleep(Duration::from_secs(2));
-    let after = frames_decoded(&browser);
+    let after = browser.frames_decoded();
     assert!(
         after >= before + 20,
         "only {} frames decoded in 2 s",
@@ -106,13 +98,13 @@ fn three_tabs_play_at_once_from_one_encoder_and_a_late_tab_starts_at_once() {
         .iter()
         .map(|t| {
             browser.switch_to(t);
-            frames_decoded(&browser)
+            browser.frames_decoded()
         })
         .collect();
     std::thread::sleep(Duration::from_secs(2));
     for (tab, before) in tabs.iter().zip(counts) {
         browser.switch_to(tab);
-        let after = frames_decoded(&browser);
+        let after = browser.frames_decoded();
         assert!(
             after >= before + 20,
             "a tab decoded only {} frames in 2 s",
@@ -138,8 +130,7 @@ fn named_streams_play_at_their_own_paths() {
     let browser = Browser::start();
     browser.goto(&server.url("/yard/"));
     browser.wait_for("the yard stream to play", Duration::from_secs(20), PLAYING);
-    let size = browser
-        .eval("const v = document.getElementById('video'); return [v.videoWidth, v.videoHeight]");
+    let size = browser.video_size();
     assert_eq!(size, serde_json::json!([320, 240]));
     let streams = server.streams();
     assert_eq!(streams["streams"][1]["name"], "yard");

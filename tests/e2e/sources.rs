@@ -56,20 +56,13 @@ fn a_looping_file_plays_in_the_browser() {
     let browser = Browser::start();
     browser.goto(&server.url("/"));
     browser.wait_for("the file to play", Duration::from_secs(20), PLAYING);
-    let size = browser
-        .eval("const v = document.getElementById('video'); return [v.videoWidth, v.videoHeight]");
+    let size = browser.video_size();
     assert_eq!(size, serde_json::json!([640, 360]));
     // Past the end of the 3-second clip, it still plays: it loops.
     std::thread::sleep(Duration::from_secs(4));
-    let before = browser
-        .eval("return window.rtcgear.stats.framesDecoded")
-        .as_u64()
-        .unwrap_or(0);
+    let before = browser.frames_decoded();
     std::thread::sleep(Duration::from_secs(1));
-    let after = browser
-        .eval("return window.rtcgear.stats.framesDecoded")
-        .as_u64()
-        .unwrap_or(0);
+    let after = browser.frames_decoded();
     assert!(after > before + 10, "{before} -> {after}");
 }
 
@@ -149,10 +142,7 @@ fn a_network_stream_plays_and_comes_back_after_a_drop_while_viewers_stay() {
         Duration::from_secs(5),
         "return document.getElementById('stat-source').textContent.startsWith('reconnecting')",
     );
-    let before = browser
-        .eval("return window.rtcgear.stats.framesDecoded")
-        .as_u64()
-        .unwrap_or(0);
+    let before = browser.frames_decoded();
     let _live = LiveStream::start(&clip, port);
     browser.wait_for(
         "the picture to resume",
@@ -184,17 +174,10 @@ fn a_stabilized_stream_plays_with_its_border() {
         Duration::from_secs(20),
         PLAYING,
     );
-    let size = browser
-        .eval("const v = document.getElementById('video'); return [v.videoWidth, v.videoHeight]");
+    let size = browser.video_size();
     assert_eq!(size, serde_json::json!([672, 512]));
-    let before = browser
-        .eval("return window.rtcgear.stats.framesDecoded")
-        .as_u64()
-        .unwrap_or(0);
+    let before = browser.frames_decoded();
     std::thread::sleep(Duration::from_secs(2));
-    let after = browser
-        .eval("return window.rtcgear.stats.framesDecoded")
-        .as_u64()
-        .unwrap_or(0);
+    let after = browser.frames_decoded();
     assert!(after >= before + 20, "{before} -> {after} in 2 s");
 }

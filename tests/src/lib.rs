@@ -302,6 +302,20 @@ impl Browser {
         )
     }
 
+    /// Frames the player in the current tab has decoded since it last connected.
+    pub fn frames_decoded(&self) -> u64 {
+        self.eval("return window.rtcgear.stats.framesDecoded")
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// The video's size in the current tab, as `[width, height]`.
+    pub fn video_size(&self) -> Value {
+        self.eval(
+            "const v = document.getElementById('video'); return [v.videoWidth, v.videoHeight]",
+        )
+    }
+
     /// Opens a new tab, switches to it, and returns its handle.
     pub fn new_tab(&self) -> String {
         let value = self.call("POST", "/window/new", json!({ "type": "tab" }));
