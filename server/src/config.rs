@@ -25,7 +25,8 @@ pub struct ServerConfig {
     /// forwards the UDP port.
     pub public_ip: Option<IpAddr>,
     /// STUN and TURN servers for the player page (and WHEP `Link` headers). The server asks a
-    /// STUN server for its own public address, announced as a server-reflexive candidate.
+    /// STUN server for its own public address, announced as one more
+    /// candidate address (a host candidate, as `public_ip` is).
     pub ice_servers: Vec<IceServer>,
     /// The most viewers at once over all streams; more get `503` with `Retry-After`.
     pub max_viewers: Option<usize>,
