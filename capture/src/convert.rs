@@ -132,24 +132,18 @@ fn to_i420(frame: &Frame) -> Result<Frame, CaptureError> {
                 height,
             };
             let src = frame.plane(0);
-            let result = match from {
-                PixelFormat::Rgb24 => yuvutils_rs::rgb_to_yuv420(
-                    &mut image,
-                    src.data(),
-                    src.stride() as u32,
-                    RANGE,
-                    MATRIX,
-                    YuvConversionMode::Balanced,
-                ),
-                _ => yuvutils_rs::bgr_to_yuv420(
-                    &mut image,
-                    src.data(),
-                    src.stride() as u32,
-                    RANGE,
-                    MATRIX,
-                    YuvConversionMode::Balanced,
-                ),
+            let convert = match from {
+                PixelFormat::Rgb24 => yuvutils_rs::rgb_to_yuv420,
+                _ => yuvutils_rs::bgr_to_yuv420,
             };
+            let result = convert(
+                &mut image,
+                src.data(),
+                src.stride() as u32,
+                RANGE,
+                MATRIX,
+                YuvConversionMode::Balanced,
+            );
             result.map_err(|e| err(from, to, e))?;
         }
     }
