@@ -29,6 +29,8 @@ impl Server {
             .args(["--size", &format!("{}x{}", size.0, size.1)])
             .args(["--fps", &fps.to_string()])
             .args(["--max-viewers", &max_viewers.to_string()])
+            // Every bench viewer comes from 127.0.0.1: no per-address offer limit.
+            .args(["--offer-rate", "0"])
             .arg("--always-live")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

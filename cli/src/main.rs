@@ -158,6 +158,27 @@ struct ServeArgs {
     /// Keep capturing and encoding when nobody watches (default: idle until a viewer comes).
     #[arg(long)]
     always_live: bool,
+
+    /// Offers (/whep, /offer) allowed per client address and minute, N (at most 20) of them at
+    /// once; more get 429 with Retry-After. 0 turns the limit off.
+    #[arg(long, value_name = "N", default_value_t = 60, help_heading = "Limits")]
+    offer_rate: u32,
+
+    /// The most HTTP connections at once, in total; more are turned away with 503.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Limits")]
+    max_connections: u64,
+
+    /// The most HTTP connections at once from one address (IPv6: one /64).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Limits")]
+    max_connections_per_ip: u64,
+
+    /// Seconds a client may take to send a whole request (head and body); slower ones get 408.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "Limits")]
+    request_timeout: u64,
+
+    /// Seconds a keep-alive HTTP connection may sit idle before it is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "Limits")]
+    idle_timeout: u64,
 }
 
 #[derive(Args, Debug)]
@@ -422,6 +443,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.link_ttl = Duration::from_secs(args.link_ttl * 3600);
         config.tls_cert = args.tls_cert.clone();
         config.tls_key = args.tls_key.clone();
+        config.offer_rate = args.offer_rate;
+        config.offer_burst = args.offer_rate.clamp(1, 20);
+        config.max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
+        config.max_connections_per_ip =
+            usize::try_from(args.max_connections_per_ip).unwrap_or(usize::MAX);
+        config.request_timeout = Duration::from_secs(args.request_timeout);
+        config.idle_timeout = Duration::from_secs(args.idle_timeout);
         config
     };
     let mut builder = Server::builder().config(config);

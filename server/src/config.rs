@@ -57,6 +57,30 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key (PKCS#8 or RSA) of [`tls_cert`](ServerConfig::tls_cert).
     pub tls_key: Option<PathBuf>,
+    /// Offers (`POST …/whep` and `…/offer`) allowed per client address and minute, on
+    /// average (default 60); more get `429` with `Retry-After`. 0 turns the limit off. IPv6
+    /// clients are counted by their /64 network.
+    pub offer_rate: u32,
+    /// How many offers a client address may make at once before
+    /// [`offer_rate`](ServerConfig::offer_rate) paces it (default 20: a page reload or a few
+    /// tabs never wait).
+    pub offer_burst: u32,
+    /// The most HTTP connections open at once (default 1024); more are turned away with `503`.
+    pub max_connections: usize,
+    /// The most HTTP connections open at once from one client address (IPv6: one /64;
+    /// default 64); more are turned away with `503`.
+    pub max_connections_per_ip: usize,
+    /// How long a client may take to send one whole request, head and body, from its first
+    /// byte, and to take a response (default 10 s); slower clients get `408` and are closed.
+    pub request_timeout: Duration,
+    /// How long a keep-alive connection may sit idle between requests before it is closed
+    /// (default 30 s).
+    pub idle_timeout: Duration,
+    /// The largest request head (request line and headers) accepted (default 16 KiB); larger
+    /// ones get `431`.
+    pub max_header_bytes: usize,
+    /// The most header fields in one request (default 64); more get `431`.
+    pub max_headers: usize,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -81,6 +105,14 @@ impl fmt::Debug for ServerConfig {
             .field("link_ttl", &self.link_ttl)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
+            .field("offer_rate", &self.offer_rate)
+            .field("offer_burst", &self.offer_burst)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("request_timeout", &self.request_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("max_headers", &self.max_headers)
             .finish()
     }
 }
@@ -103,6 +135,14 @@ impl Default for ServerConfig {
             link_ttl: Duration::from_secs(24 * 3600),
             tls_cert: None,
             tls_key: None,
+            offer_rate: 60,
+            offer_burst: 20,
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
         }
     }
 }

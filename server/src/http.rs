@@ -14,6 +14,8 @@ use rtcgear_rtc::ViewerId;
 
 use crate::auth::{Access, Decision};
 use crate::config::ServerConfig;
+use crate::gate::Peers;
+use crate::limit::RateLimiter;
 use crate::media::{Command, OfferError};
 use crate::stream::{lock, StreamShared};
 use crate::web::Web;
@@ -123,15 +125,30 @@ pub(crate) struct App {
     pub(crate) commands: Sender<Command>,
     pub(crate) routes: HashMap<(String, String), Handler>,
     pub(crate) middleware: Vec<Middleware>,
+    /// Offers per client address, when limited.
+    pub(crate) offer_limit: Option<RateLimiter>,
+    /// The clients behind the gate's loopback connections (`None` when requests come another
+    /// way, as in the fuzz harness).
+    pub(crate) peers: Option<Arc<Peers>>,
 }
 
 impl App {
     /// Reads a tiny_http request, runs it through middleware and routes, and answers it.
     pub(crate) fn serve(&self, mut raw: tiny_http::Request) {
         let response = match read_request(&mut raw, self.config.max_body_bytes) {
-            Ok(request) => {
+            Ok(mut request) => {
+                // tiny_http sees the gate's end of a loopback connection; the gate knows the
+                // client behind it. A request that did not come through the gate (a local
+                // process that found the loopback port) is refused.
+                if let Some(peers) = &self.peers {
+                    request.remote = request.remote.and_then(|inner| peers.client(inner));
+                }
                 let started = Instant::now();
-                let response = self.handle(&request);
+                let response = if self.peers.is_some() && request.remote.is_none() {
+                    Response::text(403, "connect to the server's own port")
+                } else {
+                    self.handle(&request)
+                };
                 // `path` has no query string, so a link token never reaches the log.
                 tracing::debug!(
                     "{} {} -> {} in {:?}",
@@ -241,12 +258,18 @@ impl App {
                 _ => method_not_allowed("GET, HEAD"),
             },
             "offer" => match method {
-                "POST" => self.with_cors(request, self.offer(request, stream)),
+                "POST" => match self.limit_offers(request) {
+                    Ok(()) => self.with_cors(request, self.offer(request, stream)),
+                    Err(response) => self.with_cors(request, response),
+                },
                 "OPTIONS" => self.preflight(request, "POST, OPTIONS"),
                 _ => method_not_allowed("POST, OPTIONS"),
             },
             "whep" => match method {
-                "POST" => self.with_cors(request, self.whep_post(request, stream)),
+                "POST" => match self.limit_offers(request) {
+                    Ok(()) => self.with_cors(request, self.whep_post(request, stream)),
+                    Err(response) => self.with_cors(request, response),
+                },
                 "OPTIONS" => self
                     .preflight(request, "POST, OPTIONS")
                     .with_header("Accept-Post", "application/sdp"),
@@ -268,6 +291,27 @@ impl App {
                 None => self.error_page(request, 404, "No such page."),
             },
         }
+    }
+
+    /// The offer rate limit of the client's address: `429` with `Retry-After` when it is
+    /// spent.
+    fn limit_offers(&self, request: &Request) -> Result<(), Response> {
+        let (Some(limit), Some(remote)) = (&self.offer_limit, request.remote) else {
+            return Ok(());
+        };
+        limit.take(remote.ip(), Instant::now()).map_err(|wait| {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            tracing::debug!("offer from {} refused by the rate limit", remote.ip());
+            Response::text(
+                429,
+                format!(
+                    "too many offers from your address ({} a minute allowed, {} at once); \
+                     try again in {seconds} s",
+                    self.config.offer_rate, self.config.offer_burst
+                ),
+            )
+            .with_header("Retry-After", seconds.to_string())
+        })
     }
 
     fn stream_index(&self, name: &str) -> Option<usize> {
@@ -550,10 +594,13 @@ fn method_not_allowed(allow: &str) -> Response {
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Payload Too Large",
         415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Error",

@@ -99,7 +99,12 @@
 mod auth;
 mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+mod gate;
 mod http;
+mod limit;
 mod media;
 mod server;
 mod stream;

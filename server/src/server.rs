@@ -1,7 +1,7 @@
 //! The server: binds the sockets, starts the threads, and runs until shut down.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 use crate::auth::Access;
 
 use crate::config::{check_stream_name, ServerConfig};
+use crate::gate::{Gate, GateConfig, Peers};
 use crate::http::{App, Handler, Middleware, Request, Response};
+use crate::limit::RateLimiter;
 use crate::media::{self, Media};
 use crate::stream::{self, SourceState, StreamConfig, StreamShared};
 use crate::web::Web;
@@ -92,18 +94,31 @@ impl ServerBuilder {
         let http_addr = SocketAddr::new(config.bind, config.http_port);
         let tls = read_tls(&config)?;
         let https = tls.is_some();
-        let http = match tls {
-            None => tiny_http::Server::http(http_addr),
-            // tiny_http panics on a key file it cannot read, rather than failing; `read_tls`
-            // checked the file, and this catches what it missed.
-            Some(tls) => std::panic::catch_unwind(|| tiny_http::Server::https(http_addr, tls))
-                .unwrap_or_else(|_| Err("the TLS certificate or key is not usable".into())),
-        }
-        .map_err(|e| ServerError::Bind {
+        let bind_error = |e: std::io::Error| ServerError::Bind {
             what: if https { "HTTPS" } else { "HTTP" },
             addr: http_addr,
             reason: e.to_string(),
+        };
+        // Clients connect to the gate (`gate.rs`), which hands whole requests to tiny_http over
+        // loopback.
+        let listener = TcpListener::bind(http_addr).map_err(bind_error)?;
+        let http_addr = listener.local_addr().map_err(bind_error)?;
+        let inner = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .or_else(|_| TcpListener::bind((Ipv6Addr::LOCALHOST, 0)))
+            .map_err(|e| ServerError::Io {
+                context: "binding the HTTP server's loopback socket".into(),
+                source: e,
+            })?;
+        let inner_addr = inner.local_addr().map_err(|e| ServerError::Io {
+            context: "reading the loopback HTTP address".into(),
+            source: e,
         })?;
+        let http =
+            tiny_http::Server::from_listener(inner, None).map_err(|e| ServerError::Bind {
+                what: "loopback HTTP",
+                addr: inner_addr,
+                reason: e.to_string(),
+            })?;
         let access = config
             .access_token
             .as_deref()
@@ -115,10 +130,6 @@ impl ServerBuilder {
                 config.bind
             );
         }
-        let http_addr = http
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| ServerError::Config("HTTP is not on an IP socket".into()))?;
         let udp_port = config.udp_port.unwrap_or(http_addr.port());
         let udp_addr = SocketAddr::new(config.bind, udp_port);
         let udp = UdpSocket::bind(udp_addr).map_err(|e| ServerError::Bind {
@@ -168,6 +179,9 @@ impl ServerBuilder {
             https,
             web,
             http: Arc::new(http),
+            listener,
+            inner_addr,
+            tls,
             http_addr,
             udp,
             udp_addr,
@@ -192,7 +206,12 @@ pub struct Server {
     access: Option<Arc<Access>>,
     https: bool,
     web: Web,
+    /// tiny_http, on loopback behind the gate.
     http: Arc<tiny_http::Server>,
+    /// The public HTTP socket, which the gate owns once running.
+    listener: TcpListener,
+    inner_addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
     http_addr: SocketAddr,
     udp: UdpSocket,
     udp_addr: SocketAddr,
@@ -298,6 +317,9 @@ impl Server {
             access,
             web,
             http,
+            listener,
+            inner_addr,
+            tls,
             udp,
             candidates,
             streams,
@@ -365,8 +387,27 @@ impl Server {
         }
         drop(media_tx);
 
+        let peers = Arc::new(Peers::default());
+        {
+            let gate = Gate::new(
+                listener,
+                inner_addr,
+                tls,
+                GateConfig::new(&config),
+                peers.clone(),
+            );
+            let shutdown = shutdown.clone();
+            threads.push(
+                thread::Builder::new()
+                    .name("http-gate".into())
+                    .spawn(move || gate.run(shutdown))
+                    .map_err(spawn_error)?,
+            );
+        }
+
         let workers = config.http_workers.max(1);
         let app = Arc::new(App {
+            offer_limit: RateLimiter::new(config.offer_rate, config.offer_burst),
             config,
             access,
             web,
@@ -374,6 +415,7 @@ impl Server {
             commands: command_tx,
             routes,
             middleware,
+            peers: Some(peers),
         });
         for n in 0..workers {
             let app = app.clone();
@@ -414,8 +456,57 @@ impl Server {
     }
 }
 
-/// Reads the TLS certificate and key files named in the settings, if any.
-fn read_tls(config: &ServerConfig) -> Result<Option<tiny_http::SslConfig>, ServerError> {
+#[cfg(feature = "fuzzing")]
+impl Server {
+    /// For the fuzz harness: starts only the RTC thread (no HTTP, no pipelines) and gives the
+    /// HTTP handlers in front of it, with the stop flag and the thread to join.
+    pub(crate) fn into_app(self) -> (Arc<App>, Arc<AtomicBool>, thread::JoinHandle<()>) {
+        let Server {
+            config,
+            access,
+            web,
+            udp,
+            candidates,
+            shared,
+            routes,
+            middleware,
+            shutdown,
+            ..
+        } = self;
+        let (_udp_tx, udp_rx) = crossbeam_channel::bounded(1);
+        let (_media_tx, media_rx) = crossbeam_channel::bounded(1);
+        let (command_tx, command_rx) = crossbeam_channel::bounded(16);
+        let media = Media::new(
+            udp,
+            candidates,
+            shared.clone(),
+            config.max_viewers,
+            config.ice_timeout,
+        );
+        let stop = shutdown.clone();
+        let rtc = thread::spawn(move || {
+            // The senders stay alive as long as the thread, so the channels never disconnect.
+            let _keep = (_udp_tx, _media_tx);
+            media.run(udp_rx, media_rx, command_rx, stop)
+        });
+        let app = Arc::new(App {
+            offer_limit: RateLimiter::new(config.offer_rate, config.offer_burst),
+            config,
+            access,
+            web,
+            streams: shared,
+            commands: command_tx,
+            routes,
+            middleware,
+            peers: None,
+        });
+        (app, shutdown, rtc)
+    }
+}
+
+/// Reads the TLS certificate and key files named in the settings, if any, into the gate's
+/// rustls settings.
+fn read_tls(config: &ServerConfig) -> Result<Option<Arc<rustls::ServerConfig>>, ServerError> {
     let (cert, key) = match (&config.tls_cert, &config.tls_key) {
         (None, None) => return Ok(None),
         (Some(cert), Some(key)) => (cert, key),
@@ -433,28 +524,42 @@ fn read_tls(config: &ServerConfig) -> Result<Option<tiny_http::SslConfig>, Serve
     };
     let certificate = read(cert)?;
     let private_key = read(key)?;
-    let contains = |haystack: &[u8], needle: &str| {
-        haystack
-            .windows(needle.len())
-            .any(|window| window == needle.as_bytes())
-    };
-    if !contains(&certificate, "-----BEGIN CERTIFICATE-----") {
+    let chain: Vec<rustls::Certificate> = rustls_pemfile::certs(&mut certificate.as_slice())
+        .unwrap_or_default()
+        .into_iter()
+        .map(rustls::Certificate)
+        .collect();
+    if chain.is_empty() {
         return Err(ServerError::Config(format!(
             "{}: no PEM certificate in it",
             cert.display()
         )));
     }
-    if !contains(&private_key, "-----BEGIN PRIVATE KEY-----")
-        && !contains(&private_key, "-----BEGIN RSA PRIVATE KEY-----")
-    {
+    let key_der = rustls_pemfile::pkcs8_private_keys(&mut private_key.as_slice())
+        .ok()
+        .and_then(|keys| keys.into_iter().next())
+        .or_else(|| {
+            rustls_pemfile::rsa_private_keys(&mut private_key.as_slice())
+                .ok()
+                .and_then(|keys| keys.into_iter().next())
+        });
+    let Some(key_der) = key_der else {
         return Err(ServerError::Config(format!(
             "{}: no unencrypted PKCS#8 or RSA PEM key in it (convert one with \
              `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8.pem`)",
             key.display()
         )));
-    }
-    Ok(Some(tiny_http::SslConfig {
-        certificate,
-        private_key,
-    }))
+    };
+    let tls = rustls::ServerConfig::builder()
+        .with_safe_defaults()
+        .with_no_client_auth()
+        .with_single_cert(chain, rustls::PrivateKey(key_der))
+        .map_err(|e| {
+            ServerError::Config(format!(
+                "the TLS certificate {} or key {} is not usable: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })?;
+    Ok(Some(Arc::new(tls)))
 }

@@ -1,0 +1,102 @@
+//! Entry points for `cargo fuzz` (the `fuzzing` feature; not part of the public API): the
+//! server's real HTTP handlers and its real RTC thread, in process, without HTTP sockets; and
+//! the gate's request framing.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rtcgear_capture::{FrameRate, TestPattern};
+
+use crate::gate::{frame, GateConfig};
+use crate::http::App;
+use crate::{Request, Response, Server, ServerConfig, StreamConfig};
+
+/// A server's HTTP handlers over its RTC thread: two streams (the default one and `yard`) of a
+/// test pattern that never starts, so offers are answered as for a real server.
+pub struct Harness {
+    app: Arc<App>,
+    shutdown: Arc<AtomicBool>,
+    rtc: Option<JoinHandle<()>>,
+}
+
+impl Harness {
+    /// Starts the RTC thread on a loopback UDP port. Viewers that never connect are dropped
+    /// after a second, so a long fuzzing run does not pile them up.
+    pub fn new() -> Harness {
+        let mut config = ServerConfig::default();
+        config.bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        config.http_port = 0;
+        config.udp_port = Some(0);
+        config.ice_timeout = Duration::from_secs(1);
+        config.offer_rate = 0;
+        let rate = FrameRate::from_int(15).expect("15 is a frame rate");
+        let mut builder = Server::builder().config(config);
+        for name in ["", "yard"] {
+            let pattern = TestPattern::new(64, 48, rate).expect("64x48 is a valid size");
+            builder = builder.stream(StreamConfig::new(name, pattern));
+        }
+        let server = builder.build().expect("a loopback server builds");
+        let (app, shutdown, rtc) = server.into_app();
+        Harness {
+            app,
+            shutdown,
+            rtc: Some(rtc),
+        }
+    }
+
+    /// Answers one request as an HTTP worker would, after the gate and tiny_http.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path.to_string(), Some(query.to_string())),
+            None => (path.to_string(), None),
+        };
+        let request = Request {
+            method: method.to_ascii_uppercase(),
+            path,
+            query,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
+            remote: Some(SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 40000))),
+        };
+        self.app.handle(&request)
+    }
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Harness::new()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        if let Some(rtc) = self.rtc.take() {
+            let _ = rtc.join();
+        }
+    }
+}
+
+/// The gate's framing of the request at the start of `buf`, with the default limits: the
+/// head's and the body's lengths, or the refusal's status. `None` while the head is
+/// incomplete.
+pub fn frame_request(buf: &[u8]) -> Option<Result<(usize, usize), u16>> {
+    let config = GateConfig::new(&ServerConfig::default());
+    match frame(buf, &config) {
+        Ok(None) => None,
+        Ok(Some(framing)) => Some(Ok((framing.head_len, framing.body_len))),
+        Err(refusal) => Some(Err(refusal.status)),
+    }
+}
