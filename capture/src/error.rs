@@ -29,6 +29,11 @@ pub enum CaptureError {
         /// What is wrong, in words for the user.
         reason: String,
     },
+    /// Encoded video that cannot be passed through to browsers as it is (another codec,
+    /// B-frames, a profile browsers do not decode), with the reason. Decoding and encoding
+    /// again is the way round it.
+    #[error("cannot pass through: {0}")]
+    NotPassthrough(String),
     /// An I/O error from a device, file or child process.
     #[error("{context}: {source}")]
     Io {

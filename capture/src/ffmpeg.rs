@@ -66,8 +66,7 @@ pub struct FfmpegSource {
     network: bool,
     input: Option<Input>,
     counter: u64,
-    /// The wall instant that the stream time `anchor_pts_s` plays at.
-    anchor: Option<(Instant, f64)>,
+    pacer: Pacer,
     /// Seconds added to timestamps after each loop, so time keeps going forward.
     loop_offset_s: f64,
     last_pts_s: f64,
@@ -105,13 +104,7 @@ impl std::fmt::Debug for FfmpegSource {
 impl FfmpegSource {
     /// Opens `url` (a path or a URL FFmpeg understands) and finds its video stream.
     pub fn open(url: &str, options: FfmpegOptions) -> Result<FfmpegSource, CaptureError> {
-        ff::init().map_err(|e| ffmpeg_error("initialising FFmpeg", url, e))?;
-        // FFmpeg's own logging would go to stderr; what matters comes back as our errors.
-        ff::util::log::set_level(ff::util::log::Level::Fatal);
-        if !options.start_delay.is_zero() {
-            thread::sleep(options.start_delay);
-        }
-        let network = url.contains("://") && !url.starts_with("file://");
+        let network = init(url, &options)?;
         let input = open_input(url, network, &options)?;
         let info = SourceInfo {
             width: even(input.decoder.width()),
@@ -133,7 +126,7 @@ impl FfmpegSource {
             network,
             input: Some(input),
             counter: 0,
-            anchor: None,
+            pacer: Pacer::default(),
             loop_offset_s: 0.0,
             last_pts_s: 0.0,
             failures: 0,
@@ -246,35 +239,11 @@ impl FfmpegSource {
         Frame::from_planes(width, height, PixelFormat::I420, planes)
     }
 
-    /// Sleeps until the stream time `pts_s` is due. A source that fell behind by more than a
-    /// second (a slow consumer, a stalled network) starts its clock again instead of bursting.
-    fn pace(&mut self, pts_s: f64) {
-        let now = Instant::now();
-        let (start, base) = match self.anchor {
-            Some((start, base)) => (start, base),
-            None => {
-                self.anchor = Some((now, pts_s));
-                return;
-            }
-        };
-        let due = pts_s - base;
-        if !(0.0..=3600.0 * 24.0).contains(&due) {
-            self.anchor = Some((now, pts_s));
-            return;
-        }
-        let due = start + Duration::from_secs_f64(due);
-        if due > now {
-            thread::sleep(due - now);
-        } else if now - due > Duration::from_secs(1) {
-            self.anchor = Some((now, pts_s));
-        }
-    }
-
     fn reopen(&mut self) -> Result<(), CaptureError> {
         self.input = None;
         let input = open_input(&self.url, self.network, &self.options)?;
         self.input = Some(input);
-        self.anchor = None;
+        self.pacer.reset();
         Ok(())
     }
 
@@ -292,7 +261,7 @@ impl FfmpegSource {
         input.decoder.flush();
         input.draining = false;
         self.loop_offset_s = self.last_pts_s + period;
-        self.anchor = None;
+        self.pacer.reset();
         Ok(())
     }
 }
@@ -322,7 +291,7 @@ impl Iterator for FfmpegSource {
                     let pts_s = pts_s + self.loop_offset_s;
                     self.last_pts_s = pts_s;
                     if self.options.paced {
-                        self.pace(pts_s);
+                        self.pacer.pace(pts_s);
                     }
                     let frame = self.convert(&decoded).map(|frame| {
                         let frame = frame.with_meta(self.counter, CaptureTime::now());
@@ -373,7 +342,61 @@ impl Source for FfmpegSource {
     }
 }
 
-fn open_input(url: &str, network: bool, options: &FfmpegOptions) -> Result<Input, CaptureError> {
+/// Initialises FFmpeg, waits for the start delay, and says whether `url` is a network stream.
+pub(crate) fn init(url: &str, options: &FfmpegOptions) -> Result<bool, CaptureError> {
+    ff::init().map_err(|e| ffmpeg_error("initialising FFmpeg", url, e))?;
+    // FFmpeg's own logging would go to stderr; what matters comes back as our errors.
+    ff::util::log::set_level(ff::util::log::Level::Fatal);
+    if !options.start_delay.is_zero() {
+        thread::sleep(options.start_delay);
+    }
+    Ok(url.contains("://") && !url.starts_with("file://"))
+}
+
+/// Sleeps until each stream time is due, from the first one on.
+#[derive(Debug, Default)]
+pub(crate) struct Pacer {
+    /// The wall instant that the stream time `.1` plays at.
+    anchor: Option<(Instant, f64)>,
+}
+
+impl Pacer {
+    /// Sleeps until the stream time `pts_s` is due. A source that fell behind by more than a
+    /// second (a slow consumer, a stalled network) starts its clock again instead of bursting.
+    pub(crate) fn pace(&mut self, pts_s: f64) {
+        let now = Instant::now();
+        let (start, base) = match self.anchor {
+            Some((start, base)) => (start, base),
+            None => {
+                self.anchor = Some((now, pts_s));
+                return;
+            }
+        };
+        let due = pts_s - base;
+        if !(0.0..=3600.0 * 24.0).contains(&due) {
+            self.anchor = Some((now, pts_s));
+            return;
+        }
+        let due = start + Duration::from_secs_f64(due);
+        if due > now {
+            thread::sleep(due - now);
+        } else if now - due > Duration::from_secs(1) {
+            self.anchor = Some((now, pts_s));
+        }
+    }
+
+    /// Starts the clock again at the next time paced.
+    pub(crate) fn reset(&mut self) {
+        self.anchor = None;
+    }
+}
+
+/// Opens the container or stream at `url`, with read timeouts for network streams.
+pub(crate) fn open_context(
+    url: &str,
+    network: bool,
+    options: &FfmpegOptions,
+) -> Result<ff::format::context::Input, CaptureError> {
     let mut dict = ff::Dictionary::new();
     if network {
         let micros = options.read_timeout.as_micros().to_string();
@@ -384,8 +407,11 @@ fn open_input(url: &str, network: bool, options: &FfmpegOptions) -> Result<Input
             dict.set("timeout", &micros);
         }
     }
-    let context = ff::format::input_with_dictionary(&url, dict)
-        .map_err(|e| ffmpeg_error("opening", url, e))?;
+    ff::format::input_with_dictionary(&url, dict).map_err(|e| ffmpeg_error("opening", url, e))
+}
+
+fn open_input(url: &str, network: bool, options: &FfmpegOptions) -> Result<Input, CaptureError> {
+    let context = open_context(url, network, options)?;
     let stream = context
         .streams()
         .best(ff::media::Type::Video)
@@ -424,9 +450,12 @@ fn open_input(url: &str, network: bool, options: &FfmpegOptions) -> Result<Input
 }
 
 fn input_rate(input: &Input) -> FrameRate {
-    let rate = input
-        .context
-        .stream(input.stream)
+    stream_rate(input.context.stream(input.stream))
+}
+
+/// A stream's frame rate: its average, or its base rate, or 30 when it says nothing sane.
+pub(crate) fn stream_rate(stream: Option<ff::format::stream::Stream<'_>>) -> FrameRate {
+    let rate = stream
         .map(|s| {
             let avg = s.avg_frame_rate();
             if avg.numerator() > 0 && avg.denominator() > 0 {
@@ -454,7 +483,7 @@ fn libc_eagain() -> i32 {
     11
 }
 
-fn ffmpeg_error(what: &str, url: &str, err: ff::Error) -> CaptureError {
+pub(crate) fn ffmpeg_error(what: &str, url: &str, err: ff::Error) -> CaptureError {
     CaptureError::Io {
         context: format!("{what} {url}"),
         source: std::io::Error::other(err.to_string()),

@@ -12,7 +12,12 @@
 //! - [`Frame::to_format`] converts between pixel formats through SIMD kernels;
 //! - [`SourceSpec`] parses the one source string (`test`, a camera, a file, a URL), and with
 //!   the `ffmpeg` feature `FfmpegSource` plays files and network streams, and with the `v4l2`
-//!   feature (Linux) `V4l2Source` captures from cameras and lists them;
+//!   feature (Linux) `V4l2Source` captures from cameras and lists them, and with the `rpicam`
+//!   feature `RpicamSource` and `RpicamH264Source` run Raspberry Pi cameras through
+//!   `rpicam-vid`;
+//! - video that is H.264 already can skip decoding and encoding: an [`EncodedSource`] yields
+//!   [`AccessUnit`]s (with the `ffmpeg` feature, `FfmpegH264Source` passes files and network
+//!   streams through), and [`h264`] has the bitstream helpers;
 //! - [`Stamp`] paints and reads the timestamp barcode from which any receiver measures latency
 //!   and loss.
 //!
@@ -41,26 +46,43 @@
 #![deny(missing_docs)]
 
 mod convert;
+mod encoded;
 mod error;
 #[cfg(feature = "ffmpeg")]
 mod ffmpeg;
+#[cfg(feature = "ffmpeg")]
+mod ffmpeg_h264;
 mod frame;
+pub mod h264;
 mod pattern;
+#[cfg(all(feature = "rpicam", unix))]
+mod rpicam;
 mod source;
 mod spec;
 mod stamp;
 mod transform;
 #[cfg(all(feature = "v4l2", target_os = "linux"))]
 mod v4l2;
+mod ytdlp;
 
+pub use encoded::{AccessUnit, EncodedInfo, EncodedSource};
 pub use error::CaptureError;
 #[cfg(feature = "ffmpeg")]
 pub use ffmpeg::{FfmpegOptions, FfmpegSource};
+#[cfg(feature = "ffmpeg")]
+pub use ffmpeg_h264::FfmpegH264Source;
 pub use frame::{packed_len, wall_clock_us, CaptureTime, Frame, PixelFormat, Plane};
 pub use pattern::{TestPattern, TestPatternBuilder};
+#[cfg(all(feature = "rpicam", unix))]
+pub use rpicam::{
+    has_hardware_h264, RpicamH264Source, RpicamOptions, RpicamSource, RPICAM_VID_ENV,
+};
 pub use source::{FrameRate, Source, SourceInfo};
 pub use spec::{SourceSpec, NETWORK_SCHEMES};
 pub use stamp::Stamp;
 pub use transform::{Grayscale, MapFrames, Resize, SourceExt, Transform, Transformed};
 #[cfg(all(feature = "v4l2", target_os = "linux"))]
 pub use v4l2::{DeviceInfo, FormatInfo, SizeInfo, V4l2Format, V4l2Options, V4l2Source};
+pub use ytdlp::{
+    format_selector, is_streaming_site, resolve_with_ytdlp, STREAMING_SITES, YT_DLP_ENV,
+};

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rtcgear_capture::{FfmpegOptions, FfmpegSource, PixelFormat, Source};
+use rtcgear_capture::{
+    h264, CaptureError, EncodedSource, FfmpegH264Source, FfmpegOptions, FfmpegSource, PixelFormat,
+    Source,
+};
 
 fn ffmpeg() -> Command {
     let mut command = Command::new("ffmpeg");
@@ -223,4 +226,205 @@ fn a_network_stream_that_drops_comes_back_by_itself() {
         }
     }
     assert_eq!(frames, 10, "the stream did not come back");
+}
+
+/// H.264 that browsers play as it is: no B-frames (x264's baseline profile), a keyframe every
+/// 15 frames. MP4 stores it length-prefixed, with SPS and PPS in the header only.
+fn passthrough_mp4() -> PathBuf {
+    clip(
+        "baseline.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-g",
+            "15",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    )
+}
+
+/// Decodes an Annex B stream with the FFmpeg CLI, failing on any error; the picture count.
+fn decode_annexb(stream: &[u8]) -> usize {
+    use std::io::Write;
+    let mut child = Command::new("ffmpeg")
+        .args([
+            "-v", "error", "-f", "h264", "-i", "-", "-f", "framemd5", "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ffmpeg");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stream)
+        .expect("feed ffmpeg");
+    let output = child.wait_with_output().expect("ffmpeg ends");
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && errors.trim().is_empty(),
+        "ffmpeg: {errors}"
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .count()
+}
+
+#[test]
+fn h264_without_b_frames_passes_through_as_annexb_access_units() {
+    let path = passthrough_mp4();
+    let source = FfmpegH264Source::open(path.to_str().expect("UTF-8"), FfmpegOptions::default())
+        .expect("baseline H.264 passes through");
+    let info = source.info();
+    assert_eq!((info.width, info.height), (320, 240));
+    assert_eq!(info.fps.as_f64(), 30.0);
+    let profile = info.profile.expect("the profile, from the MP4's avcC");
+    assert!(profile.is_constrained_baseline(), "{profile}");
+    let started = Instant::now();
+    let units: Vec<_> = source.collect::<Result<_, _>>().expect("every packet");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "paced at 1x, not {:?}",
+        started.elapsed()
+    );
+    assert_eq!(units.len(), 60);
+    let keyframes: Vec<u64> = units
+        .iter()
+        .filter(|u| u.keyframe)
+        .map(|u| u.counter)
+        .collect();
+    assert_eq!(keyframes, vec![0, 15, 30, 45]);
+    for unit in units.iter().filter(|u| u.keyframe) {
+        assert!(
+            h264::has_sps(&unit.data),
+            "SPS and PPS in front of every IDR"
+        );
+    }
+    let stream: Vec<u8> = units.iter().flat_map(|u| u.data.iter().copied()).collect();
+    assert_eq!(decode_annexb(&stream), 60, "the Annex B stream decodes");
+}
+
+#[test]
+fn a_looping_passthrough_starts_again_on_its_first_keyframe() {
+    let path = passthrough_mp4();
+    let mut options = unpaced();
+    options.looping = true;
+    let units: Vec<_> = FfmpegH264Source::open(path.to_str().expect("UTF-8"), options)
+        .expect("opens")
+        .take(150)
+        .collect::<Result<_, _>>()
+        .expect("packets");
+    assert_eq!(units.len(), 150);
+    assert!(units[60].keyframe && units[120].keyframe);
+    assert!(units.windows(2).all(|w| w[1].counter == w[0].counter + 1));
+    let stream: Vec<u8> = units.iter().flat_map(|u| u.data.iter().copied()).collect();
+    assert_eq!(decode_annexb(&stream), 150);
+}
+
+#[test]
+fn what_browsers_cannot_take_as_it_is_is_refused_with_the_reason() {
+    let refused = |path: &Path| -> String {
+        match FfmpegH264Source::open(path.to_str().expect("UTF-8"), unpaced()) {
+            Err(CaptureError::NotPassthrough(why)) => why,
+            other => panic!("{}: expected a refusal, got {other:?}", path.display()),
+        }
+    };
+    // x264's defaults: High profile with B-frames.
+    let why = refused(&h264_mp4());
+    assert!(why.contains("B-frames"), "{why}");
+    let mpeg4 = clip(
+        "mpeg4-refused.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=10",
+            "-t",
+            "1",
+            "-c:v",
+            "mpeg4",
+        ],
+    );
+    let why = refused(&mpeg4);
+    assert!(why.contains("not H.264"), "{why}");
+    let yuv444 = clip(
+        "yuv444-refused.mkv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=10",
+            "-t",
+            "1",
+            "-c:v",
+            "libx264",
+            "-bf",
+            "0",
+            "-pix_fmt",
+            "yuv444p",
+        ],
+    );
+    let why = refused(&yuv444);
+    assert!(why.contains("4:2:0") || why.contains("profile"), "{why}");
+}
+
+#[test]
+fn a_passed_through_network_stream_starts_on_a_keyframe_and_comes_back() {
+    let path = passthrough_mp4();
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let url = format!("http://127.0.0.1:{port}/live.ts");
+    let server = LiveServer::start(&path, port);
+    let mut options = FfmpegOptions::default();
+    options.read_timeout = Duration::from_secs(2);
+    let mut source = FfmpegH264Source::open(&url, options).expect("MPEG-TS H.264 passes through");
+    assert!(
+        source.info().profile.is_some(),
+        "the profile from the stream"
+    );
+    let first = source.next().expect("a picture").expect("no error");
+    assert!(
+        first.keyframe,
+        "a stream joined mid-GOP starts on its next keyframe"
+    );
+    for _ in 0..10 {
+        source
+            .next()
+            .expect("pictures keep coming")
+            .expect("a picture");
+    }
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut saw_error = false;
+    while !saw_error && Instant::now() < deadline {
+        saw_error = matches!(source.next(), Some(Err(_)));
+    }
+    assert!(saw_error, "the drop was never reported");
+    let _server = LiveServer::start(&path, port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut units = Vec::new();
+    while units.len() < 10 && Instant::now() < deadline {
+        if let Some(Ok(unit)) = source.next() {
+            units.push(unit);
+        }
+    }
+    assert_eq!(units.len(), 10, "the stream did not come back");
+    assert!(
+        units[0].keyframe,
+        "after reconnecting, again from a keyframe"
+    );
 }

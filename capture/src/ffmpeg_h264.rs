@@ -1,0 +1,372 @@
+//! H.264 passthrough from files and network streams: FFmpeg demuxes, nothing decodes.
+
+use std::time::Duration;
+
+use ff::codec::Id;
+use ffmpeg_next as ff;
+
+use crate::encoded::{AccessUnit, EncodedInfo, EncodedSource};
+use crate::ffmpeg::{ffmpeg_error, init, open_context, stream_rate, Pacer};
+use crate::h264::{self, AvcConfig, H264Profile};
+use crate::{CaptureError, CaptureTime, FfmpegOptions};
+
+/// H.264 from a file or network stream, passed on as it is: access units in Annex B form, read
+/// by FFmpeg's demuxers and never decoded, so serving it costs next to no CPU.
+///
+/// [`open`](Self::open) refuses ([`CaptureError::NotPassthrough`], with the reason) what
+/// browsers could not play as it is: another codec, B-frames, a profile other than Baseline,
+/// Main or High, a picture format other than 8-bit 4:2:0. [`FfmpegSource`](crate::FfmpegSource)
+/// decodes those instead.
+///
+/// It plays like `FfmpegSource`: at the pace of its timestamps, looping files on request, and
+/// reopening network streams that drop. After opening or reopening, it starts at the first
+/// keyframe.
+///
+/// ```no_run
+/// use rtcgear_capture::{CaptureError, EncodedSource, FfmpegH264Source, FfmpegOptions};
+///
+/// match FfmpegH264Source::open("clip.mp4", FfmpegOptions::default()) {
+///     Ok(source) => {
+///         println!("passing through {:?}", source.info().profile);
+///         for unit in source.take(30) {
+///             let unit = unit?;
+///             println!("{} bytes, keyframe: {}", unit.data.len(), unit.keyframe);
+///         }
+///     }
+///     Err(CaptureError::NotPassthrough(why)) => println!("decode it instead: {why}"),
+///     Err(other) => return Err(other),
+/// }
+/// # Ok::<(), CaptureError>(())
+/// ```
+pub struct FfmpegH264Source {
+    url: String,
+    options: FfmpegOptions,
+    info: EncodedInfo,
+    network: bool,
+    input: Option<Input>,
+    counter: u64,
+    pacer: Pacer,
+    loop_offset_s: f64,
+    last_pts_s: f64,
+    /// The last decoding timestamp read, to notice pictures that come out of order.
+    last_dts: Option<i64>,
+    failures: u32,
+    ended: bool,
+}
+
+/// One open input: the demuxer and how to turn its packets into Annex B.
+struct Input {
+    context: ff::format::context::Input,
+    stream: usize,
+    time_base: f64,
+    /// `Some` for MP4/Matroska-style length-prefixed packets; `None` when they are Annex B.
+    avcc: Option<AvcConfig>,
+    /// SPS and PPS (Annex B) from the stream's header, put in front of keyframes that lack
+    /// them in band.
+    parameter_sets: Vec<u8>,
+    /// Whether a keyframe has been passed on since opening: until then pictures are dropped.
+    started: bool,
+}
+
+impl std::fmt::Debug for FfmpegH264Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FfmpegH264Source")
+            .field("url", &self.url)
+            .field("info", &self.info)
+            .field("counter", &self.counter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FfmpegH264Source {
+    /// Opens `url` and checks that its video can be passed through as it is.
+    pub fn open(url: &str, options: FfmpegOptions) -> Result<FfmpegH264Source, CaptureError> {
+        let network = init(url, &options)?;
+        let (input, info) = open_input(url, network, &options)?;
+        tracing::info!(
+            "{url}: passing H.264 through ({}x{}, {}, {} fps)",
+            info.width,
+            info.height,
+            info.profile
+                .map_or_else(|| "profile from the stream".into(), |p| p.to_string()),
+            info.fps
+        );
+        Ok(FfmpegH264Source {
+            url: url.to_string(),
+            options,
+            info,
+            network,
+            input: Some(input),
+            counter: 0,
+            pacer: Pacer::default(),
+            loop_offset_s: 0.0,
+            last_pts_s: 0.0,
+            last_dts: None,
+            failures: 0,
+            ended: false,
+        })
+    }
+
+    /// The path or URL this source reads.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The next access unit and its presentation time, or `Ok(None)` at the end of the input.
+    fn read_next(&mut self) -> Result<Option<(Vec<u8>, bool, f64)>, CaptureError> {
+        let Some(input) = self.input.as_mut() else {
+            return Ok(None);
+        };
+        // Bounded by the input: each round reads one packet.
+        loop {
+            let mut packet = ff::Packet::empty();
+            match packet.read(&mut input.context) {
+                Ok(()) => {}
+                Err(ff::Error::Eof) => return Ok(None),
+                Err(err) => return Err(ffmpeg_error("reading", &self.url, err)),
+            }
+            if packet.stream() != input.stream {
+                continue;
+            }
+            let Some(data) = packet.data().filter(|d| !d.is_empty()) else {
+                continue;
+            };
+            if let (Some(dts), Some(pts)) = (packet.dts(), packet.pts()) {
+                let reordered = pts < dts || self.last_dts.is_some_and(|last| pts < last);
+                if reordered {
+                    return Err(CaptureError::NotPassthrough(format!(
+                        "{}: pictures arrive out of order (B-frames), which browsers' WebRTC \
+                         decoders do not expect",
+                        self.url
+                    )));
+                }
+                self.last_dts = Some(dts);
+            }
+            let mut unit = Vec::with_capacity(data.len() + input.parameter_sets.len() + 16);
+            match &input.avcc {
+                Some(avcc) => avcc.to_annexb(data, &mut unit)?,
+                None => {
+                    if h264::is_keyframe(data) && !h264::has_sps(data) {
+                        unit.extend_from_slice(&input.parameter_sets);
+                    }
+                    unit.extend_from_slice(data);
+                }
+            }
+            let keyframe = h264::is_keyframe(&unit);
+            if !input.started {
+                if !keyframe {
+                    continue;
+                }
+                input.started = true;
+            }
+            let pts = packet.pts().or(packet.dts()).unwrap_or(0);
+            return Ok(Some((unit, keyframe, pts as f64 * input.time_base)));
+        }
+    }
+
+    fn reopen(&mut self) -> Result<(), CaptureError> {
+        self.input = None;
+        let (input, info) = open_input(&self.url, self.network, &self.options)?;
+        if (info.width, info.height) != (self.info.width, self.info.height) {
+            tracing::info!(
+                "{}: the stream is now {}x{}",
+                self.url,
+                info.width,
+                info.height
+            );
+            self.info = info;
+        }
+        self.input = Some(input);
+        self.pacer.reset();
+        self.last_dts = None;
+        Ok(())
+    }
+
+    /// Restarts a file from its beginning, keeping time going forward.
+    fn rewind(&mut self) -> Result<(), CaptureError> {
+        let period = 1.0 / self.info.fps.as_f64();
+        let Some(input) = self.input.as_mut() else {
+            return Ok(());
+        };
+        input
+            .context
+            .seek(0, ..)
+            .map_err(|e| ffmpeg_error("seeking to the start", &self.url, e))?;
+        input.started = false;
+        self.loop_offset_s = self.last_pts_s + period;
+        self.last_dts = None;
+        self.pacer.reset();
+        Ok(())
+    }
+}
+
+impl Iterator for FfmpegH264Source {
+    type Item = Result<AccessUnit, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // Bounded: each round either yields, or rewinds/reopens once and tries again.
+        for _ in 0..3 {
+            if self.ended {
+                return None;
+            }
+            if self.input.is_none() {
+                let pause = Duration::from_millis(250 * u64::from(self.failures.min(16)));
+                std::thread::sleep(pause);
+                if let Err(err) = self.reopen() {
+                    self.failures += 1;
+                    return Some(Err(err));
+                }
+                tracing::info!("{}: reopened", self.url);
+            }
+            match self.read_next() {
+                Ok(Some((data, keyframe, pts_s))) => {
+                    self.failures = 0;
+                    let pts_s = pts_s + self.loop_offset_s;
+                    self.last_pts_s = pts_s;
+                    if self.options.paced {
+                        self.pacer.pace(pts_s);
+                    }
+                    let unit = AccessUnit {
+                        data,
+                        keyframe,
+                        counter: self.counter,
+                        time: CaptureTime::now(),
+                    };
+                    self.counter += 1;
+                    return Some(Ok(unit));
+                }
+                Ok(None) if self.options.looping && !self.network => {
+                    if let Err(err) = self.rewind() {
+                        self.ended = true;
+                        return Some(Err(err));
+                    }
+                }
+                Ok(None) if self.network && self.options.reconnect => {
+                    self.input = None;
+                    self.failures += 1;
+                    return Some(Err(CaptureError::Io {
+                        context: format!("{} ended; reconnecting", self.url),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "end of stream",
+                        ),
+                    }));
+                }
+                Ok(None) => {
+                    self.ended = true;
+                    return None;
+                }
+                Err(err @ CaptureError::NotPassthrough(_)) => {
+                    self.ended = true;
+                    return Some(Err(err));
+                }
+                Err(err) => {
+                    if self.network && self.options.reconnect {
+                        self.input = None;
+                        self.failures += 1;
+                    } else {
+                        self.ended = true;
+                    }
+                    return Some(Err(err));
+                }
+            }
+        }
+        None
+    }
+}
+
+impl EncodedSource for FfmpegH264Source {
+    fn info(&self) -> EncodedInfo {
+        self.info
+    }
+}
+
+/// Opens `url` and checks that its video stream can be passed through.
+fn open_input(
+    url: &str,
+    network: bool,
+    options: &FfmpegOptions,
+) -> Result<(Input, EncodedInfo), CaptureError> {
+    let context = open_context(url, network, options)?;
+    let stream = context
+        .streams()
+        .best(ff::media::Type::Video)
+        .ok_or_else(|| CaptureError::InvalidArgument(format!("{url} has no video stream")))?;
+    let refuse = |why: String| Err(CaptureError::NotPassthrough(format!("{url}: {why}")));
+    let parameters = stream.parameters();
+    if parameters.id() != Id::H264 {
+        return refuse(format!("the video is {:?}, not H.264", parameters.id()));
+    }
+    // SAFETY: `parameters` points at the stream's live AVCodecParameters, which the open
+    // context owns and keeps for as long as `stream` borrows it; only plain fields are read,
+    // and the extradata slice is copied before the borrow ends.
+    let (width, height, format, video_delay, extradata) = unsafe {
+        let p = &*parameters.as_ptr();
+        let extradata = if p.extradata.is_null() || p.extradata_size <= 0 {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(p.extradata, p.extradata_size as usize).to_vec()
+        };
+        (p.width, p.height, p.format, p.video_delay, extradata)
+    };
+    if video_delay > 0 {
+        return refuse(format!(
+            "it has B-frames (a reorder delay of {video_delay}), which browsers' WebRTC \
+             decoders do not expect"
+        ));
+    }
+    let yuv420p = ff::ffi::AVPixelFormat::AV_PIX_FMT_YUV420P as i32;
+    let yuvj420p = ff::ffi::AVPixelFormat::AV_PIX_FMT_YUVJ420P as i32;
+    if format >= 0 && format != yuv420p && format != yuvj420p {
+        let named = ff::codec::context::Context::from_parameters(stream.parameters())
+            .and_then(|codec| codec.decoder().video())
+            .map(|decoder| format!("{:?}", decoder.format()))
+            .unwrap_or_else(|_| format!("pixel format {format}"));
+        return refuse(format!("its pictures are {named}, not 8-bit 4:2:0"));
+    }
+    let (avcc, parameter_sets, profile) = if extradata.first() == Some(&1) {
+        let avcc = AvcConfig::parse(&extradata)?;
+        let profile = avcc.profile();
+        (Some(avcc), Vec::new(), profile)
+    } else {
+        let profile = H264Profile::from_annexb(&extradata);
+        let sets = h264::nal_units(&extradata)
+            .filter(|nal| {
+                matches!(
+                    h264::nal_type(nal),
+                    h264::nal_type::SPS | h264::nal_type::PPS
+                )
+            })
+            .flat_map(|nal| [&[0, 0, 0, 1][..], nal].concat())
+            .collect();
+        (None, sets, profile)
+    };
+    if let Some(profile) = profile {
+        if !profile.browsers_decode() {
+            return refuse(format!("browsers do not decode its profile, {profile}"));
+        }
+    }
+    if width < 2 || height < 2 {
+        return refuse(format!("the video has no usable size ({width}x{height})"));
+    }
+    let index = stream.index();
+    let tb = stream.time_base();
+    let time_base = f64::from(tb.numerator()) / f64::from(tb.denominator().max(1));
+    let info = EncodedInfo {
+        width: width as u32,
+        height: height as u32,
+        fps: stream_rate(Some(stream)),
+        profile,
+    };
+    Ok((
+        Input {
+            context,
+            stream: index,
+            time_base,
+            avcc,
+            parameter_sets,
+            started: false,
+        },
+        info,
+    ))
+}

@@ -1,0 +1,518 @@
+//! H.264 bitstream helpers for sources that deliver video already encoded: NAL units of an
+//! Annex B stream, AVCC (MP4/MKV) packets to Annex B, the profile an SPS announces, and the
+//! splitting of a raw byte stream (a pipe from `rpicam-vid`, say) into access units.
+//!
+//! Only what passthrough needs is parsed: NAL headers, the first bytes of an SPS, and whether
+//! a slice starts a picture. Nothing here decodes pictures.
+//!
+//! ```
+//! use rtcgear_capture::h264::{self, AccessUnitSplitter, H264Profile};
+//!
+//! // SPS (Constrained Baseline 3.1), PPS and an IDR slice, then the next picture's slice.
+//! let stream = [
+//!     &[0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0xac][..],
+//!     &[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80],
+//!     &[0, 0, 1, 0x65, 0x88, 0x84, 0x00],
+//!     &[0, 0, 1, 0x41, 0x9a, 0x21],
+//! ]
+//! .concat();
+//! let mut splitter = AccessUnitSplitter::new();
+//! splitter.push(&stream);
+//! let first = splitter.next_unit().expect("the second picture ends the first");
+//! assert!(h264::is_keyframe(&first));
+//! let sps = h264::nal_units(&first).next().unwrap();
+//! assert_eq!(H264Profile::from_sps(sps).unwrap().to_string(), "Constrained Baseline 3.1");
+//! // The last picture is complete only when the stream says so: more data, or its end.
+//! assert!(splitter.next_unit().is_none());
+//! assert!(!h264::is_keyframe(&splitter.finish().unwrap()));
+//! ```
+
+use std::fmt;
+
+use crate::CaptureError;
+
+/// NAL unit types (ITU-T H.264 table 7-1) that passthrough cares about.
+pub mod nal_type {
+    /// A slice of a non-IDR picture.
+    pub const SLICE: u8 = 1;
+    /// A slice of an IDR picture: a decoder can start here.
+    pub const IDR: u8 = 5;
+    /// Supplemental enhancement information.
+    pub const SEI: u8 = 6;
+    /// Sequence parameter set.
+    pub const SPS: u8 = 7;
+    /// Picture parameter set.
+    pub const PPS: u8 = 8;
+    /// Access unit delimiter.
+    pub const AUD: u8 = 9;
+}
+
+/// The type of a NAL unit (its first byte's low five bits); 0 for an empty one.
+pub fn nal_type(nal: &[u8]) -> u8 {
+    nal.first().map_or(0, |b| b & 0x1f)
+}
+
+/// The NAL units of Annex B data, each without its start code (header byte first).
+pub fn nal_units(data: &[u8]) -> NalUnits<'_> {
+    NalUnits {
+        data,
+        pos: find_start_code(data, 0).map_or(data.len(), |(_, end)| end),
+    }
+}
+
+/// Iterator over the NAL units of Annex B data; see [`nal_units`].
+#[derive(Debug, Clone)]
+pub struct NalUnits<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for NalUnits<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        while self.pos < self.data.len() {
+            let start = self.pos;
+            let (end, next) = match find_start_code(self.data, start) {
+                Some((code, after)) => (code, after),
+                None => (self.data.len(), self.data.len()),
+            };
+            self.pos = next;
+            let mut nal = &self.data[start..end];
+            while let [rest @ .., 0] = nal {
+                nal = rest;
+            }
+            if !nal.is_empty() {
+                return Some(nal);
+            }
+        }
+        None
+    }
+}
+
+/// The first start code (`00 00 01`) at or after `from`: where it begins (a zero byte in front
+/// of it counts as part of it, making the four-byte form) and where its NAL unit begins.
+fn find_start_code(data: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    while i + 3 <= data.len() {
+        // Skip ahead fast: a start code's third byte is 1, and its second is 0.
+        if data[i + 2] > 1 {
+            i += 3;
+            continue;
+        }
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            let begin = if i > from && data[i - 1] == 0 {
+                i - 1
+            } else {
+                i
+            };
+            return Some((begin, i + 3));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whether Annex B data holds an IDR slice, so a decoder can start on it.
+pub fn is_keyframe(data: &[u8]) -> bool {
+    nal_units(data).any(|nal| nal_type(nal) == nal_type::IDR)
+}
+
+/// Whether Annex B data holds a sequence parameter set.
+pub fn has_sps(data: &[u8]) -> bool {
+    nal_units(data).any(|nal| nal_type(nal) == nal_type::SPS)
+}
+
+/// The profile, constraint flags and level of an H.264 stream, from its SPS: what
+/// `profile-level-id` says in SDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct H264Profile {
+    /// `profile_idc`: 66 Baseline, 77 Main, 100 High, …
+    pub profile_idc: u8,
+    /// The `constraint_set0..5` flags and reserved bits, as one byte.
+    pub constraints: u8,
+    /// `level_idc`: ten times the level (31 is 3.1).
+    pub level_idc: u8,
+}
+
+impl H264Profile {
+    /// Constrained Baseline 3.1 (`42e01f`), what every WebRTC endpoint decodes.
+    pub const CONSTRAINED_BASELINE_31: H264Profile = H264Profile {
+        profile_idc: 66,
+        constraints: 0xe0,
+        level_idc: 31,
+    };
+
+    /// Reads the profile from an SPS NAL unit (header byte first, as [`nal_units`] gives it).
+    pub fn from_sps(nal: &[u8]) -> Option<H264Profile> {
+        match nal {
+            [header, profile_idc, constraints, level_idc, ..] if header & 0x1f == nal_type::SPS => {
+                Some(H264Profile {
+                    profile_idc: *profile_idc,
+                    constraints: *constraints,
+                    level_idc: *level_idc,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The profile of the first SPS in Annex B data.
+    pub fn from_annexb(data: &[u8]) -> Option<H264Profile> {
+        nal_units(data).find_map(H264Profile::from_sps)
+    }
+
+    /// The three bytes of SDP's `profile-level-id`, e.g. `0x42e01f`.
+    pub fn profile_level_id(self) -> u32 {
+        u32::from_be_bytes([0, self.profile_idc, self.constraints, self.level_idc])
+    }
+
+    /// Baseline with `constraint_set1`: no feature that a Constrained Baseline decoder lacks.
+    pub fn is_constrained_baseline(self) -> bool {
+        self.profile_idc == 66 && self.constraints & 0x40 != 0
+            || self.profile_idc == 77 && self.constraints & 0x80 != 0
+    }
+
+    /// Whether browsers decode this profile over WebRTC: Baseline, Main and High (8-bit 4:2:0).
+    /// High 10, 4:2:2 and 4:4:4 profiles are not.
+    pub fn browsers_decode(self) -> bool {
+        matches!(self.profile_idc, 66 | 77 | 100)
+    }
+
+    /// Whether the profile allows B-frames (Main and above do; Baseline does not).
+    pub fn allows_b_frames(self) -> bool {
+        !(self.profile_idc == 66 || self.is_constrained_baseline())
+    }
+
+    /// The profile's name, e.g. "High".
+    pub fn name(self) -> &'static str {
+        match self.profile_idc {
+            66 if self.constraints & 0x40 != 0 => "Constrained Baseline",
+            66 => "Baseline",
+            77 => "Main",
+            88 => "Extended",
+            100 if self.constraints & 0x0c == 0x0c => "Constrained High",
+            100 => "High",
+            110 => "High 10",
+            122 => "High 4:2:2",
+            244 => "High 4:4:4",
+            _ => "unknown profile",
+        }
+    }
+}
+
+impl fmt::Display for H264Profile {
+    /// The profile and level, e.g. "High 4.1".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}.{}",
+            self.name(),
+            self.level_idc / 10,
+            self.level_idc % 10
+        )
+    }
+}
+
+/// The decoder configuration record of MP4 and Matroska (`avcC`): how long the NAL length
+/// prefixes are, and the SPS and PPS that Annex B carries in band instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AvcConfig {
+    /// Bytes in each NAL unit's length prefix: 1, 2 or 4.
+    pub length_size: usize,
+    /// Sequence parameter sets, header byte first.
+    pub sps: Vec<Vec<u8>>,
+    /// Picture parameter sets, header byte first.
+    pub pps: Vec<Vec<u8>>,
+}
+
+impl AvcConfig {
+    /// Parses an `avcC` record (a stream's "extradata" in FFmpeg).
+    pub fn parse(record: &[u8]) -> Result<AvcConfig, CaptureError> {
+        let bad = |why: &str| CaptureError::InvalidArgument(format!("bad avcC record: {why}"));
+        if record.len() < 7 || record[0] != 1 {
+            return Err(bad("too short or not version 1"));
+        }
+        let length_size = usize::from(record[4] & 3) + 1;
+        if length_size == 3 {
+            return Err(bad("3-byte NAL lengths"));
+        }
+        let mut pos = 5;
+        let read_sets = |count: usize, pos: &mut usize| -> Result<Vec<Vec<u8>>, CaptureError> {
+            let mut sets = Vec::with_capacity(count);
+            for _ in 0..count {
+                let len_bytes = record.get(*pos..*pos + 2).ok_or_else(|| bad("truncated"))?;
+                let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+                let set = record
+                    .get(*pos + 2..*pos + 2 + len)
+                    .ok_or_else(|| bad("truncated parameter set"))?;
+                sets.push(set.to_vec());
+                *pos += 2 + len;
+            }
+            Ok(sets)
+        };
+        let sps_count = usize::from(record[pos] & 0x1f);
+        pos += 1;
+        let sps = read_sets(sps_count, &mut pos)?;
+        let pps_count = usize::from(*record.get(pos).ok_or_else(|| bad("no PPS count"))?);
+        pos += 1;
+        let pps = read_sets(pps_count, &mut pos)?;
+        if sps.is_empty() || pps.is_empty() {
+            return Err(bad("no SPS or no PPS"));
+        }
+        Ok(AvcConfig {
+            length_size,
+            sps,
+            pps,
+        })
+    }
+
+    /// The profile of the first SPS.
+    pub fn profile(&self) -> Option<H264Profile> {
+        self.sps.first().and_then(|sps| H264Profile::from_sps(sps))
+    }
+
+    /// Appends `packet` (length-prefixed NAL units) to `out` in Annex B form. An IDR picture
+    /// without its own SPS and PPS gets this record's in front, so every keyframe can start a
+    /// decoder on its own.
+    pub fn to_annexb(&self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), CaptureError> {
+        let mut nals = Vec::new();
+        let mut pos = 0;
+        while pos < packet.len() {
+            let len_bytes = packet
+                .get(pos..pos + self.length_size)
+                .ok_or_else(|| truncated("a NAL length"))?;
+            let len = len_bytes
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            pos += self.length_size;
+            let nal = packet
+                .get(pos..pos + len)
+                .ok_or_else(|| truncated("a NAL unit"))?;
+            pos += len;
+            if !nal.is_empty() {
+                nals.push(nal);
+            }
+        }
+        let idr = nals.iter().any(|nal| nal_type(nal) == nal_type::IDR);
+        let has_sps = nals.iter().any(|nal| nal_type(nal) == nal_type::SPS);
+        let start = |out: &mut Vec<u8>, nal: &[u8]| {
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(nal);
+        };
+        let mut sets_written = !idr || has_sps;
+        for nal in nals {
+            let kind = nal_type(nal);
+            // Parameter sets go after an AUD and SEI, before the first slice.
+            if !sets_written && matches!(kind, nal_type::SLICE | nal_type::IDR) {
+                for set in self.sps.iter().chain(&self.pps) {
+                    start(out, set);
+                }
+                sets_written = true;
+            }
+            start(out, nal);
+        }
+        Ok(())
+    }
+}
+
+fn truncated(what: &str) -> CaptureError {
+    CaptureError::InvalidArgument(format!(
+        "a truncated H.264 packet: {what} runs past its end"
+    ))
+}
+
+/// Cuts an Annex B byte stream, arriving in chunks of any size, into access units (pictures).
+///
+/// A picture ends where the next one begins (ITU-T H.264 7.4.1.2.3): at an access unit
+/// delimiter, SPS, PPS or SEI after a slice, or at a slice that starts a new picture
+/// (`first_mb_in_slice` 0). So the last picture comes out only once the next one starts, or
+/// on [`finish`](Self::finish), which a reader calls when the stream ends or pauses.
+#[derive(Debug, Default)]
+pub struct AccessUnitSplitter {
+    buf: Vec<u8>,
+}
+
+impl AccessUnitSplitter {
+    /// An empty splitter.
+    pub fn new() -> AccessUnitSplitter {
+        AccessUnitSplitter::default()
+    }
+
+    /// Adds bytes from the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held that have not come out yet.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete access unit, with its start codes, if the stream has shown where it
+    /// ends.
+    pub fn next_unit(&mut self) -> Option<Vec<u8>> {
+        // Anything before the first start code cannot be decoded: drop it.
+        match find_start_code(&self.buf, 0) {
+            Some((0, _)) => {}
+            Some((begin, _)) => {
+                self.buf.drain(..begin);
+            }
+            None => {
+                // Keep a possible start code's beginning.
+                let keep = self.buf.len().min(3);
+                self.buf.drain(..self.buf.len() - keep);
+                return None;
+            }
+        }
+        let mut seen_slice = false;
+        let mut search = 0;
+        while let Some((begin, nal)) = find_start_code(&self.buf, search) {
+            // The header byte and the one after it decide; wait for them.
+            let (Some(&header), Some(&next)) = (self.buf.get(nal), self.buf.get(nal + 1)) else {
+                return None;
+            };
+            let kind = header & 0x1f;
+            let is_slice = matches!(kind, nal_type::SLICE | nal_type::IDR);
+            // first_mb_in_slice is ue(v): 0 is the single bit 1.
+            let starts_picture = is_slice && next & 0x80 != 0;
+            let boundary = matches!(kind, nal_type::SEI | nal_type::SPS | nal_type::PPS)
+                || matches!(kind, nal_type::AUD | 14..=18)
+                || starts_picture;
+            if seen_slice && boundary && begin > 0 {
+                let rest = self.buf.split_off(begin);
+                return Some(std::mem::replace(&mut self.buf, rest));
+            }
+            seen_slice |= is_slice;
+            search = nal;
+        }
+        None
+    }
+
+    /// Everything held, as the last access unit, if it has a slice (the stream ended or
+    /// paused after it); anything else is dropped.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        let data = std::mem::take(&mut self.buf);
+        nal_units(&data)
+            .any(|nal| matches!(nal_type(nal), nal_type::SLICE | nal_type::IDR))
+            .then_some(data)
+    }
+
+    /// Whether the bytes held so far contain a slice, so [`finish`](Self::finish) would give
+    /// a picture.
+    pub fn holds_picture(&self) -> bool {
+        nal_units(&self.buf).any(|nal| matches!(nal_type(nal), nal_type::SLICE | nal_type::IDR))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annexb(nals: &[&[u8]]) -> Vec<u8> {
+        nals.iter()
+            .flat_map(|nal| [&[0u8, 0, 0, 1][..], nal].concat())
+            .collect()
+    }
+
+    const SPS: &[u8] = &[0x67, 0x64, 0x00, 0x29, 0xac];
+    const PPS: &[u8] = &[0x68, 0xee, 0x3c];
+    const IDR: &[u8] = &[0x65, 0x88, 0x80, 0x10];
+    const P: &[u8] = &[0x41, 0x9a, 0x02];
+    const P_SECOND_SLICE: &[u8] = &[0x41, 0x5a, 0x02];
+
+    #[test]
+    fn nal_units_without_start_codes_or_trailing_zeros() {
+        let data = [&[0u8, 0, 1][..], SPS, &[0, 0, 0, 0, 1], PPS, &[0, 0]].concat();
+        let nals: Vec<&[u8]> = nal_units(&data).collect();
+        assert_eq!(nals, vec![SPS, PPS]);
+        assert_eq!(nal_units(b"no start code").count(), 0);
+        assert_eq!(nal_units(&[0, 0, 1]).count(), 0);
+    }
+
+    #[test]
+    fn profiles() {
+        let high = H264Profile::from_sps(SPS).unwrap();
+        assert_eq!(high.to_string(), "High 4.1");
+        assert_eq!(high.profile_level_id(), 0x640029);
+        assert!(high.browsers_decode() && high.allows_b_frames());
+        let cb = H264Profile::CONSTRAINED_BASELINE_31;
+        assert!(cb.is_constrained_baseline() && !cb.allows_b_frames());
+        assert_eq!(cb.profile_level_id(), 0x42e01f);
+        assert!(H264Profile::from_sps(PPS).is_none());
+        assert!(H264Profile::from_sps(&[0x67, 0x42]).is_none());
+        let hi10 = H264Profile {
+            profile_idc: 110,
+            constraints: 0,
+            level_idc: 40,
+        };
+        assert!(!hi10.browsers_decode());
+    }
+
+    #[test]
+    fn avcc_packets_become_annexb_with_parameter_sets_before_idr() {
+        let record = [
+            &[1u8, 0x64, 0x00, 0x29, 0xff, 0xe1, 0, SPS.len() as u8][..],
+            SPS,
+            &[1, 0, PPS.len() as u8],
+            PPS,
+        ]
+        .concat();
+        let config = AvcConfig::parse(&record).unwrap();
+        assert_eq!(config.length_size, 4);
+        assert_eq!(config.profile().unwrap().profile_idc, 100);
+        let packet = [&[0u8, 0, 0, IDR.len() as u8][..], IDR].concat();
+        let mut out = Vec::new();
+        config.to_annexb(&packet, &mut out).unwrap();
+        assert_eq!(out, annexb(&[SPS, PPS, IDR]));
+        let packet = [&[0u8, 0, 0, P.len() as u8][..], P].concat();
+        out.clear();
+        config.to_annexb(&packet, &mut out).unwrap();
+        assert_eq!(out, annexb(&[P]));
+        assert!(config.to_annexb(&[0, 0, 0, 9, 1], &mut out).is_err());
+        assert!(AvcConfig::parse(&[1, 2, 3]).is_err());
+        assert!(AvcConfig::parse(&record[..10]).is_err());
+    }
+
+    #[test]
+    fn splitter_cuts_at_every_picture_whatever_the_chunks() {
+        let stream = [
+            annexb(&[SPS, PPS, IDR]),
+            annexb(&[P, P_SECOND_SLICE]),
+            annexb(&[&[0x09, 0x10], P]),
+            annexb(&[SPS, PPS, IDR]),
+        ]
+        .concat();
+        for chunk in [1, 2, 3, 5, 7, 64] {
+            let mut splitter = AccessUnitSplitter::new();
+            let mut units = Vec::new();
+            splitter.push(&[0xff, 0x00]); // garbage before the first start code
+            for piece in stream.chunks(chunk) {
+                splitter.push(piece);
+                while let Some(unit) = splitter.next_unit() {
+                    units.push(unit);
+                }
+            }
+            units.extend(splitter.finish());
+            assert_eq!(units.len(), 4, "chunks of {chunk}");
+            assert_eq!(units[0], annexb(&[SPS, PPS, IDR]));
+            assert_eq!(
+                units[1],
+                annexb(&[P, P_SECOND_SLICE]),
+                "two slices, one picture"
+            );
+            assert_eq!(units[2], annexb(&[&[0x09, 0x10], P]));
+            assert!(is_keyframe(&units[3]) && has_sps(&units[3]));
+            assert_eq!(units.concat(), stream);
+        }
+    }
+
+    #[test]
+    fn finish_drops_what_is_no_picture() {
+        let mut splitter = AccessUnitSplitter::new();
+        splitter.push(&annexb(&[SPS, PPS]));
+        assert!(!splitter.holds_picture());
+        assert!(splitter.finish().is_none());
+        assert_eq!(splitter.pending(), 0);
+    }
+}
