@@ -117,7 +117,53 @@ pub struct Broadcast {
     next_id: u64,
     /// The capture instant that maps to RTP time 0.
     epoch: Option<Instant>,
+    /// The frames since the last keyframe, when [`BroadcastConfig::gop_cache`] is on.
+    gop: GopCache,
     out: Pending,
+}
+
+/// The most frames a GOP cache holds (see [`BroadcastConfig::gop_cache`]): 16 s at 30 fps.
+/// str0m takes at most 512 frames written between two polls.
+pub const GOP_CACHE_MAX_FRAMES: usize = 480;
+
+/// The most bytes a GOP cache holds (see [`BroadcastConfig::gop_cache`]).
+pub const GOP_CACHE_MAX_BYTES: usize = 24 << 20;
+
+/// The frames from the last keyframe on, each with its capture instant and RTP time.
+#[derive(Default)]
+struct GopCache {
+    frames: Vec<(Instant, MediaTime, Arc<[u8]>)>,
+    bytes: usize,
+    /// The GOP outgrew the limits: nothing is cached until the next keyframe.
+    overflowed: bool,
+}
+
+impl GopCache {
+    fn add(&mut self, capture: Instant, rtp_time: MediaTime, keyframe: bool, data: Arc<[u8]>) {
+        if keyframe {
+            self.frames.clear();
+            self.bytes = 0;
+            self.overflowed = false;
+        } else if self.frames.is_empty() || self.overflowed {
+            return;
+        }
+        if self.frames.len() >= GOP_CACHE_MAX_FRAMES
+            || self.bytes + data.len() > GOP_CACHE_MAX_BYTES
+        {
+            warn!(
+                frames = self.frames.len(),
+                bytes = self.bytes,
+                "the keyframe interval is too long for the GOP cache; new viewers wait for the \
+                 next keyframe"
+            );
+            self.frames.clear();
+            self.bytes = 0;
+            self.overflowed = true;
+            return;
+        }
+        self.bytes += data.len();
+        self.frames.push((capture, rtp_time, data));
+    }
 }
 
 /// Everything output-related, apart from the viewers so both can be borrowed at once.
@@ -131,6 +177,8 @@ struct Pending {
     /// Datagrams drained early because the driver mutated again before polling; normally empty.
     transmits: VecDeque<str0m::net::Transmit>,
     keyframes: KeyframeLimiter,
+    /// [`BroadcastConfig::gop_cache`].
+    gop_cache: bool,
 }
 
 struct Viewer {
@@ -147,6 +195,8 @@ struct Viewer {
     dirty: bool,
     /// Set when we decided to drop the viewer; it goes once drained.
     leaving: Option<DisconnectReason>,
+    /// Connected, with the GOP cache to be sent once drained.
+    gop_pending: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +231,7 @@ impl Broadcast {
                 dirty: VecDeque::new(),
                 transmits: VecDeque::new(),
                 keyframes,
+                gop_cache: config.gop_cache,
             },
             config,
             viewers: HashMap::new(),
@@ -188,6 +239,7 @@ impl Broadcast {
             by_ufrag: HashMap::new(),
             next_id: 1,
             epoch: None,
+            gop: GopCache::default(),
         }
     }
 
@@ -236,7 +288,7 @@ impl Broadcast {
             }
         };
         let ufrag = creds.ufrag.clone();
-        let mut rtc = codec::configure(Rtc::builder())
+        let mut rtc = codec::configure(Rtc::builder(), self.config.h264_profile)
             .set_ice_lite(self.config.ice_lite)
             .set_local_ice_credentials(creds)
             .build(now);
@@ -260,9 +312,16 @@ impl Broadcast {
         let answer = answer.to_sdp_string();
         let Some(media) = offer::video_mids(&answer)
             .into_iter()
-            .find_map(|mid| h264_media(&mut rtc, Mid::from(mid)))
+            .find_map(|mid| h264_media(&mut rtc, Mid::from(mid), self.config.h264_profile))
         else {
-            return Err(RtcError::NoH264);
+            return Err(match self.config.h264_profile {
+                Some(profile_level_id)
+                    if !codec::is_constrained_baseline(Some(profile_level_id)) =>
+                {
+                    RtcError::ProfileNotOffered { profile_level_id }
+                }
+                _ => RtcError::NoH264,
+            });
         };
         let id = ViewerId(self.next_id);
         let mut viewer = Viewer {
@@ -275,6 +334,7 @@ impl Broadcast {
             last_receive: now,
             dirty: true,
             leaving: None,
+            gop_pending: false,
         };
         // Negotiating was a mutation; str0m wants it drained before the next one.
         let queued = self.out.transmits.len();
@@ -351,6 +411,14 @@ impl Broadcast {
         let rtp_time = media_time(capture.saturating_duration_since(epoch));
         let mut payload: Option<Arc<[u8]>> = None;
         for (&id, viewer) in &mut self.viewers {
+            if viewer.leaving.is_some() || viewer.state == State::Closing {
+                continue;
+            }
+            if viewer.dirty {
+                // Draining may connect the viewer and send it the GOP cache, before this frame.
+                flush(id, viewer, &mut self.out);
+                send_gop(id, viewer, &self.gop, &mut self.out);
+            }
             let wanted = match viewer.state {
                 State::Streaming => true,
                 State::WaitingKeyframe => keyframe,
@@ -359,9 +427,6 @@ impl Broadcast {
             let (mid, pt) = viewer.media;
             if !wanted || viewer.leaving.is_some() {
                 continue;
-            }
-            if viewer.dirty {
-                flush(id, viewer, &mut self.out);
             }
             let Some(writer) = viewer.rtc.writer(mid) else {
                 continue;
@@ -380,6 +445,10 @@ impl Broadcast {
                 }
             }
             mark_dirty(id, viewer, &mut self.out.dirty);
+        }
+        if self.config.gop_cache {
+            let payload = payload.unwrap_or_else(|| Arc::from(data));
+            self.gop.add(capture, rtp_time, keyframe, payload);
         }
     }
 
@@ -492,6 +561,8 @@ impl Broadcast {
                     self.out.dirty.pop_front();
                     if viewer.leaving.is_some() || !viewer.rtc.is_alive() {
                         self.drop_viewer(id);
+                    } else if viewer.gop_pending {
+                        send_gop(id, viewer, &self.gop, &mut self.out);
                     }
                 }
             }
@@ -612,6 +683,11 @@ fn handle_event(id: ViewerId, viewer: &mut Viewer, event: Event, out: &mut Pendi
         Event::Connected if viewer.state == State::Connecting => {
             viewer.state = State::WaitingKeyframe;
             out.events.push_back(BroadcastEvent::ViewerConnected(id));
+            if out.gop_cache {
+                // Sent once the viewer is drained; without a cached GOP it waits for the next
+                // keyframe, which the request below may bring sooner.
+                viewer.gop_pending = true;
+            }
             if out.keyframes.request(out.now, true) {
                 out.events.push_back(BroadcastEvent::KeyframeNeeded);
             }
@@ -635,7 +711,7 @@ fn handle_event(id: ViewerId, viewer: &mut Viewer, event: Event, out: &mut Pendi
 
 /// The m-line `mid` and the payload type to send H.264 on, if `mid` is a video m-line we
 /// send on and a usable H.264 payload type was negotiated for it.
-fn h264_media(rtc: &mut Rtc, mid: Mid) -> Option<(Mid, Pt)> {
+fn h264_media(rtc: &mut Rtc, mid: Mid, stream: Option<u32>) -> Option<(Mid, Pt)> {
     let media = rtc.media(mid)?;
     if media.kind() != MediaKind::Video || !media.direction().is_sending() || media.disabled() {
         return None;
@@ -643,10 +719,46 @@ fn h264_media(rtc: &mut Rtc, mid: Mid) -> Option<(Mid, Pt)> {
     let writer = rtc.writer(mid)?;
     let (_, pt) = writer
         .payload_params()
-        .filter_map(|params| Some((codec::score(params)?, params.pt())))
+        .filter_map(|params| Some((codec::score(params, stream)?, params.pt())))
         .max_by_key(|&(score, _)| score)?;
     debug!(%mid, %pt, "sending H.264");
     Some((mid, pt))
+}
+
+/// Sends the cached GOP to a viewer that has just connected and been drained, so it starts
+/// at once. The frames go out in one burst, their RTP times squeezed one tick apart just
+/// before the newest frame's own, so the decoder catches up at once and the live frames that
+/// follow keep their spacing.
+fn send_gop(id: ViewerId, viewer: &mut Viewer, gop: &GopCache, out: &mut Pending) {
+    if !viewer.gop_pending || viewer.dirty || viewer.leaving.is_some() {
+        return;
+    }
+    viewer.gop_pending = false;
+    let Some(&(newest_capture, newest_rtp, _)) = gop.frames.last() else {
+        debug!(%id, "no GOP cached; waiting for the next keyframe");
+        return;
+    };
+    if viewer.state != State::WaitingKeyframe {
+        return;
+    }
+    let (mid, pt) = viewer.media;
+    let count = gop.frames.len() as u64;
+    let newest = newest_rtp.numer();
+    for (i, (_, _, data)) in gop.frames.iter().enumerate() {
+        let Some(writer) = viewer.rtc.writer(mid) else {
+            return;
+        };
+        let rtp_time = MediaTime::from_90khz(newest.saturating_sub(count - 1 - i as u64));
+        if let Err(e) = writer.write(pt, newest_capture, rtp_time, Arc::clone(data)) {
+            warn!(%id, error = %e, "writing the GOP cache failed; dropping the viewer");
+            viewer.rtc.disconnect();
+            viewer.leaving.get_or_insert(DisconnectReason::Failed);
+            break;
+        }
+    }
+    debug!(%id, frames = count, bytes = gop.bytes, "GOP cache sent");
+    viewer.state = State::Streaming;
+    mark_dirty(id, viewer, &mut out.dirty);
 }
 
 fn mark_dirty(id: ViewerId, viewer: &mut Viewer, dirty: &mut VecDeque<ViewerId>) {

@@ -48,6 +48,28 @@ pub struct BroadcastConfig {
     /// every second, so silence this long means the viewer has gone. It also bounds the time
     /// from the answer to the first datagram.
     pub ice_timeout: Duration,
+
+    /// Keep the frames since the last keyframe (a GOP cache) and send them to each viewer as
+    /// it connects, so its picture starts at once without a new keyframe (default `false`).
+    ///
+    /// Meant for streams whose keyframes cannot be asked for: H.264 passed through from a
+    /// file, a network stream or a camera's own encoder. The cached frames go out in one burst
+    /// with their timestamps squeezed just before the newest one's, so the viewer's decoder
+    /// catches up and shows the live picture without added delay. A GOP longer than
+    /// [`GOP_CACHE_MAX_FRAMES`](crate::GOP_CACHE_MAX_FRAMES) frames or
+    /// [`GOP_CACHE_MAX_BYTES`](crate::GOP_CACHE_MAX_BYTES) is not cached: viewers then wait
+    /// for the next keyframe.
+    pub gop_cache: bool,
+
+    /// The `profile-level-id` of the H.264 the driver sends, from its SPS (e.g. `0x640029`
+    /// for High 4.1), or `None` for Constrained Baseline, what rtcgear's encoder makes
+    /// (default `None`).
+    ///
+    /// The answer then offers the browser's payload type for that profile: Constrained
+    /// Baseline streams go to any H.264 payload type with packetization mode 1 that decodes
+    /// them; Baseline, Main and High streams need the browser to offer that profile (or High,
+    /// for Main), else the offer fails with [`RtcError::ProfileNotOffered`](crate::RtcError).
+    pub h264_profile: Option<u32>,
 }
 
 impl BroadcastConfig {
@@ -60,6 +82,8 @@ impl BroadcastConfig {
             keyframe_retry: Duration::from_secs(1),
             max_viewers: None,
             ice_timeout: Duration::from_secs(15),
+            gop_cache: false,
+            h264_profile: None,
         }
     }
 
@@ -84,6 +108,18 @@ impl BroadcastConfig {
     /// Sets [`max_viewers`](Self::max_viewers).
     pub fn with_max_viewers(mut self, max_viewers: Option<usize>) -> Self {
         self.max_viewers = max_viewers;
+        self
+    }
+
+    /// Sets [`gop_cache`](Self::gop_cache).
+    pub fn with_gop_cache(mut self, gop_cache: bool) -> Self {
+        self.gop_cache = gop_cache;
+        self
+    }
+
+    /// Sets [`h264_profile`](Self::h264_profile).
+    pub fn with_h264_profile(mut self, profile_level_id: Option<u32>) -> Self {
+        self.h264_profile = profile_level_id;
         self
     }
 

@@ -37,6 +37,17 @@ pub enum RtcError {
     )]
     NoH264,
 
+    /// The stream is H.264 in a profile (passed through as it came) that the offer does not
+    /// list with packetization-mode=1.
+    #[error(
+        "the offer has no H.264 payload type for this stream's profile (profile-level-id \
+         {profile_level_id:06x}, packetization-mode=1)"
+    )]
+    ProfileNotOffered {
+        /// The stream's profile-level-id.
+        profile_level_id: u32,
+    },
+
     /// str0m could not negotiate the offer.
     #[error("could not negotiate the offer: {source}")]
     Negotiation {

@@ -115,6 +115,9 @@ mod keyframe;
 mod offer;
 mod stun;
 
-pub use broadcast::{Broadcast, BroadcastEvent, DisconnectReason, Output, ViewerId};
+pub use broadcast::{
+    Broadcast, BroadcastEvent, DisconnectReason, Output, ViewerId, GOP_CACHE_MAX_BYTES,
+    GOP_CACHE_MAX_FRAMES,
+};
 pub use config::BroadcastConfig;
 pub use error::RtcError;

@@ -95,6 +95,69 @@ fn received_video_decodes() {
     }
 }
 
+/// A source whose keyframes cannot be asked for (H.264 passed through): with the GOP cache, a
+/// viewer joining mid-GOP gets the last keyframe and what followed at once, in one burst, and
+/// what it receives decodes.
+#[test]
+fn gop_cache_starts_a_late_viewer_at_once() {
+    require_ffmpeg();
+    let mut sim = Sim::new(config().with_gop_cache(true));
+    sim.ignore_keyframe_requests = true;
+    let gop = Some(60);
+    let early = sim.add_client();
+    sim.connect_all();
+    let mut frames = EncodedFrames::new();
+    sim.stream(&mut frames, Duration::from_millis(1500), gop);
+    let late = sim.add_client();
+    sim.connect_all();
+    let connected = sim.clients[late].connected_at.expect("connected");
+    sim.stream(&mut frames, Duration::from_millis(1500), gop);
+
+    let idrs = sim.sent.iter().filter(|(_, keyframe, _)| *keyframe).count();
+    assert_eq!(
+        idrs, 2,
+        "only the source's own keyframes, at frames 0 and 60"
+    );
+    let received = &sim.clients[late].frames;
+    let (first_at, first) = &received[0];
+    assert!(
+        is_idr(&first.data),
+        "the late viewer starts on the cached IDR"
+    );
+    assert!(
+        *first_at - connected < Duration::from_millis(100),
+        "the late viewer's picture starts {:?} after connecting, not at the next keyframe",
+        *first_at - connected
+    );
+    // It joined at frame 45 of a 60-frame GOP: it got the cached GOP from frame 0 on, so
+    // every frame sent.
+    assert!(
+        received.len() + 2 >= sim.sent.len(),
+        "{} frames received of {} sent",
+        received.len(),
+        sim.sent.len()
+    );
+    // Timestamps only go forward, the burst's squeezed just before the live ones.
+    let times: Vec<_> = received.iter().map(|(_, d)| d.time.numer()).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    for index in [early, late] {
+        let received = &sim.clients[index].frames;
+        let path = temp_path(&format!("gop-client{index}.h264"));
+        let stream: Vec<u8> = received
+            .iter()
+            .flat_map(|(_, d)| d.data.iter().copied())
+            .collect();
+        std::fs::write(&path, stream).expect("write the stream");
+        let decoded = decode(&path);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            decoded,
+            received.len(),
+            "client {index}: every picture decodes"
+        );
+    }
+}
+
 fn require_ffmpeg() {
     for tool in ["ffmpeg", "ffprobe"] {
         let found = Command::new(tool)

@@ -83,6 +83,45 @@ fn high_profile_only_has_no_usable_h264() {
     check(&offer, |e| matches!(e, RtcError::NoH264));
 }
 
+/// A stream passed through in High profile is answered with the browser's High payload type,
+/// and refused, with the reason, by a browser that offers none.
+#[test]
+fn a_high_profile_stream_needs_a_high_payload_type() {
+    let now = Instant::now();
+    let high = config()
+        .with_gop_cache(true)
+        .with_h264_profile(Some(0x640028));
+    // str0m's default codecs, like a browser's, include High.
+    let mut broadcast = Broadcast::new(now, high.clone());
+    let (_, answer) = broadcast
+        .handle_offer(now, &browser_offer())
+        .expect("accepted");
+    assert!(answer.contains("profile-level-id=64"), "{answer}");
+    assert!(!answer.contains("profile-level-id=42"), "{answer}");
+
+    let baseline_only = offer_with(|mut config| {
+        config = config.clear_codecs();
+        config
+            .codec_config()
+            .add_h264(100.into(), None, true, 0x42e01f);
+        config
+    });
+    let mut broadcast = Broadcast::new(now, high);
+    let err = broadcast
+        .handle_offer(now, &baseline_only)
+        .expect_err("no High payload type");
+    assert!(
+        matches!(
+            err,
+            RtcError::ProfileNotOffered {
+                profile_level_id: 0x640028
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("640028"), "{err}");
+}
+
 #[test]
 fn baseline_only_is_accepted() {
     let offer = offer_with(|mut config| {

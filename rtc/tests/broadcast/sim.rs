@@ -98,6 +98,9 @@ pub struct Sim {
     /// Events up to here have been looked at for keyframe requests.
     seen_events: usize,
     keyframe_wanted: bool,
+    /// Keyframes come only every `gop` frames, whatever the broadcast asks: a source passed
+    /// through.
+    pub ignore_keyframe_requests: bool,
 }
 
 impl Sim {
@@ -113,6 +116,7 @@ impl Sim {
             to_clients: VecDeque::new(),
             seen_events: 0,
             keyframe_wanted: false,
+            ignore_keyframe_requests: false,
         }
     }
 
@@ -215,7 +219,8 @@ impl Sim {
     pub fn send_frame(&mut self, frames: &mut dyn FrameSource, gop: Option<u32>) {
         self.note_keyframe_requests();
         let periodic = gop.is_some_and(|gop| self.sent.len().is_multiple_of(gop as usize));
-        let (keyframe, data) = frames.next(self.keyframe_wanted || periodic);
+        let asked = self.keyframe_wanted && !self.ignore_keyframe_requests;
+        let (keyframe, data) = frames.next(asked || periodic);
         self.keyframe_wanted = false;
         self.broadcast
             .handle_frame(self.now, self.now, keyframe, &data);
