@@ -12,8 +12,9 @@ mod stabilize;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use rtcgear_capture::{
-    FfmpegOptions, FfmpegSource, FrameRate, Source, SourceExt, SourceSpec, TestPattern,
-    V4l2Options, V4l2Source,
+    has_hardware_h264, is_streaming_site, resolve_with_ytdlp, CaptureError, EncodedSource,
+    FfmpegH264Source, FfmpegOptions, FfmpegSource, FrameRate, RpicamH264Source, RpicamOptions,
+    RpicamSource, Source, SourceExt, SourceSpec, TestPattern, V4l2Options, V4l2Source,
 };
 use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
 use rtcgear_server::{IceServer, Server, ServerConfig, StreamConfig};
@@ -60,9 +61,9 @@ enum Command {
 #[derive(Args, Debug)]
 struct ServeArgs {
     /// The default stream's source: `test` (the built-in test pattern), a video file (MP4, MKV,
-    /// … anything FFmpeg reads), or a network stream URL (rtsp://, rtmp://, http(s)://, srt://,
-    /// udp://), or a V4L2 camera (N or /dev/videoN; see `rtcgear devices`). Raspberry Pi cameras
-    /// (pi:N) come with a later release.
+    /// … anything FFmpeg reads), a network stream URL (rtsp://, rtmp://, http(s)://, srt://,
+    /// udp://), a video site's page (see --stream-mode), a V4L2 camera (N or /dev/videoN; see
+    /// `rtcgear devices`), or a Raspberry Pi camera (pi:N, through the Pi's rpicam-vid).
     #[arg(long, default_value = "test", value_name = "SOURCE")]
     source: String,
 
@@ -94,6 +95,27 @@ struct ServeArgs {
     /// Video bitrate in kbit/s (default: chosen for the size and rate).
     #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(50..=100_000))]
     bitrate: Option<u32>,
+
+    /// Decode and encode H.264 sources again instead of passing them through as they are.
+    /// H.264 without B-frames in a file or network stream is passed through to viewers by
+    /// default (no transform asked for): next to no CPU, but keyframes come only as the source
+    /// sends them, so a viewer that loses a picture waits for the next one.
+    #[arg(long)]
+    transcode: bool,
+
+    /// Resolve http(s) sources that are a video site's page to its media stream, with yt-dlp
+    /// (vidgear's `stream_mode`), picking a quality to match --size. YouTube, Twitch, Vimeo and
+    /// Dailymotion pages are resolved without this flag. Needs yt-dlp installed (`pipx install
+    /// yt-dlp` or `pip install yt-dlp`; RTCGEAR_YT_DLP names another program).
+    #[arg(long)]
+    stream_mode: bool,
+
+    /// What a Raspberry Pi camera (pi:N) delivers: `h264` from the Pi's hardware encoder,
+    /// passed through (Pi 4, 3, Zero 2), `yuv420` raw frames encoded here (Pi 5, or with
+    /// --stabilize/--transcode), or `auto` to pick by the Pi model. rpicam-vid (or
+    /// libcamera-vid) must be installed; RTCGEAR_RPICAM_VID names another program.
+    #[arg(long, value_name = "CODEC", default_value = "auto", value_parser = ["auto", "h264", "yuv420"])]
+    pi_codec: String,
 
     /// Play file sources again from the start when they end, forever (vidgear's
     /// `enable_infinite_frames`).
@@ -346,29 +368,86 @@ fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
-/// Builds the source a `--source` or `--stream` value names, and says whether it is live (a
-/// network stream that must keep being read even when nobody watches).
-fn open_source(
-    flag: &str,
-    spec: &str,
-    args: &ServeArgs,
-) -> anyhow::Result<(Box<dyn Source>, bool)> {
-    let parsed: SourceSpec = spec
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{flag} {spec:?}: {e}"))?;
+/// What a `--source` or `--stream` value opened: frames to encode, or H.264 to pass through.
+enum Opened {
+    Frames(Box<dyn Source>),
+    Encoded(Box<dyn EncodedSource>),
+}
+
+/// Why H.264 from `spec` is not passed through, when the flags ask for something only
+/// decoding and encoding again can do.
+fn transcode_reason(args: &ServeArgs) -> Option<&'static str> {
+    if args.transcode {
+        Some("--transcode asks for it")
+    } else if args.stabilize {
+        Some("--stabilize needs the pictures")
+    } else if args.bitrate.is_some() {
+        Some("--bitrate sets the encoder's rate")
+    } else {
+        None
+    }
+}
+
+/// Opens a file or network stream: passed through when it is H.264 that browsers play as it
+/// is and no transform is asked for, decoded otherwise. The log says which and why.
+fn open_ffmpeg(flag: &str, spec: &str, url: &str, args: &ServeArgs) -> anyhow::Result<Opened> {
     let options = || {
         let mut options = FfmpegOptions::default();
         options.looping = args.looping;
         options.start_delay = Duration::from_secs_f64(args.start_delay);
         options
     };
+    let reason = match transcode_reason(args) {
+        Some(reason) => reason.to_string(),
+        None => match FfmpegH264Source::open(url, options()) {
+            Ok(source) => {
+                let info = source.info();
+                match args.size {
+                    Some((width, height)) if (width, height) != (info.width, info.height) => {
+                        format!(
+                            "--size {width}x{height} differs from the source's {}x{}",
+                            info.width, info.height
+                        )
+                    }
+                    _ => {
+                        tracing::info!(
+                            "{flag} {spec}: passing its H.264 through ({}x{}, {}), not decoding",
+                            info.width,
+                            info.height,
+                            info.profile
+                                .map_or_else(|| "profile unknown".into(), |p| p.to_string())
+                        );
+                        return Ok(Opened::Encoded(Box::new(source)));
+                    }
+                }
+            }
+            Err(CaptureError::NotPassthrough(why)) => why,
+            Err(err) => return Err(anyhow::Error::new(err).context(format!("{flag} {spec:?}"))),
+        },
+    };
+    tracing::info!("{flag} {spec}: decoding and encoding again: {reason}");
+    let source = FfmpegSource::open(url, options()).with_context(|| format!("{flag} {spec:?}"))?;
+    Ok(Opened::Frames(Box::new(source)))
+}
+
+/// Builds the source a `--source` or `--stream` value names, and says whether it is live (a
+/// network stream that must keep being read even when nobody watches).
+fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<(Opened, bool)> {
+    let parsed: SourceSpec = spec
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{flag} {spec:?}: {e}"))?;
+    // A camera is live too: reading it while idle keeps its queued frames fresh.
+    let live = matches!(
+        parsed,
+        SourceSpec::Url(_) | SourceSpec::Camera(_) | SourceSpec::PiCamera(_)
+    );
     let source: Box<dyn Source> = match &parsed {
         SourceSpec::TestPattern => {
             let (width, height) = args.size.unwrap_or((1280, 720));
             let fps = FrameRate::from_int(args.fps).context("--fps must be above 0")?;
             let pattern = TestPattern::new(width, height, fps)
                 .with_context(|| format!("{flag} test: cannot make the test pattern"))?;
-            return Ok((stabilized(Box::new(pattern), args)?, false));
+            return Ok((Opened::Frames(stabilized(Box::new(pattern), args)?), false));
         }
         SourceSpec::File(path) => {
             if !path.is_file() {
@@ -377,13 +456,32 @@ fn open_source(
             let path = path
                 .to_str()
                 .with_context(|| format!("{flag} {spec:?}: the path is not UTF-8"))?;
-            Box::new(
-                FfmpegSource::open(path, options()).with_context(|| format!("{flag} {spec:?}"))?,
-            )
+            match open_ffmpeg(flag, spec, path, args)? {
+                Opened::Frames(frames) => frames,
+                encoded => return Ok((encoded, live)),
+            }
         }
-        SourceSpec::Url(url) => Box::new(
-            FfmpegSource::open(url, options()).with_context(|| format!("{flag} {spec:?}"))?,
-        ),
+        SourceSpec::Url(url) => {
+            let url = if args.stream_mode || is_streaming_site(url) {
+                let max_height = args.size.map(|(_, height)| height);
+                tracing::info!("{flag} {spec}: asking yt-dlp for its media stream");
+                let resolved = resolve_with_ytdlp(url, max_height, Duration::from_secs(60))
+                    .with_context(|| format!("{flag} {spec:?} (--stream-mode)"))?;
+                let host = resolved
+                    .split("://")
+                    .nth(1)
+                    .and_then(|rest| rest.split('/').next())
+                    .unwrap_or("?");
+                tracing::info!("{flag} {spec}: yt-dlp found a stream on {host}");
+                resolved
+            } else {
+                url.clone()
+            };
+            match open_ffmpeg(flag, spec, &url, args)? {
+                Opened::Frames(frames) => frames,
+                encoded => return Ok((encoded, live)),
+            }
+        }
         SourceSpec::Camera(path) => {
             // --size and --fps are hints: the camera takes its nearest mode, and a resize below
             // makes up the difference only when its size is not the one asked for.
@@ -392,14 +490,44 @@ fn open_source(
             options.fps = Some(args.fps);
             Box::new(V4l2Source::open(path, options).with_context(|| format!("{flag} {spec:?}"))?)
         }
-        SourceSpec::PiCamera(_) => bail!(
-            "{flag} {spec:?}: cameras are not supported by this version yet; it serves `test`, \
-             video files and network streams"
-        ),
+        SourceSpec::PiCamera(camera) => {
+            let mut options = RpicamOptions::camera(*camera);
+            options.size = args.size.unwrap_or((1280, 720));
+            options.fps = args.fps;
+            // The hardware encoder takes the rate itself, so --bitrate does not stop
+            // passthrough here.
+            options.bitrate_kbps = args.bitrate;
+            let reason = match args.pi_codec.as_str() {
+                "yuv420" => Some("--pi-codec yuv420"),
+                _ if args.transcode => Some("--transcode asks for it"),
+                _ if args.stabilize => Some("--stabilize needs the pictures"),
+                "h264" => None,
+                _ if has_hardware_h264() => None,
+                _ => Some("this machine has no Pi hardware H.264 encoder (Pi 5, or not a Pi)"),
+            };
+            match reason {
+                None => {
+                    let camera = RpicamH264Source::open(options)
+                        .with_context(|| format!("{flag} {spec:?}"))?;
+                    tracing::info!(
+                        "{flag} {spec}: passing the Pi's hardware H.264 through ({})",
+                        camera
+                            .info()
+                            .profile
+                            .map_or_else(|| "profile unknown".into(), |p| p.to_string())
+                    );
+                    return Ok((Opened::Encoded(Box::new(camera)), live));
+                }
+                Some(reason) => {
+                    tracing::info!("{flag} {spec}: raw frames encoded here: {reason}");
+                    Box::new(
+                        RpicamSource::open(options).with_context(|| format!("{flag} {spec:?}"))?,
+                    )
+                }
+            }
+        }
         other => bail!("{flag} {spec:?}: {other} is not supported by this version"),
     };
-    // A camera is live too: reading it while idle keeps its queued frames fresh.
-    let live = matches!(parsed, SourceSpec::Url(_) | SourceSpec::Camera(_));
     let info = source.info();
     let source = match args.size {
         Some((width, height)) if (info.width, info.height) != (width, height) => {
@@ -407,7 +535,7 @@ fn open_source(
         }
         _ => source,
     };
-    Ok((stabilized(source, args)?, live))
+    Ok((Opened::Frames(stabilized(source, args)?), live))
 }
 
 /// Wraps the source in the stabilizer when --stabilize asks for it.
@@ -453,16 +581,31 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config
     };
     let mut builder = Server::builder().config(config);
-    let add = |name: &str, source: Box<dyn Source>, live: bool| {
-        let info = source.info();
-        tracing::info!(
-            "stream {:?}: {}x{} at {} fps",
-            if name.is_empty() { "default" } else { name },
-            info.width,
-            info.height,
-            info.fps
-        );
-        let mut stream = StreamConfig::new(name, source)
+    let add = |name: &str, source: Opened, live: bool| {
+        let label = if name.is_empty() { "default" } else { name };
+        let stream = match source {
+            Opened::Frames(source) => {
+                let info = source.info();
+                tracing::info!(
+                    "stream {label:?}: {}x{} at {} fps, encoded here",
+                    info.width,
+                    info.height,
+                    info.fps
+                );
+                StreamConfig::new(name, source)
+            }
+            Opened::Encoded(source) => {
+                let info = source.info();
+                tracing::info!(
+                    "stream {label:?}: {}x{} at {} fps, H.264 passed through",
+                    info.width,
+                    info.height,
+                    info.fps
+                );
+                StreamConfig::passthrough(name, source)
+            }
+        };
+        let mut stream = stream
             .always_live(args.always_live)
             .pause_source_when_idle(!live);
         if let Some(kbps) = args.bitrate {

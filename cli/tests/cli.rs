@@ -21,8 +21,13 @@ struct Running {
 
 impl Running {
     fn spawn(args: &[&str]) -> Running {
+        Running::spawn_with_env(args, &[])
+    }
+
+    fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             // Logs at their default level, whatever the caller's environment says.
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -269,7 +274,13 @@ fn unusable_settings_exit_1_naming_the_flag() {
 
 /// Starts `rtcgear serve` on free loopback ports and returns it with its URL.
 fn serve() -> (Running, String) {
-    let running = Running::spawn(&[
+    serve_with(&["--size", "320x240"], &[])
+}
+
+/// Starts `rtcgear serve` on free loopback ports with more flags and environment variables,
+/// and returns it with its URL.
+fn serve_with(flags: &[&str], env: &[(&str, &str)]) -> (Running, String) {
+    let mut args = vec![
         "serve",
         "--bind",
         "127.0.0.1",
@@ -277,9 +288,9 @@ fn serve() -> (Running, String) {
         "0",
         "--udp-port",
         "0",
-        "--size",
-        "320x240",
-    ]);
+    ];
+    args.extend_from_slice(flags);
+    let running = Running::spawn_with_env(&args, env);
     let deadline = Instant::now() + QUICK;
     while let Some(line) = running.next_line(deadline.saturating_duration_since(Instant::now())) {
         let line = line.trim();
@@ -566,4 +577,182 @@ fn stabilize_writes_every_frame_into_the_container_of_its_extension() {
         "{}",
         missing.stderr
     );
+}
+
+/// Waits until `/api/streams` says the default stream is live (its source delivers), within
+/// `limit`; returns the stream's JSON text.
+fn wait_live(url: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, body) = get(url, "/api/streams");
+        assert!(status.contains("200"), "{status}");
+        if body.contains("\"state\":\"live\"") || body.contains("\"state\":\"idle\"") {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "the source never came: {body}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops a served child with SIGTERM and returns its log.
+fn stop(mut running: Running) -> String {
+    running.signal("TERM");
+    let status = running.wait(QUICK);
+    assert!(status.success(), "{status}");
+    running.stderr_text()
+}
+
+fn rpicam_standin() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../capture/tests/data/rpicam-vid-standin")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn a_pi_camera_is_served_through_rpicam_vid_passing_hardware_h264_through() {
+    let standin = rpicam_standin();
+    let env = [("RTCGEAR_RPICAM_VID", standin.as_str())];
+    let (running, url) = serve_with(
+        &[
+            "--source",
+            "pi:0",
+            "--pi-codec",
+            "h264",
+            "--size",
+            "320x240",
+            "--always-live",
+        ],
+        &env,
+    );
+    let streams = wait_live(&url, QUICK);
+    assert!(streams.contains("\"width\":320"), "{streams}");
+    let log = stop(running);
+    assert!(
+        log.contains("passing the Pi's hardware H.264 through"),
+        "{log}"
+    );
+    assert!(log.contains("H.264 passed through"), "{log}");
+
+    // Off a Pi, `auto` takes raw frames and encodes them here, and says why.
+    let (running, url) = serve_with(&["--source", "pi:0", "--size", "320x240"], &env);
+    wait_live(&url, QUICK);
+    let log = stop(running);
+    assert!(log.contains("raw frames encoded here"), "{log}");
+    assert!(log.contains("no Pi hardware H.264 encoder"), "{log}");
+
+    // No camera 5: the child's own words, naming the flag.
+    let out = {
+        let mut running = Running::spawn_with_env(
+            &[
+                "serve",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--source",
+                "pi:5",
+            ],
+            &env,
+        );
+        let status = running.wait(QUICK);
+        (status.code(), running.stderr_text())
+    };
+    assert_eq!(out.0, Some(1), "{}", out.1);
+    assert!(out.1.contains("--source \"pi:5\""), "{}", out.1);
+    assert!(out.1.contains("no cameras available"), "{}", out.1);
+}
+
+#[test]
+fn a_video_page_is_resolved_by_yt_dlp_to_its_stream() {
+    let dir = TempDir::new("yt-dlp");
+    // The stream yt-dlp will point at: a clip on disk, as a file URL of FFmpeg's.
+    let clip = dir.path().join("clip.mp4");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+        ])
+        .args([
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+        ])
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg is installed (the README's test command installs it)");
+    assert!(status.success());
+    // A stand-in yt-dlp: checks it was asked for a URL with a height limit, prints the stream.
+    let calls = dir.path().join("calls.log");
+    let standin = dir.path().join("yt-dlp");
+    std::fs::write(
+        &standin,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\n\
+             case \"$*\" in *--get-url*height\\<=240*) echo 'file://{}' ;; \
+             *) echo 'ERROR: unexpected arguments' >&2; exit 2 ;; esac\n",
+            calls.display(),
+            clip.display()
+        ),
+    )
+    .expect("write the stand-in");
+    let status = Command::new("chmod")
+        .arg("+x")
+        .arg(&standin)
+        .status()
+        .expect("chmod");
+    assert!(status.success());
+    let standin = standin.to_string_lossy().into_owned();
+    let env = [("RTCGEAR_YT_DLP", standin.as_str())];
+
+    let (running, url) = serve_with(
+        &[
+            "--source",
+            "https://www.youtube.com/watch?v=aqz-KE-bpKQ",
+            "--size",
+            "320x240",
+            "--loop",
+            "--always-live",
+        ],
+        &env,
+    );
+    wait_live(&url, QUICK);
+    let log = stop(running);
+    assert!(log.contains("asking yt-dlp"), "{log}");
+    let asked = std::fs::read_to_string(&calls).expect("yt-dlp was run");
+    assert!(
+        asked.contains("https://www.youtube.com/watch?v=aqz-KE-bpKQ"),
+        "{asked}"
+    );
+
+    // Any other site's page, with --stream-mode; and a yt-dlp that fails says why.
+    let out = {
+        let mut running = Running::spawn_with_env(
+            &[
+                "serve",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--stream-mode",
+                "--source",
+                "https://video.example/watch/1",
+            ],
+            &env,
+        );
+        let status = running.wait(QUICK);
+        (status.code(), running.stderr_text())
+    };
+    assert_eq!(out.0, Some(1), "{}", out.1);
+    assert!(out.1.contains("--stream-mode"), "{}", out.1);
+    assert!(out.1.contains("unexpected arguments"), "{}", out.1);
 }

@@ -98,11 +98,14 @@ impl Media {
         let now = Instant::now();
         let broadcasts = streams
             .iter()
-            .map(|_| {
-                Broadcast::new(
-                    now,
-                    BroadcastConfig::new(candidates.clone()).with_ice_timeout(ice_timeout),
-                )
+            .map(|stream| {
+                // Passed-through H.264: keyframes cannot be asked for, so a GOP cache starts
+                // new viewers, and the answer names the stream's own profile.
+                let config = BroadcastConfig::new(candidates.clone())
+                    .with_ice_timeout(ice_timeout)
+                    .with_gop_cache(stream.passthrough.is_some())
+                    .with_h264_profile(stream.passthrough.flatten());
+                Broadcast::new(now, config)
             })
             .collect::<Vec<_>>();
         Media {

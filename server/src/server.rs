@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +14,7 @@ use crate::gate::{Gate, GateConfig, Peers};
 use crate::http::{App, Handler, Middleware, Request, Response};
 use crate::limit::RateLimiter;
 use crate::media::{self, Media};
-use crate::stream::{self, SourceState, StreamConfig, StreamShared};
+use crate::stream::{self, StreamConfig, StreamShared};
 use crate::web::Web;
 use crate::ServerError;
 
@@ -159,19 +159,7 @@ impl ServerBuilder {
         }
         let shared = streams
             .iter()
-            .map(|stream| {
-                Arc::new(StreamShared {
-                    name: stream.name().to_string(),
-                    info: Mutex::new(stream.source_info()),
-                    state: Mutex::new((SourceState::Starting, None)),
-                    viewers: AtomicUsize::new(0),
-                    frames_encoded: AtomicU64::new(0),
-                    bytes_encoded: AtomicU64::new(0),
-                    keyframe_requested: AtomicBool::new(false),
-                    on_demand: stream.is_on_demand(),
-                    bitrate: Mutex::new(Default::default()),
-                })
-            })
+            .map(|stream| Arc::new(StreamShared::new(stream)))
             .collect();
         Ok(Server {
             config,
@@ -382,8 +370,7 @@ impl Server {
                 shutdown.clone(),
             )
             .map_err(spawn_error)?;
-            threads.push(pipeline.capture);
-            threads.push(pipeline.encode);
+            threads.extend(pipeline.threads);
         }
         drop(media_tx);
 

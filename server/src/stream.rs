@@ -1,5 +1,5 @@
 //! One stream: its settings, its live state, and the pipeline threads that turn its source into
-//! H.264 (source -> transforms -> encoder).
+//! H.264 (source -> transforms -> encoder), or pass H.264 that arrives encoded straight on.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use rtcgear_capture::{Frame, Source, SourceInfo};
+use rtcgear_capture::{EncodedSource, Frame, PixelFormat, Source, SourceInfo};
 use rtcgear_encode::{EncodedFrame, Encoder, EncoderConfig, RateControl};
 
 /// One stream of a server: a named source with its encoder settings.
@@ -22,7 +22,7 @@ use rtcgear_encode::{EncodedFrame, Encoder, EncoderConfig, RateControl};
 /// ```
 pub struct StreamConfig {
     name: String,
-    source: Box<dyn Source>,
+    input: Input,
     bitrate_kbps: Option<u32>,
     keyframe_interval: Duration,
     threads: u32,
@@ -30,12 +30,58 @@ pub struct StreamConfig {
     pause_when_idle: bool,
 }
 
+/// Where a stream's pictures come from.
+enum Input {
+    /// Frames, encoded here.
+    Frames(Box<dyn Source>),
+    /// H.264 access units, passed through.
+    Encoded(Box<dyn EncodedSource>),
+}
+
 impl StreamConfig {
-    /// A stream named `name` (empty for the default stream at `/`) from `source`.
+    /// A stream named `name` (empty for the default stream at `/`) from `source`, whose
+    /// frames are encoded once for every viewer.
     pub fn new(name: impl Into<String>, source: impl Source + 'static) -> StreamConfig {
+        StreamConfig::with_input(name.into(), Input::Frames(Box::new(source)))
+    }
+
+    /// A stream named `name` whose H.264 is passed through to viewers as it comes, without
+    /// decoding or encoding (a file, a network stream or a camera's own encoder).
+    ///
+    /// Keyframes cannot be asked of such a source, so a GOP cache starts each new viewer's
+    /// picture at once from the last keyframe (see `rtcgear_rtc::BroadcastConfig::gop_cache`),
+    /// and a viewer that loses a picture waits for the source's next keyframe. The bitrate,
+    /// keyframe interval and encoder settings do not apply.
+    ///
+    /// ```
+    /// use rtcgear_capture::{AccessUnit, CaptureError, EncodedInfo, EncodedSource, FrameRate};
+    /// use rtcgear_server::StreamConfig;
+    ///
+    /// struct Nothing;
+    /// impl Iterator for Nothing {
+    ///     type Item = Result<AccessUnit, CaptureError>;
+    ///     fn next(&mut self) -> Option<Self::Item> { None }
+    /// }
+    /// impl EncodedSource for Nothing {
+    ///     fn info(&self) -> EncodedInfo {
+    ///         EncodedInfo { width: 640, height: 480, fps: FrameRate::from_int(30).unwrap(), profile: None }
+    ///     }
+    /// }
+    ///
+    /// let stream = StreamConfig::passthrough("camera", Nothing);
+    /// assert_eq!(stream.name(), "camera");
+    /// ```
+    pub fn passthrough(
+        name: impl Into<String>,
+        source: impl EncodedSource + 'static,
+    ) -> StreamConfig {
+        StreamConfig::with_input(name.into(), Input::Encoded(Box::new(source)))
+    }
+
+    fn with_input(name: String, input: Input) -> StreamConfig {
         StreamConfig {
-            name: name.into(),
-            source: Box::new(source),
+            name,
+            input,
             bitrate_kbps: None,
             keyframe_interval: Duration::from_secs(2),
             threads: 0,
@@ -57,12 +103,24 @@ impl StreamConfig {
         &self.name
     }
 
-    pub(crate) fn source_info(&self) -> SourceInfo {
-        self.source.info()
+    fn source_info(&self) -> SourceInfo {
+        match &self.input {
+            Input::Frames(source) => source.info(),
+            Input::Encoded(source) => {
+                let info = source.info();
+                SourceInfo {
+                    width: info.width,
+                    height: info.height,
+                    format: PixelFormat::I420,
+                    fps: info.fps,
+                }
+            }
+        }
     }
 
-    pub(crate) fn is_on_demand(&self) -> bool {
-        self.on_demand
+    /// Whether the stream passes H.264 through rather than encoding.
+    pub fn is_passthrough(&self) -> bool {
+        matches!(self.input, Input::Encoded(_))
     }
 
     /// The target bitrate in kbit/s, capped by a VBV buffer (default: chosen by the encoder
@@ -114,6 +172,8 @@ pub(crate) enum SourceState {
 /// A stream's live state, shared between its threads, the RTC thread and HTTP.
 pub(crate) struct StreamShared {
     pub(crate) name: String,
+    /// `Some` when H.264 is passed through: the stream's profile-level-id, if known.
+    pub(crate) passthrough: Option<Option<u32>>,
     pub(crate) info: Mutex<SourceInfo>,
     pub(crate) state: Mutex<(SourceState, Option<String>)>,
     pub(crate) viewers: AtomicUsize,
@@ -125,6 +185,30 @@ pub(crate) struct StreamShared {
 }
 
 impl StreamShared {
+    pub(crate) fn new(config: &StreamConfig) -> StreamShared {
+        let passthrough = match &config.input {
+            Input::Frames(_) => None,
+            Input::Encoded(source) => Some(
+                source
+                    .info()
+                    .profile
+                    .map(|profile| profile.profile_level_id()),
+            ),
+        };
+        StreamShared {
+            name: config.name.clone(),
+            passthrough,
+            info: Mutex::new(config.source_info()),
+            state: Mutex::new((SourceState::Starting, None)),
+            viewers: AtomicUsize::new(0),
+            frames_encoded: AtomicU64::new(0),
+            bytes_encoded: AtomicU64::new(0),
+            keyframe_requested: AtomicBool::new(false),
+            on_demand: config.on_demand,
+            bitrate: Mutex::new(Default::default()),
+        }
+    }
+
     pub(crate) fn set_state(&self, state: SourceState, detail: Option<String>) {
         let mut current = lock(&self.state);
         if current.0 != state || current.1 != detail {
@@ -185,13 +269,12 @@ pub(crate) struct StreamFrame {
     pub(crate) frame: EncodedFrame,
 }
 
-/// The two pipeline threads of one stream.
+/// The pipeline threads of one stream: capture and encode, or the one that passes H.264 on.
 pub(crate) struct Pipeline {
-    pub(crate) capture: thread::JoinHandle<()>,
-    pub(crate) encode: thread::JoinHandle<()>,
+    pub(crate) threads: Vec<thread::JoinHandle<()>>,
 }
 
-/// Starts the capture and encode threads of stream `index`.
+/// Starts the pipeline threads of stream `index`.
 pub(crate) fn start(
     index: usize,
     config: StreamConfig,
@@ -204,13 +287,33 @@ pub(crate) fn start(
     let (frame_tx, frame_rx) = crossbeam_channel::bounded::<Frame>(1);
     let label = shared.label().to_string();
     let StreamConfig {
-        source,
+        input,
         bitrate_kbps,
         keyframe_interval,
         threads,
         pause_when_idle,
         ..
     } = config;
+    let source = match input {
+        Input::Frames(source) => source,
+        Input::Encoded(source) => {
+            let ingest = thread::Builder::new()
+                .name(format!("ingest-{label}"))
+                .spawn(move || {
+                    ingest_loop(
+                        index,
+                        source,
+                        pause_when_idle,
+                        &shared,
+                        &media_tx,
+                        &shutdown,
+                    )
+                })?;
+            return Ok(Pipeline {
+                threads: vec![ingest],
+            });
+        }
+    };
     let capture = {
         let shared = shared.clone();
         let shutdown = shutdown.clone();
@@ -238,7 +341,111 @@ pub(crate) fn start(
             };
             encode_loop(index, settings, &shared, &frame_rx, &media_tx, &shutdown)
         })?;
-    Ok(Pipeline { capture, encode })
+    Ok(Pipeline {
+        threads: vec![capture, encode],
+    })
+}
+
+/// Waits after a source error: a little longer after each in a row, up to 2 s, while staying
+/// responsive to shutdown.
+fn back_off(failures: u32, shutdown: &AtomicBool) {
+    let pause = Duration::from_millis(100 * u64::from(failures.min(20)));
+    let until = Instant::now() + pause;
+    while Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Passes access units from an encoded source to the RTC thread.
+///
+/// Every picture is passed on, watched or not, when the source is read: the RTC thread's GOP
+/// cache needs them to start new viewers at once. None is dropped on the way, since a lost
+/// picture would break every later one up to the next keyframe: when the RTC thread falls
+/// behind, this thread waits for it (and a live source's own buffers take up the slack).
+fn ingest_loop(
+    index: usize,
+    mut source: Box<dyn EncodedSource>,
+    pause_when_idle: bool,
+    shared: &StreamShared,
+    media_tx: &Sender<StreamFrame>,
+    shutdown: &AtomicBool,
+) {
+    let mut failures = 0u32;
+    let mut logged_keyframe_request = false;
+    while !shutdown.load(Ordering::Relaxed) {
+        let active = shared.active();
+        if !active && pause_when_idle {
+            shared.set_state(SourceState::Idle, None);
+            thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        if shared.keyframe_requested.swap(false, Ordering::Relaxed) && !logged_keyframe_request {
+            tracing::debug!(
+                stream = %shared.label(),
+                "a viewer asked for a keyframe; passed-through H.264 brings the source's next one"
+            );
+            logged_keyframe_request = true;
+        }
+        match source.next() {
+            None => {
+                shared.set_state(SourceState::Ended, None);
+                return;
+            }
+            Some(Err(err @ rtcgear_capture::CaptureError::NotPassthrough(_))) => {
+                shared.set_state(
+                    SourceState::Failed,
+                    Some(format!("{err}; serve it with --transcode")),
+                );
+                return;
+            }
+            Some(Err(err)) => {
+                failures += 1;
+                shared.set_state(SourceState::Reconnecting, Some(err.to_string()));
+                back_off(failures, shutdown);
+            }
+            Some(Ok(unit)) => {
+                failures = 0;
+                shared.set_state(
+                    if active {
+                        SourceState::Live
+                    } else {
+                        SourceState::Idle
+                    },
+                    None,
+                );
+                let now = Instant::now();
+                shared.frames_encoded.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .bytes_encoded
+                    .fetch_add(unit.data.len() as u64, Ordering::Relaxed);
+                lock(&shared.bitrate).add(now, unit.data.len());
+                let frame = EncodedFrame {
+                    pts: unit.counter as i64,
+                    counter: unit.counter,
+                    time: unit.time,
+                    keyframe: unit.keyframe,
+                    data: unit.data.into(),
+                };
+                let mut frame = StreamFrame {
+                    stream: index,
+                    frame,
+                };
+                // Bounded by the shutdown flag: each round waits at most 100 ms.
+                loop {
+                    match media_tx.send_timeout(frame, Duration::from_millis(100)) {
+                        Ok(()) => break,
+                        Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
+                            if shutdown.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            frame = back;
+                        }
+                        Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return,
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn capture_loop(
@@ -265,13 +472,7 @@ fn capture_loop(
             Some(Err(err)) => {
                 failures += 1;
                 shared.set_state(SourceState::Reconnecting, Some(err.to_string()));
-                // Back off a little more on each failure in a row, up to 2 s, while staying
-                // responsive to shutdown.
-                let pause = Duration::from_millis(100 * u64::from(failures.min(20)));
-                let until = Instant::now() + pause;
-                while Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
-                    thread::sleep(Duration::from_millis(20));
-                }
+                back_off(failures, shutdown);
             }
             Some(Ok(_)) if !active => {
                 // Read to keep a live sender happy, but not encoded: nobody watches.

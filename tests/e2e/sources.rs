@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rtcgear_capture::{FfmpegOptions, FfmpegSource};
+use rtcgear_capture::{FfmpegH264Source, FfmpegOptions, FfmpegSource};
 use rtcgear_server::StreamConfig;
 use rtcgear_tests::{free_port, Browser, TempDir, TestServer};
 
@@ -180,4 +180,104 @@ fn a_stabilized_stream_plays_with_its_border() {
     std::thread::sleep(Duration::from_secs(2));
     let after = browser.frames_decoded();
     assert!(after >= before + 20, "{before} -> {after} in 2 s");
+}
+
+/// A 12-second 640x360 H.264 clip that browsers play as it is (no B-frames) with a single
+/// keyframe every 10 seconds: long enough that a late viewer could only start at once from a
+/// GOP cache.
+fn make_passthrough_clip(dir: &TempDir) -> PathBuf {
+    let path = dir.path().join("passthrough.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+            "-t",
+            "12",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-preset",
+            "veryfast",
+        ])
+        .args(["-g", "300", "-keyint_min", "300", "-sc_threshold", "0"])
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg is installed (the README's test command installs it)");
+    assert!(status.success());
+    path
+}
+
+#[test]
+fn a_passed_through_file_plays_and_a_late_tab_starts_from_the_gop_cache() {
+    let _turn = heavy();
+    let dir = TempDir::new("passthrough");
+    let clip = make_passthrough_clip(&dir);
+    let mut options = FfmpegOptions::default();
+    options.looping = true;
+    let source = FfmpegH264Source::open(clip.to_str().expect("UTF-8"), options)
+        .expect("H.264 without B-frames passes through");
+    let server = TestServer::start_streams(vec![StreamConfig::passthrough("", source)]);
+    let browser = Browser::start();
+    let first = browser.current_tab();
+    browser.goto(&server.url("/"));
+    browser.wait_for(
+        "the passed-through file to play",
+        Duration::from_secs(20),
+        PLAYING,
+    );
+    assert_eq!(browser.video_size(), serde_json::json!([640, 360]));
+
+    // Some seconds into the 10-second GOP, the next keyframe is far away.
+    std::thread::sleep(Duration::from_secs(2));
+    let late = browser.new_tab();
+    browser.goto(&server.url("/"));
+    browser.wait_for("the late tab to play", Duration::from_secs(20), PLAYING);
+    let first_frame = browser
+        .eval("return window.rtcgear.stats.firstFrameMs")
+        .as_f64()
+        .unwrap_or(f64::MAX);
+    assert!(
+        first_frame < 2500.0,
+        "the late tab waited {first_frame} ms: it waited for a keyframe, not the GOP cache"
+    );
+    for tab in [&first, &late] {
+        browser.switch_to(tab);
+        let before = browser.frames_decoded();
+        std::thread::sleep(Duration::from_secs(1));
+        let after = browser.frames_decoded();
+        assert!(after >= before + 15, "{before} -> {after}");
+    }
+}
+
+#[test]
+fn a_pi_camera_plays_through_rpicam_vid() {
+    use rtcgear_capture::{EncodedSource, RpicamH264Source, RpicamOptions};
+
+    let _turn = heavy();
+    // The stand-in writes what rpicam-vid writes, made by the FFmpeg CLI.
+    let standin = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../capture/tests/data/rpicam-vid-standin");
+    let mut options = RpicamOptions::camera(0);
+    options.size = (640, 480);
+    options.program = Some(standin);
+    let camera = RpicamH264Source::open(options).expect("the stand-in camera starts");
+    assert!(camera.info().profile.is_some());
+    let server = TestServer::start_streams(vec![
+        StreamConfig::passthrough("", camera).pause_source_when_idle(false)
+    ]);
+    let browser = Browser::start();
+    browser.goto(&server.url("/"));
+    browser.wait_for("the Pi camera to play", Duration::from_secs(20), PLAYING);
+    assert_eq!(browser.video_size(), serde_json::json!([640, 480]));
+    // The stand-in's picture is the test source: frames keep coming.
+    let before = browser.frames_decoded();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(browser.frames_decoded() >= before + 15);
 }
