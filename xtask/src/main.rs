@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
+        Some("fuzz") => fuzz(&root, &args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print_help();
             return ExitCode::SUCCESS;
@@ -38,7 +39,9 @@ fn print_help() {
         "cargo xtask TASK\n\n\
          Tasks:\n  \
          ci      fmt --check, clippy -D warnings, docs -D warnings, every test\n  \
-         bench   the benchmarks in release mode (extra arguments go to cargo bench)\n"
+         bench   the benchmarks in release mode (extra arguments go to cargo bench)\n  \
+         fuzz    [--seconds N] [TARGET]...: each fuzz target for N s (60), with nightly and\n          \
+         cargo-fuzz (fuzz/; see RELIABILITY.md)\n"
     );
 }
 
@@ -105,4 +108,102 @@ fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
     let mut args = vec!["bench", "--workspace", "--locked"];
     args.extend(extra.iter().map(String::as_str));
     step(root, "benchmarks", &args, &[])
+}
+
+/// The fuzz targets of `fuzz/`, in the order `cargo xtask fuzz` runs them.
+const FUZZ_TARGETS: [&str; 5] = [
+    "http_offer",
+    "whep_session",
+    "http_framing",
+    "source_spec",
+    "stamp_read",
+];
+
+/// `cargo xtask fuzz [--seconds N] [TARGET]...`: runs each target for a while, one at a time,
+/// each from its committed seeds (`fuzz/corpus/TARGET`) plus what earlier runs found
+/// (`fuzz/corpus-run/TARGET`, not committed), and prints executions, time and crashes.
+fn fuzz(root: &Path, extra: &[String]) -> Result<(), String> {
+    let mut seconds = 60u64;
+    let mut targets = Vec::new();
+    let mut args = extra.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                seconds = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|&s| s > 0)
+                    .ok_or("--seconds takes a positive number")?;
+            }
+            name if FUZZ_TARGETS.contains(&name) => targets.push(name),
+            other => {
+                return Err(format!(
+                    "unknown fuzz argument {other:?}; targets: {}",
+                    FUZZ_TARGETS.join(", ")
+                ))
+            }
+        }
+    }
+    if targets.is_empty() {
+        targets = FUZZ_TARGETS.to_vec();
+    }
+    let fuzz_dir = root.join("fuzz");
+    let mut summary = Vec::new();
+    for target in targets {
+        let run_corpus = fuzz_dir.join("corpus-run").join(target);
+        std::fs::create_dir_all(&run_corpus)
+            .map_err(|e| format!("cannot create {}: {e}", run_corpus.display()))?;
+        let seeds = format!("corpus/{target}");
+        let run_corpus = format!("corpus-run/{target}");
+        let time = format!("-max_total_time={seconds}");
+        let args = [
+            "+nightly",
+            "fuzz",
+            "run",
+            "-O",
+            "-a",
+            target,
+            &run_corpus,
+            &seeds,
+            "--",
+            &time,
+            "-rss_limit_mb=4096",
+            "-print_final_stats=1",
+        ];
+        eprintln!(
+            "\n==> fuzz {target} for {seconds} s: cargo {}",
+            args.join(" ")
+        );
+        let started = Instant::now();
+        // The rustup proxy, not $CARGO: `+nightly` picks the toolchain.
+        let output = Command::new("cargo")
+            .args(args)
+            .current_dir(&fuzz_dir)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .map_err(|e| format!("cannot run cargo fuzz (cargo install cargo-fuzz): {e}"))?;
+        let log = String::from_utf8_lossy(&output.stderr);
+        let log_path = fuzz_dir.join(format!("fuzz-{target}.log"));
+        let _ = std::fs::write(&log_path, log.as_bytes());
+        let execs = log
+            .lines()
+            .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+            .map_or("?".to_string(), |n| n.trim().to_string());
+        let verdict = if output.status.success() {
+            "no crash".to_string()
+        } else {
+            format!("FAILED ({}; see {})", output.status, log_path.display())
+        };
+        eprintln!("<== fuzz {target}: {execs} executions, {verdict}");
+        summary.push(format!(
+            "{target:14} {execs:>12} execs {:>6.0} s  {verdict}",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    eprintln!("\nfuzz summary:\n{}", summary.join("\n"));
+    if summary.iter().any(|line| line.contains("FAILED")) {
+        Err("a fuzz target crashed; the crash input is under fuzz/artifacts/".into())
+    } else {
+        Ok(())
+    }
 }
