@@ -13,6 +13,7 @@
 mod decode;
 mod report;
 mod server;
+mod soak;
 mod viewer;
 
 use std::path::PathBuf;
@@ -41,6 +42,43 @@ struct Cli {
 enum Bench {
     /// Many WebRTC viewers of `rtcgear serve` on loopback: fps, loss, latency, CPU, memory.
     Viewers(ViewersArgs),
+    /// Viewers joining and leaving `rtcgear serve` for a long while, the server's RSS, open
+    /// descriptors and threads sampled: is it flat? Fails when it is not.
+    Soak(SoakArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct SoakArgs {
+    /// How long viewers come and go, in minutes.
+    #[arg(long, default_value_t = 30.0)]
+    minutes: f64,
+    /// Viewers connected at once.
+    #[arg(long, default_value_t = 8)]
+    viewers: usize,
+    /// Seconds between one viewer leaving and the next joining.
+    #[arg(long, default_value_t = 2.0)]
+    churn_seconds: f64,
+    /// Seconds of warm-up left out of the growth figures (default: a quarter of the run, at
+    /// most 2 minutes).
+    #[arg(long)]
+    warm_up_seconds: Option<f64>,
+    /// The test pattern's size, WxH.
+    #[arg(long, default_value = "320x240", value_parser = parse_size)]
+    size: (u32, u32),
+    #[arg(long, default_value_t = 15)]
+    fps: u32,
+    /// RSS growth after warm-up taken as noise, MiB (or 10 % if more).
+    #[arg(long, default_value_t = 16)]
+    rss_margin_mib: u64,
+    /// Descriptors and threads allowed above the baseline once every viewer has left.
+    #[arg(long, default_value_t = 4)]
+    slack: u64,
+    /// The `rtcgear` binary (default: beside this one).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Write the report, every sample included, as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -92,6 +130,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Bench::Viewers(args) => viewers(&args),
+        Bench::Soak(args) => soak(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,8 +141,44 @@ fn main() -> ExitCode {
     }
 }
 
-fn viewers(args: &ViewersArgs) -> Result<()> {
-    let bin = match &args.server_bin {
+fn soak(args: &SoakArgs) -> Result<()> {
+    let bin = server_bin(args.server_bin.as_ref())?;
+    if !(args.minutes > 0.0 && args.churn_seconds > 0.0) || args.viewers == 0 {
+        bail!("--minutes, --churn-seconds and --viewers must be positive");
+    }
+    let duration = Duration::from_secs_f64(args.minutes * 60.0);
+    let warm_up = args.warm_up_seconds.map_or_else(
+        || (duration / 4).min(Duration::from_secs(120)),
+        Duration::from_secs_f64,
+    );
+    let plan = soak::SoakPlan {
+        duration,
+        viewers: args.viewers,
+        churn: Duration::from_secs_f64(args.churn_seconds),
+        warm_up,
+        size: args.size,
+        fps: args.fps,
+        rss_margin_kib: args.rss_margin_mib * 1024,
+        slack: args.slack,
+    };
+    let report = soak::run(&bin, &plan, true)?;
+    soak::print(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if !report.flat {
+        bail!(
+            "the server did not stay flat: {}",
+            report.findings.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// The `rtcgear` binary: the one given, or the one beside this bench.
+fn server_bin(given: Option<&PathBuf>) -> Result<PathBuf> {
+    let bin = match given {
         Some(bin) => bin.clone(),
         None => std::env::current_exe()?
             .parent()
@@ -116,6 +191,11 @@ fn viewers(args: &ViewersArgs) -> Result<()> {
             bin.display()
         );
     }
+    Ok(bin)
+}
+
+fn viewers(args: &ViewersArgs) -> Result<()> {
+    let bin = server_bin(args.server_bin.as_ref())?;
     let mut runs = Vec::new();
     let mut plan: Vec<((u32, u32), usize, bool)> = Vec::new();
     for &size in &args.size {

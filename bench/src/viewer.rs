@@ -72,6 +72,8 @@ struct Viewer {
 
 enum Command {
     Add(Box<Viewer>),
+    /// The viewer leaves: its session and socket are dropped, as a closed tab's would be.
+    Remove(usize),
     Snapshot(Sender<Vec<Counters>>),
     Stop,
 }
@@ -84,6 +86,8 @@ pub struct Load {
     pub whep_url: String,
     /// Viewers whose offer was refused or failed, with the reason.
     pub refused: Vec<String>,
+    /// Each viewer's worker and WHEP session URL, for [`Load::remove_viewer`].
+    sessions: std::collections::HashMap<usize, (usize, String)>,
 }
 
 /// Four bytes of an access unit delimiter; appended to each access unit so that a decoder
@@ -115,6 +119,7 @@ impl Load {
             agent,
             whep_url,
             refused: Vec::new(),
+            sessions: std::collections::HashMap::new(),
         }
     }
 
@@ -156,6 +161,12 @@ impl Load {
             self.refused.push(format!("viewer {id}: {status}"));
             bail!("POST /whep answered {status}: {body}");
         }
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let answer = SdpAnswer::from_sdp_string(&body).context("the answer parses")?;
         rtc.sdp_api().accept_answer(pending, answer)?;
         let viewer = Viewer {
@@ -170,11 +181,46 @@ impl Load {
                 ..Counters::default()
             },
         };
-        let (tx, _) = &self.workers[self.next % self.workers.len()];
+        let worker = self.next % self.workers.len();
         self.next += 1;
-        tx.send(Command::Add(Box::new(viewer)))
+        self.workers[worker]
+            .0
+            .send(Command::Add(Box::new(viewer)))
             .map_err(|_| anyhow::anyhow!("a worker thread has stopped"))?;
+        self.sessions.insert(id, (worker, location));
         Ok(offered_at)
+    }
+
+    /// Viewer `id` leaves: with `delete`, it ends its session with WHEP's `DELETE` first (a
+    /// player's stop button); without, it just goes silent (a closed laptop), and the server
+    /// times the session out. Returns the DELETE's status.
+    pub fn remove_viewer(&mut self, id: usize, delete: bool) -> Result<Option<u16>> {
+        let Some((worker, location)) = self.sessions.remove(&id) else {
+            bail!("no viewer {id}");
+        };
+        let mut status = None;
+        if delete {
+            let base = self.whep_url.split("/whep").next().unwrap_or("");
+            let origin = base
+                .find("://")
+                .and_then(|scheme| {
+                    base[scheme + 3..]
+                        .find('/')
+                        .map(|p| &base[..scheme + 3 + p])
+                })
+                .unwrap_or(base);
+            let request = ureq::http::Request::builder()
+                .method("DELETE")
+                .uri(format!("{origin}{location}"))
+                .body(())?;
+            let response = self.agent.run(request)?;
+            status = Some(response.status().as_u16());
+        }
+        self.workers[worker]
+            .0
+            .send(Command::Remove(id))
+            .map_err(|_| anyhow::anyhow!("a worker thread has stopped"))?;
+        Ok(status)
     }
 
     /// Every viewer's counters, sorted by id.
@@ -220,6 +266,12 @@ fn worker(commands: Receiver<Command>, stop_at: Instant) {
                         revents: 0,
                     });
                     viewers.push(viewer);
+                }
+                Ok(Command::Remove(id)) => {
+                    if let Some(index) = viewers.iter().position(|v| v.counters.id == id) {
+                        viewers.swap_remove(index);
+                        fds.swap_remove(index);
+                    }
                 }
                 Ok(Command::Snapshot(reply)) => {
                     let _ = reply.send(viewers.iter().map(|v| v.counters.clone()).collect());
