@@ -103,6 +103,12 @@ struct ServeArgs {
     #[arg(long)]
     transcode: bool,
 
+    /// The picture format: for a V4L2 camera, the format to capture in (yuyv, nv12, yu12 or
+    /// mjpeg; default: the best the camera offers at the size and rate); for any source, `gray`
+    /// to serve it in shades of grey (vidgear's `colorspace`).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+    format: Option<String>,
+
     /// Resolve http(s) sources that are a video site's page to its media stream, with yt-dlp
     /// (vidgear's `stream_mode`), picking a quality to match --size. YouTube, Twitch, Vimeo and
     /// Dailymotion pages are resolved without this flag. Needs yt-dlp installed (`pipx install
@@ -294,6 +300,20 @@ fn parse_crf(s: &str) -> Result<f32, String> {
     }
 }
 
+fn parse_format(s: &str) -> Result<String, String> {
+    let format = s.to_ascii_lowercase();
+    match format.as_str() {
+        "gray" | "grey" => Ok("gray".into()),
+        "yuyv" | "yuy2" | "nv12" | "yu12" | "i420" | "mjpeg" | "mjpg" => Ok(format),
+        _ => Err("expected gray, or a camera format: yuyv, nv12, yu12 or mjpeg".into()),
+    }
+}
+
+/// Whether --format asks for grey pictures.
+fn gray(args: &ServeArgs) -> bool {
+    args.format.as_deref() == Some("gray")
+}
+
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
         .split_once(['x', 'X'])
@@ -379,6 +399,8 @@ enum Opened {
 fn transcode_reason(args: &ServeArgs) -> Option<&'static str> {
     if args.transcode {
         Some("--transcode asks for it")
+    } else if gray(args) {
+        Some("--format gray needs the pictures")
     } else if args.stabilize {
         Some("--stabilize needs the pictures")
     } else if args.bitrate.is_some() {
@@ -441,13 +463,25 @@ fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<(Open
         parsed,
         SourceSpec::Url(_) | SourceSpec::Camera(_) | SourceSpec::PiCamera(_)
     );
+    if args.format.is_some() && !gray(args) && !matches!(parsed, SourceSpec::Camera(_)) {
+        bail!(
+            "--format {}: a capture format applies to V4L2 cameras only; other sources take \
+             --format gray",
+            args.format.as_deref().unwrap_or_default()
+        );
+    }
     let source: Box<dyn Source> = match &parsed {
         SourceSpec::TestPattern => {
             let (width, height) = args.size.unwrap_or((1280, 720));
             let fps = FrameRate::from_int(args.fps).context("--fps must be above 0")?;
             let pattern = TestPattern::new(width, height, fps)
                 .with_context(|| format!("{flag} test: cannot make the test pattern"))?;
-            return Ok((Opened::Frames(stabilized(Box::new(pattern), args)?), false));
+            let pattern: Box<dyn Source> = if gray(args) {
+                Box::new(pattern.grayscale())
+            } else {
+                Box::new(pattern)
+            };
+            return Ok((Opened::Frames(stabilized(pattern, args)?), false));
         }
         SourceSpec::File(path) => {
             if !path.is_file() {
@@ -488,6 +522,14 @@ fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<(Open
             let mut options = V4l2Options::default();
             options.size = args.size;
             options.fps = Some(args.fps);
+            options.format = match args.format.as_deref() {
+                None | Some("gray") => None,
+                Some(format) => Some(
+                    format
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("--format {format}: {e}"))?,
+                ),
+            };
             Box::new(V4l2Source::open(path, options).with_context(|| format!("{flag} {spec:?}"))?)
         }
         SourceSpec::PiCamera(camera) => {
@@ -500,6 +542,7 @@ fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<(Open
             let reason = match args.pi_codec.as_str() {
                 "yuv420" => Some("--pi-codec yuv420"),
                 _ if args.transcode => Some("--transcode asks for it"),
+                _ if gray(args) => Some("--format gray needs the pictures"),
                 _ if args.stabilize => Some("--stabilize needs the pictures"),
                 "h264" => None,
                 _ if has_hardware_h264() => None,
@@ -534,6 +577,11 @@ fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<(Open
             Box::new(source.resize(width, height))
         }
         _ => source,
+    };
+    let source: Box<dyn Source> = if gray(args) {
+        Box::new(source.grayscale())
+    } else {
+        source
     };
     Ok((Opened::Frames(stabilized(source, args)?), live))
 }

@@ -239,6 +239,12 @@ fn bad_values_are_usage_errors() {
         "credentials",
     );
     check_refused(&["--bind", "nonsense"], 2, "--bind", "nonsense");
+    check_refused(
+        &["--format", "purple"],
+        2,
+        "--format",
+        "yuyv, nv12, yu12 or mjpeg",
+    );
 }
 
 #[test]
@@ -262,6 +268,12 @@ fn unusable_settings_exit_1_naming_the_flag() {
         "unknown URL scheme",
     );
     check_refused(&["--source", "pi:x"], 1, "--source", "pi:N");
+    check_refused(
+        &["--format", "yuyv"],
+        1,
+        "--format",
+        "applies to V4L2 cameras only",
+    );
     check_refused(&["--stream", "=test"], 1, "--stream", "name is empty");
     check_refused(&["--stream", "yard"], 1, "--stream", "NAME=SOURCE");
     check_refused(
