@@ -26,12 +26,14 @@ impl Harness {
     /// Starts the RTC thread on a loopback UDP port. Viewers that never connect are dropped
     /// after a second, so a long fuzzing run does not pile them up.
     pub fn new() -> Harness {
-        let mut config = ServerConfig::default();
-        config.bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        config.http_port = 0;
-        config.udp_port = Some(0);
-        config.ice_timeout = Duration::from_secs(1);
-        config.offer_rate = 0;
+        let config = ServerConfig {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            http_port: 0,
+            udp_port: Some(0),
+            ice_timeout: Duration::from_secs(1),
+            offer_rate: 0,
+            ..ServerConfig::default()
+        };
         let rate = FrameRate::from_int(15).expect("15 is a frame rate");
         let mut builder = Server::builder().config(config);
         for name in ["", "yard"] {
@@ -98,5 +100,31 @@ pub fn frame_request(buf: &[u8]) -> Option<Result<(usize, usize), u16>> {
         Ok(None) => None,
         Ok(Some(framing)) => Some(Ok((framing.head_len, framing.body_len))),
         Err(refusal) => Some(Err(refusal.status)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = include_str!("../../tests/data/chromium-offer.sdp");
+
+    /// The fuzz targets' harness answers as the server does; a fuzz finding becomes a test
+    /// here, through the same harness.
+    #[test]
+    fn the_harness_answers_offers_and_ends_sessions() {
+        let harness = Harness::new();
+        let sdp = [("Content-Type", "application/sdp")];
+        let created = harness.request("POST", "/yard/whep", &sdp, OFFER.as_bytes());
+        assert_eq!(created.status, 201);
+        let location = created.header("Location").expect("a Location").to_string();
+        assert!(location.starts_with("/yard/whep/"), "{location}");
+        assert_eq!(harness.request("PATCH", &location, &[], b"").status, 405);
+        assert_eq!(harness.request("DELETE", &location, &[], b"").status, 200);
+        assert_eq!(harness.request("DELETE", &location, &[], b"").status, 404);
+        let bad = harness.request("POST", "/whep", &sdp, b"v=0\r\nm=");
+        assert_eq!(bad.status, 400);
+        assert_eq!(frame_request(b"GET / HTTP/1.1\r\n\r\n"), Some(Ok((18, 0))));
+        assert_eq!(frame_request(&[b'x'; 17 * 1024]), Some(Err(431)));
     }
 }

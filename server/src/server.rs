@@ -443,7 +443,7 @@ impl Server {
     }
 }
 
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 impl Server {
     /// For the fuzz harness: starts only the RTC thread (no HTTP, no pipelines) and gives the
     /// HTTP handlers in front of it, with the stop flag and the thread to join.
