@@ -3,8 +3,14 @@
 //! - `cargo xtask ci`: what CI checks: formatting, clippy (warnings are errors), the docs
 //!   (warnings are errors) and every test, end-to-end ones included.
 //! - `cargo xtask bench`: the benchmarks, in release mode; their figures go into BENCHMARKS.md.
+//! - `cargo xtask pi`: rtcgear for the Raspberry Pi (aarch64 and armv7), cross-built and
+//!   packaged as a `.deb` and a tarball; `cargo xtask pi-test` tests those builds under qemu
+//!   and streams from an emulated server to Chromium. See the `pi` module.
 //!
-//! System packages are the job of `scripts/deps.sh`, which `scripts/test.sh` runs first.
+//! The native build's system packages are the job of `scripts/deps.sh`, which
+//! `scripts/test.sh` runs first; `cargo xtask pi` installs the cross build's own.
+
+mod pi;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -16,6 +22,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
+        Some("pi") => pi::pi(&root, &args[1..]),
+        Some("pi-test") => pi::pi_test(&root, &args[1..]),
         Some("fuzz") => fuzz(&root, &args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print_help();
@@ -40,6 +48,16 @@ fn print_help() {
          Tasks:\n  \
          ci      fmt --check, clippy -D warnings, docs -D warnings, every test\n  \
          bench   the benchmarks in release mode (extra arguments go to cargo bench)\n  \
+         pi      rtcgear for the Raspberry Pi: installs what the cross build needs (rustup\n          \
+         targets; cross gcc and the target's libraries through apt-get), builds it in release\n          \
+         mode, packages it in target/pi/dist/ (a .deb and a tarball, each with the systemd\n          \
+         unit and a sample configuration)\n          \
+         [--target aarch64|armv7|all]: which Pi builds (all by default)\n          \
+         [--test]: then pi-test's tests as well\n  \
+         pi-test the Pi builds' tests under qemu: the libraries' tests, then the emulated\n          \
+         `rtcgear serve` streaming to the native headless Chromium\n          \
+         [--target aarch64|armv7|all] (all by default)\n          \
+         [--smoke-only]: only the streaming smoke test\n  \
          fuzz    [--seconds N] [TARGET]...: each fuzz target for N s (60), with nightly and\n          \
          cargo-fuzz (fuzz/; see RELIABILITY.md)\n"
     );
