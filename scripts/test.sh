@@ -2,7 +2,10 @@
 # Every check and test of rtcgear, with its system packages installed first:
 # cargo fmt --check, clippy (-D warnings), the docs (-D warnings) and all tests, the end-to-end
 # ones in headless Chromium and against aiortc included; then the V4L2 camera source against a
-# real kernel device (the vivid driver in a small VM, ../shared/tools/v4l2-vm.sh).
+# real kernel device (the vivid driver in a small VM, ../shared/tools/v4l2-vm.sh); then the
+# Raspberry Pi build: rtcgear cross-built for aarch64 and packaged, and the emulated server
+# (qemu) streaming to Chromium (RTCGEAR_PI=0 turns it off). The Pi builds' unit tests under
+# qemu take longer than CI's time allows: `cargo xtask pi --test` runs everything for both Pis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
@@ -15,4 +18,12 @@ if [ "$(id -u)" = 0 ] && [ "${RTCGEAR_V4L2_VM:-1}" = 1 ] && [ -f ../shared/tools
     cargo test --locked -p rtcgear-capture --features v4l2 --test v4l2_vm -- --nocapture
 else
   echo "skipping the V4L2 VM test: it needs root and ../shared/tools/v4l2-vm.sh (RTCGEAR_V4L2_VM=0 turns it off)"
+fi
+
+if [ "${RTCGEAR_PI:-1}" = 1 ]; then
+  echo "==> the Raspberry Pi build: aarch64 cross-built and packaged, streamed from qemu to Chromium"
+  cargo xtask pi --target aarch64
+  cargo xtask pi-test --target aarch64 --smoke-only
+else
+  echo "skipping the Raspberry Pi build (RTCGEAR_PI=0)"
 fi
