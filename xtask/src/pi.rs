@@ -665,7 +665,7 @@ fn test_target(
     if tests == Tests::All {
         unit_tests(root, target, features)?;
     }
-    smoke::run(root, target, &binary(root, target))
+    smoke::run(root, target, &binary(root, target), features.rpicam)
 }
 
 /// The libraries' tests, built for the target in release mode (sharing the build's
