@@ -79,14 +79,7 @@ fn received_video_decodes() {
             is_idr(&received[0].1.data),
             "client {index} starts on an IDR"
         );
-        let path = temp_path(&format!("client{index}.h264"));
-        let stream: Vec<u8> = received
-            .iter()
-            .flat_map(|(_, d)| d.data.iter().copied())
-            .collect();
-        std::fs::write(&path, stream).expect("write the stream");
-        let decoded = decode(&path);
-        let _ = std::fs::remove_file(&path);
+        let decoded = decode_received(received, &format!("client{index}"));
         assert_eq!(
             decoded,
             received.len(),
@@ -142,14 +135,7 @@ fn gop_cache_starts_a_late_viewer_at_once() {
     assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
     for index in [early, late] {
         let received = &sim.clients[index].frames;
-        let path = temp_path(&format!("gop-client{index}.h264"));
-        let stream: Vec<u8> = received
-            .iter()
-            .flat_map(|(_, d)| d.data.iter().copied())
-            .collect();
-        std::fs::write(&path, stream).expect("write the stream");
-        let decoded = decode(&path);
-        let _ = std::fs::remove_file(&path);
+        let decoded = decode_received(received, &format!("gop-client{index}"));
         assert_eq!(
             decoded,
             received.len(),
@@ -169,6 +155,20 @@ fn require_ffmpeg() {
             "this test decodes with the {tool} CLI; install ffmpeg"
         );
     }
+}
+
+/// Writes what a client received to a file named after `name`, decodes it with ffmpeg and
+/// returns the number of pictures.
+fn decode_received(received: &[(Instant, str0m::media::MediaData)], name: &str) -> usize {
+    let path = temp_path(&format!("{name}.h264"));
+    let stream: Vec<u8> = received
+        .iter()
+        .flat_map(|(_, d)| d.data.iter().copied())
+        .collect();
+    std::fs::write(&path, stream).expect("write the stream");
+    let decoded = decode(&path);
+    let _ = std::fs::remove_file(&path);
+    decoded
 }
 
 /// Decodes `path` with ffmpeg, failing on any error, and returns the number of pictures.
