@@ -23,7 +23,9 @@
 //! for the next periodic one, every viewer that connects, and every keyframe request
 //! (PLI/FIR) from a viewer, leads to [`BroadcastEvent::KeyframeNeeded`]: coalesced (one IDR
 //! serves everyone waiting) and rate limited (see [`BroadcastConfig::keyframe_interval`]).
-//! The driver passes it to the encoder.
+//! The driver passes it to the encoder. For H.264 whose keyframes cannot be asked for (passed
+//! through from a file or a camera), [`BroadcastConfig::gop_cache`] keeps the frames since the
+//! last keyframe and sends them to each viewer as it connects.
 //!
 //! A viewer that vanishes without a word (closed laptop) is dropped after
 //! [`BroadcastConfig::ice_timeout`] of silence; the others carry on.

@@ -9,6 +9,8 @@
 //! them to an encode thread through a one-frame slot (a newer frame replaces a waiting one, so
 //! latency never queues up); encoded frames go to the one `rtc` thread, which writes them to
 //! every viewer of the stream. Each frame is encoded once, whatever the number of viewers.
+//! A stream made with [`StreamConfig::passthrough`] skips both: an ingest thread hands the
+//! source's own H.264 access units to the `rtc` thread, whose GOP cache starts new viewers.
 //!
 //! The HTTP endpoints, for the default stream (a stream named `yard` has them under `/yard/`):
 //!
