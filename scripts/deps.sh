@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks, and installs where missing, what rtcgear needs from the system.
 #   scripts/deps.sh run    what building and running `rtcgear serve` needs
-#   scripts/deps.sh test   that, plus what the tests need (FFmpeg, Chromium, aiortc)
+#   scripts/deps.sh test   that, plus what the tests need (FFmpeg, Chromium, aiortc, and
+#                          GStreamer's RTSP server for capture/tests/data/rtsp-server)
 # Debian packages come from apt-get (as root, or through sudo); aiortc goes into .tools/venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,9 @@ want=${1:-run}
 packages=(pkg-config libclang-dev libx264-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev)
 if [ "$want" = test ]; then
   packages+=(ffmpeg chromium chromium-driver python3-venv)
+  # The tests' RTSP server: GStreamer's, through Debian's python3-gi; x264enc is in -ugly.
+  packages+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+    gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
 fi
 
 say() { printf '[deps] %s\n' "$*" >&2; }

@@ -428,3 +428,144 @@ fn a_passed_through_network_stream_starts_on_a_keyframe_and_comes_back() {
         "after reconnecting, again from a keyframe"
     );
 }
+
+/// `tests/data/rtsp-server`: GStreamer's RTSP server on loopback, live H.264 from
+/// `videotestsrc` (constrained baseline, a keyframe every `gop` frames). Killed on drop.
+struct RtspServer(Child);
+
+impl RtspServer {
+    fn start(port: u16, (width, height, fps, gop): (u32, u32, u32, u32)) -> RtspServer {
+        use std::io::{BufRead, BufReader};
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rtsp-server");
+        let mut child = Command::new(&script)
+            .args([u32::from(port), width, height, fps, gop].map(|n| n.to_string()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the RTSP server script starts (scripts/deps.sh test installs what it needs)");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut server = RtspServer(child);
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(line) if line.starts_with("ready ") => server,
+            other => {
+                let _ = server.0.kill();
+                let mut why = String::new();
+                if let Some(mut stderr) = server.0.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut stderr, &mut why);
+                }
+                panic!("the RTSP server did not start ({other:?}): {why}");
+            }
+        }
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Pulls from `source` until it reports an error (the drop), within 20 s.
+fn until_error<T>(source: &mut impl Iterator<Item = Result<T, CaptureError>>) -> CaptureError {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(Err(err)) = source.next() {
+            return err;
+        }
+    }
+    panic!("the drop was never reported");
+}
+
+/// Pulls `n` items from `source` within 30 s, skipping the errors of a reconnecting source.
+fn next_ok<T>(source: &mut impl Iterator<Item = Result<T, CaptureError>>, n: usize) -> Vec<T> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut items = Vec::new();
+    while items.len() < n && Instant::now() < deadline {
+        match source.next() {
+            Some(Ok(item)) => items.push(item),
+            Some(Err(_)) => {}
+            None => panic!("the source ended"),
+        }
+    }
+    assert_eq!(items.len(), n, "the stream did not come back");
+    items
+}
+
+#[test]
+fn an_rtsp_stream_is_decoded_and_comes_back_after_the_server_drops() {
+    let port = free_port();
+    let url = format!("rtsp://127.0.0.1:{port}/live");
+    let server = RtspServer::start(port, (320, 240, 30, 15));
+    let mut options = FfmpegOptions::default();
+    options.read_timeout = Duration::from_secs(2);
+    let mut source = FfmpegSource::open(&url, options).expect("the RTSP stream opens");
+    let info = source.info();
+    assert_eq!(
+        (info.width, info.height, info.format),
+        (320, 240, PixelFormat::I420)
+    );
+    assert_eq!(info.fps.as_f64(), 30.0);
+    let frames = next_ok(&mut source, 10);
+    assert!(frames
+        .windows(2)
+        .all(|w| w[1].counter() == w[0].counter() + 1));
+
+    drop(server);
+    let err = until_error(&mut source).to_string();
+    assert!(err.contains(&url), "the error names the stream: {err}");
+    let _server = RtspServer::start(port, (320, 240, 30, 15));
+    let frames = next_ok(&mut source, 10);
+    assert!(frames.iter().all(|f| f.width() == 320 && f.height() == 240));
+}
+
+#[test]
+fn an_rtsp_stream_passes_through_and_comes_back_after_the_server_drops() {
+    let port = free_port();
+    let url = format!("rtsp://127.0.0.1:{port}/live");
+    let server = RtspServer::start(port, (320, 240, 30, 15));
+    let mut options = FfmpegOptions::default();
+    options.read_timeout = Duration::from_secs(2);
+    let mut source = FfmpegH264Source::open(&url, options).expect("RTSP H.264 passes through");
+    let info = source.info();
+    assert_eq!((info.width, info.height), (320, 240));
+    let profile = info
+        .profile
+        .expect("the profile, from the SDP's parameter sets");
+    assert!(profile.is_constrained_baseline(), "{profile}");
+    let before = next_ok(&mut source, 20);
+    assert!(before[0].keyframe, "it starts on a keyframe");
+    assert!(h264::has_sps(&before[0].data), "with SPS and PPS in front");
+    assert!(before.windows(2).all(|w| w[1].counter == w[0].counter + 1));
+
+    drop(server);
+    let err = until_error(&mut source).to_string();
+    assert!(err.contains(&url), "the error names the stream: {err}");
+    let _server = RtspServer::start(port, (320, 240, 30, 15));
+    let after = next_ok(&mut source, 20);
+    assert!(
+        after[0].keyframe,
+        "after reconnecting, again from a keyframe"
+    );
+    // Both halves, back to back, are one stream a decoder takes without an error.
+    let stream: Vec<u8> = before
+        .iter()
+        .chain(&after)
+        .flat_map(|u| u.data.iter().copied())
+        .collect();
+    assert_eq!(decode_annexb(&stream), 40);
+}
