@@ -1,6 +1,7 @@
 //! `Broadcast` against str0m client peers, in memory, in simulated time.
 
 mod decode;
+mod loss;
 mod offers;
 mod sim;
 mod viewers;

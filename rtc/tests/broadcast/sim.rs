@@ -1,9 +1,11 @@
 //! An in-memory network: one `Broadcast` and str0m client peers, simulated time, no sockets.
 //!
-//! Datagrams travel instantly. A client can go offline, after which everything to and from it
-//! is lost and its timers stop, as when a laptop lid closes.
+//! Datagrams travel instantly, unless a client sits behind a [`Link`]: `str0m-netem` on each
+//! way, with loss, delay, jitter (so reordering), duplication or a rate cap, all seeded. A client
+//! can go offline, after which everything to and from it is lost and its timers stop, as when a
+//! laptop lid closes.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,9 @@ use rtcgear_rtc::{Broadcast, BroadcastConfig, BroadcastEvent, Output, RtcError, 
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
+use str0m::stats::MediaIngressStats;
 use str0m::{Candidate, Event, Input, Rtc, RtcConfig};
+use str0m_netem::{Netem, NetemConfig};
 
 pub const FPS: u32 = 30;
 pub const FRAME: Duration = Duration::from_nanos(1_000_000_000 / FPS as u64);
@@ -78,12 +82,111 @@ pub struct Client {
     /// Whether the broadcast should take everything this client sends.
     pub routed: bool,
     pub frames: Vec<(Instant, MediaData)>,
+    /// What a decoder would make of `frames`.
+    pub playback: Playback,
+    /// Send a PLI when a picture is lost, as a browser does.
+    pub sends_pli: bool,
+    /// PLIs sent because a picture was lost.
+    pub plis: usize,
+    pli_due: bool,
+    /// The network between the broadcast and this client; `None` is a perfect one.
+    pub link: Option<Link>,
+    /// str0m's latest receive statistics (NACKs and PLIs sent, loss), once a second.
+    pub ingress: Option<MediaIngressStats>,
 }
 
+/// A decoder's view of the frames a client received: a frame can be shown if it is an IDR, or
+/// if it follows a frame that could, with nothing missing in between.
+#[derive(Debug, Default)]
+pub struct Playback {
+    intact: bool,
+    last_pli: Option<Instant>,
+    /// The receive time of every frame that can be shown.
+    pub shown: Vec<Instant>,
+    /// Where those frames are in the client's `frames`.
+    pub shown_frames: Vec<usize>,
+    /// Frames that arrived while the picture was broken (after a gap, before the next IDR).
+    pub broken: usize,
+}
+
+/// A browser asks again for a keyframe after this long if the picture is still broken.
+const PLI_REPEAT: Duration = Duration::from_millis(500);
+
+impl Playback {
+    /// Takes the next frame; `true` if a PLI should go out now.
+    fn take(&mut self, now: Instant, index: usize, data: &MediaData) -> bool {
+        self.intact = is_idr(&data.data) || (self.intact && data.contiguous);
+        if self.intact {
+            self.shown.push(now);
+            self.shown_frames.push(index);
+            return false;
+        }
+        self.broken += 1;
+        let due = self.last_pli.is_none_or(|last| now >= last + PLI_REPEAT);
+        if due {
+            self.last_pli = Some(now);
+        }
+        due
+    }
+
+    /// Frames shown in `[from, to)`.
+    pub fn shown_between(&self, from: Instant, to: Instant) -> usize {
+        self.shown.iter().filter(|&&t| t >= from && t < to).count()
+    }
+}
+
+/// A network path, one `str0m-netem` each way, with what went in and what came out.
+pub struct Link {
+    down: Netem<Datagram>,
+    up: Netem<Datagram>,
+    /// Datagrams the broadcast sent this client.
+    pub down_sent: u64,
+    /// Distinct datagrams that reached the client (duplicates count once).
+    pub down_delivered: HashSet<u64>,
+    /// Datagrams the client sent the broadcast.
+    pub up_sent: u64,
+    pub up_delivered: HashSet<u64>,
+}
+
+impl Link {
+    pub fn new(down: NetemConfig, up: NetemConfig) -> Self {
+        Link {
+            down: Netem::new(down),
+            up: Netem::new(up),
+            down_sent: 0,
+            down_delivered: HashSet::new(),
+            up_sent: 0,
+            up_delivered: HashSet::new(),
+        }
+    }
+
+    /// Datagrams to the client that the link dropped.
+    pub fn down_lost(&self) -> u64 {
+        self.down_sent - self.down_delivered.len() as u64
+    }
+
+    pub fn up_lost(&self) -> u64 {
+        self.up_sent - self.up_delivered.len() as u64
+    }
+
+    fn next_timeout(&self) -> Instant {
+        self.down.poll_timeout().min(self.up.poll_timeout())
+    }
+}
+
+#[derive(Clone)]
 struct Datagram {
+    /// Numbers every datagram, so duplicates can be told from originals.
+    serial: u64,
     source: SocketAddr,
     destination: SocketAddr,
     contents: Vec<u8>,
+}
+
+impl AsRef<[u8]> for Datagram {
+    fn as_ref(&self) -> &[u8] {
+        &self.contents
+    }
 }
 
 pub struct Sim {
@@ -95,6 +198,7 @@ pub struct Sim {
     pub sent: Vec<(Instant, bool, Vec<u8>)>,
     broadcast_timeout: Instant,
     to_clients: VecDeque<Datagram>,
+    serial: u64,
     /// Events up to here have been looked at for keyframe requests.
     seen_events: usize,
     keyframe_wanted: bool,
@@ -114,6 +218,7 @@ impl Sim {
             sent: Vec::new(),
             broadcast_timeout: now,
             to_clients: VecDeque::new(),
+            serial: 0,
             seen_events: 0,
             keyframe_wanted: false,
             ignore_keyframe_requests: false,
@@ -152,10 +257,23 @@ impl Sim {
             closed: false,
             routed: true,
             frames: Vec::new(),
+            playback: Playback::default(),
+            sends_pli: false,
+            plis: 0,
+            pli_due: false,
+            link: None,
+            ingress: None,
         });
         self.drain_client(index);
         self.settle();
         Ok(index)
+    }
+
+    /// Puts client `index` behind `link`, from now on, and makes it ask for keyframes when a
+    /// picture is lost, as a browser does.
+    pub fn set_link(&mut self, index: usize, link: Link) {
+        self.clients[index].link = Some(link);
+        self.clients[index].sends_pli = true;
     }
 
     /// Lets time run to `target` without video.
@@ -168,6 +286,9 @@ impl Sim {
             let mut next = target.min(self.broadcast_timeout);
             for client in self.clients.iter().filter(|c| c.online) {
                 next = next.min(client.timeout);
+                if let Some(link) = &client.link {
+                    next = next.min(link.next_timeout());
+                }
             }
             self.now = next.max(self.now + Duration::from_millis(1)).min(target);
             if self.broadcast_timeout <= self.now {
@@ -280,30 +401,117 @@ impl Sim {
         self.seen_events = self.events.len();
     }
 
-    /// Delivers datagrams until the network is quiet.
+    /// Delivers datagrams until the network is quiet (apart from what links hold back).
     fn settle(&mut self) {
-        self.drain_broadcast();
-        while let Some(datagram) = self.to_clients.pop_front() {
-            let Some(index) = self
-                .clients
-                .iter()
-                .position(|c| c.addr == datagram.destination && c.online)
-            else {
-                continue;
-            };
-            let receive = Receive::new(
-                Protocol::Udp,
-                datagram.source,
-                datagram.destination,
-                &datagram.contents,
-            )
-            .expect("the broadcast sends parseable datagrams");
-            self.clients[index]
+        loop {
+            self.drain_broadcast();
+            let mut progress = false;
+            while let Some(datagram) = self.to_clients.pop_front() {
+                progress = true;
+                let Some(index) = self
+                    .clients
+                    .iter()
+                    .position(|c| c.addr == datagram.destination && c.online)
+                else {
+                    continue;
+                };
+                match &mut self.clients[index].link {
+                    Some(link) => {
+                        link.down_sent += 1;
+                        link.down
+                            .handle_input(str0m_netem::Input::Packet(self.now, datagram));
+                    }
+                    None => self.deliver(index, datagram),
+                }
+            }
+            for index in 0..self.clients.len() {
+                progress |= self.release(index);
+            }
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    /// Passes on what client `index`'s link lets through by now, both ways, and the PLI its
+    /// playback asked for; `true` if anything happened.
+    fn release(&mut self, index: usize) -> bool {
+        let now = self.now;
+        let client = &mut self.clients[index];
+        if !client.online {
+            return false;
+        }
+        let mut down = Vec::new();
+        let mut up = Vec::new();
+        if let Some(link) = &mut client.link {
+            for (netem, out) in [(&mut link.down, &mut down), (&mut link.up, &mut up)] {
+                netem.handle_input(str0m_netem::Input::Timeout(now));
+                while let Some(output) = netem.poll_output() {
+                    if let str0m_netem::Output::Packet(datagram) = output {
+                        out.push(datagram);
+                    }
+                }
+            }
+            link.down_delivered
+                .extend(down.iter().map(|d: &Datagram| d.serial));
+            link.up_delivered
+                .extend(up.iter().map(|d: &Datagram| d.serial));
+        }
+        let pli = std::mem::take(&mut client.pli_due);
+        let progress = pli || !down.is_empty() || !up.is_empty();
+        for datagram in up {
+            self.pass_to_broadcast(index, datagram);
+        }
+        for datagram in down {
+            self.deliver(index, datagram);
+        }
+        if pli {
+            let client = &mut self.clients[index];
+            client.plis += 1;
+            let mut writer = client
                 .rtc
-                .handle_input(Input::Receive(self.now, receive))
-                .expect("client input");
+                .writer(client.mid)
+                .expect("the client's video m-line");
+            writer
+                .request_keyframe(None, KeyframeRequestKind::Pli)
+                .expect("a PLI");
             self.drain_client(index);
         }
+        progress
+    }
+
+    fn deliver(&mut self, index: usize, datagram: Datagram) {
+        let receive = Receive::new(
+            Protocol::Udp,
+            datagram.source,
+            datagram.destination,
+            &datagram.contents,
+        )
+        .expect("the broadcast sends parseable datagrams");
+        self.clients[index]
+            .rtc
+            .handle_input(Input::Receive(self.now, receive))
+            .expect("client input");
+        self.drain_client(index);
+    }
+
+    fn pass_to_broadcast(&mut self, index: usize, datagram: Datagram) {
+        let accepted = self.broadcast.handle_receive(
+            self.now,
+            datagram.source,
+            datagram.destination,
+            &datagram.contents,
+        );
+        assert!(
+            accepted || !self.clients[index].routed,
+            "the broadcast routes every client datagram"
+        );
+        self.drain_broadcast();
+    }
+
+    fn next_serial(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
     }
 
     fn drain_broadcast(&mut self) {
@@ -315,7 +523,9 @@ impl Sim {
                     contents,
                 } => {
                     assert_eq!(source, server_addr());
+                    let serial = self.next_serial();
                     self.to_clients.push_back(Datagram {
+                        serial,
                         source,
                         destination,
                         contents,
@@ -333,29 +543,38 @@ impl Sim {
     /// Drains client `index`; what it sends goes straight into the broadcast.
     fn drain_client(&mut self, index: usize) {
         loop {
+            let serial = self.next_serial();
             let client = &mut self.clients[index];
             match client.rtc.poll_output().expect("client output") {
                 str0m::Output::Transmit(transmit) => {
                     if !client.online {
                         continue;
                     }
-                    let accepted = self.broadcast.handle_receive(
-                        self.now,
-                        transmit.source,
-                        transmit.destination,
-                        &transmit.contents,
-                    );
-                    assert!(
-                        accepted || !client.routed,
-                        "the broadcast routes every client datagram"
-                    );
-                    self.drain_broadcast();
+                    let datagram = Datagram {
+                        serial,
+                        source: transmit.source,
+                        destination: transmit.destination,
+                        contents: transmit.contents.into(),
+                    };
+                    match &mut client.link {
+                        Some(link) => {
+                            link.up_sent += 1;
+                            link.up
+                                .handle_input(str0m_netem::Input::Packet(self.now, datagram));
+                        }
+                        None => self.pass_to_broadcast(index, datagram),
+                    }
                 }
                 str0m::Output::Event(Event::Connected) => client.connected_at = Some(self.now),
                 str0m::Output::Event(Event::MediaData(data)) => {
+                    client.pli_due |= client.playback.take(self.now, client.frames.len(), &data)
+                        && client.sends_pli;
                     client.frames.push((self.now, data))
                 }
                 str0m::Output::Event(Event::Closed) => client.closed = true,
+                str0m::Output::Event(Event::MediaIngressStats(stats)) => {
+                    client.ingress = Some(stats)
+                }
                 str0m::Output::Event(_) => {}
                 str0m::Output::Timeout(timeout) => {
                     client.timeout = timeout;
@@ -376,7 +595,8 @@ pub fn client_offer(
     Mid,
     (str0m::change::SdpOffer, str0m::change::SdpPendingOffer),
 ) {
-    let mut rtc = codecs(Rtc::builder()).build(now);
+    let config = Rtc::builder().set_stats_interval(Some(Duration::from_secs(1)));
+    let mut rtc = codecs(config).build(now);
     rtc.add_local_candidate(Candidate::host(addr, "udp").expect("a host candidate"));
     let mut change = rtc.sdp_api();
     let mid = change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
