@@ -4,7 +4,9 @@
 //!
 //! It lists the device, captures 30 frames in YUYV and 30 in NV12 and YU12 (when offered),
 //! checks sizes, counters and that the picture moves, checks that a size the camera lacks gets
-//! the nearest one, and that a missing device gives a clear error. Exits 1 on any failure.
+//! the nearest one, that a missing or busy device gives a clear error, and that a camera
+//! unplugged mid-stream (vivid's "Disconnect" control) is reported and reopened once it is back.
+//! Exits 1 on any failure.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
     check("nearest size", nearest(&device));
     check("missing device", missing());
     check("busy device", busy(&device));
+    check("unplugged mid-stream", unplugged(&device));
 
     if failures == 0 {
         println!("v4l2_check: all passed");
@@ -189,4 +192,111 @@ fn busy(device: &str) -> Result<(), String> {
         }
         Err(err) => Err(format!("unexpected error: {err}")),
     }
+}
+
+/// vivid's "Disconnect" button makes the device act unplugged: every call on an open handle
+/// fails with ENODEV, and opening it fails the same way, until the last handle to it is
+/// closed; then vivid plugs it back in by itself. A second handle held here keeps it unplugged
+/// for a while, so the source must keep retrying until it is back.
+fn unplugged(device: &str) -> Result<(), String> {
+    let mut options = V4l2Options::default();
+    options.format = Some(V4l2Format::Yuyv);
+    options.size = Some((640, 480));
+    options.fps = Some(30);
+    options.frame_timeout = Duration::from_secs(1);
+    let mut source = V4l2Source::open(device, options).map_err(|e| e.to_string())?;
+    for _ in 0..5 {
+        source
+            .next()
+            .ok_or("no frame")?
+            .map_err(|e| e.to_string())?;
+    }
+    let before = source
+        .next()
+        .ok_or("no frame")?
+        .map_err(|e| e.to_string())?
+        .counter();
+
+    let plug = v4l::Device::with_path(device).map_err(|e| format!("a second handle: {e}"))?;
+    let disconnect = plug
+        .query_controls()
+        .map_err(|e| format!("listing the controls: {e}"))?
+        .into_iter()
+        .find(|c| c.name == "Disconnect")
+        .ok_or("no Disconnect control (is this vivid, loaded without no_error_inj=1?)")?;
+    plug.set_control(v4l::Control {
+        id: disconnect.id,
+        value: v4l::control::Value::None,
+    })
+    .map_err(|e| format!("pressing Disconnect: {e}"))?;
+    let unplugged_at = Instant::now();
+
+    // Buffers already filled may still come; then the source must say the camera is gone.
+    let first = loop {
+        match source.next() {
+            Some(Ok(_)) if unplugged_at.elapsed() < Duration::from_secs(5) => continue,
+            Some(Ok(_)) => return Err("frames kept coming for 5 s after the unplug".into()),
+            Some(Err(err)) => break err.to_string(),
+            None => return Err("the source ended instead of retrying".into()),
+        }
+    };
+    println!("      unplugged: {first}");
+    if !first.starts_with(device) || !first.contains("gone (unplugged?)") {
+        return Err(format!("an unclear error: {first}"));
+    }
+    // While the device is away, every try fails and says so, and none blocks for long.
+    let mut retries = Vec::new();
+    while unplugged_at.elapsed() < Duration::from_millis(1500) || retries.len() < 2 {
+        let asked = Instant::now();
+        match source.next() {
+            Some(Err(err)) => retries.push(err.to_string()),
+            Some(Ok(_)) => return Err("a frame while the device was unplugged".into()),
+            None => return Err("the source ended instead of retrying".into()),
+        }
+        if asked.elapsed() > Duration::from_secs(3) {
+            return Err(format!("one try took {:?}", asked.elapsed()));
+        }
+    }
+    println!(
+        "      {} retries, the last: {}",
+        retries.len(),
+        retries[retries.len() - 1]
+    );
+    if let Some(unclear) = retries.iter().find(|r| !r.contains("retrying")) {
+        return Err(format!("an unclear retry error: {unclear}"));
+    }
+
+    // The last other handle closes: vivid plugs the device back in.
+    drop(plug);
+    let replugged_at = Instant::now();
+    let mut frames = Vec::new();
+    while frames.len() < 10 {
+        if replugged_at.elapsed() > Duration::from_secs(15) {
+            return Err(format!("{} frames in 15 s after the replug", frames.len()));
+        }
+        match source.next() {
+            Some(Ok(frame)) => frames.push(frame),
+            Some(Err(err)) => println!("      meanwhile: {err}"),
+            None => return Err("the source ended instead of retrying".into()),
+        }
+    }
+    println!(
+        "      back after {:.2?}: frames {}..={}",
+        replugged_at.elapsed(),
+        frames[0].counter(),
+        frames[frames.len() - 1].counter()
+    );
+    if frames[0].counter() <= before {
+        return Err("the frame counter went back".into());
+    }
+    if frames
+        .iter()
+        .any(|f| (f.width(), f.height(), f.format()) != (640, 480, PixelFormat::Yuyv))
+    {
+        return Err("frames of another mode after the replug".into());
+    }
+    if frames[0].to_packed() == frames[9].to_packed() {
+        return Err("the picture does not move after the replug".into());
+    }
+    Ok(())
 }
