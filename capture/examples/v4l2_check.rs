@@ -106,7 +106,7 @@ fn capture(device: &str, format: V4l2Format, size: (u32, u32)) -> Result<(), Str
     options.fps = Some(30);
     let source = V4l2Source::open(device, options).map_err(|e| e.to_string())?;
     let info = source.info();
-    if (info.width, info.height) != size || info.format != format.pixel_format() {
+    if (info.width, info.height) != size || Some(info.format) != format.pixel_format() {
         return Err(format!("negotiated {info:?}"));
     }
     println!("      {format}: {info:?}");

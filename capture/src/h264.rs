@@ -123,6 +123,78 @@ pub fn has_sps(data: &[u8]) -> bool {
     nal_units(data).any(|nal| nal_type(nal) == nal_type::SPS)
 }
 
+/// Whether Annex B data holds a B slice (a picture predicted from a later one), which browsers'
+/// WebRTC decoders do not expect. Reads each slice header's `slice_type`.
+pub fn has_b_slices(data: &[u8]) -> bool {
+    nal_units(data).any(|nal| slice_type(nal).is_some_and(|kind| kind % 5 == 1))
+}
+
+/// A slice's `slice_type` (0 P, 1 B, 2 I, 3 SP, 4 SI; plus 5 when every slice of the picture
+/// has that type), or `None` for another NAL unit or a header cut short.
+fn slice_type(nal: &[u8]) -> Option<u32> {
+    if !matches!(nal_type(nal), nal_type::SLICE | nal_type::IDR) {
+        return None;
+    }
+    let mut bits = Bits::new(nal.get(1..)?);
+    let _first_mb_in_slice = bits.exp_golomb()?;
+    bits.exp_golomb()
+}
+
+/// Reads the bits of a NAL unit's payload, skipping emulation prevention bytes (`00 00 03`).
+struct Bits<'a> {
+    data: &'a [u8],
+    byte: usize,
+    bit: u32,
+    zeros: u32,
+}
+
+impl<'a> Bits<'a> {
+    fn new(data: &'a [u8]) -> Bits<'a> {
+        Bits {
+            data,
+            byte: 0,
+            bit: 0,
+            zeros: 0,
+        }
+    }
+
+    fn bit(&mut self) -> Option<u32> {
+        if self.bit == 0 {
+            let mut value = *self.data.get(self.byte)?;
+            if self.zeros >= 2 && value == 3 {
+                self.byte += 1;
+                self.zeros = 0;
+                value = *self.data.get(self.byte)?;
+            }
+            self.zeros = if value == 0 { self.zeros + 1 } else { 0 };
+        }
+        let value = *self.data.get(self.byte)?;
+        let out = u32::from(value >> (7 - self.bit) & 1);
+        self.bit += 1;
+        if self.bit == 8 {
+            self.bit = 0;
+            self.byte += 1;
+        }
+        Some(out)
+    }
+
+    /// An unsigned Exp-Golomb number, `ue(v)`; `None` past the end or above `u32::MAX`.
+    fn exp_golomb(&mut self) -> Option<u32> {
+        let mut leading = 0;
+        while self.bit()? == 0 {
+            leading += 1;
+            if leading > 31 {
+                return None;
+            }
+        }
+        let mut rest = 0u32;
+        for _ in 0..leading {
+            rest = rest << 1 | self.bit()?;
+        }
+        Some((1u32 << leading) - 1 + rest)
+    }
+}
+
 /// The profile, constraint flags and level of an H.264 stream, from its SPS: what
 /// `profile-level-id` says in SDP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -505,6 +577,30 @@ mod tests {
             assert!(is_keyframe(&units[3]) && has_sps(&units[3]));
             assert_eq!(units.concat(), stream);
         }
+    }
+
+    #[test]
+    fn b_slices_are_found_by_their_slice_type() {
+        // After the NAL header: first_mb_in_slice 0 (the bit 1), then slice_type.
+        let i_all = [0x65, 0x88, 0x84]; // 1 0001000: type 7, I
+        let p = [0x41, 0xe0]; // 1 1: type 0, P
+        let b = [0x01, 0xa0]; // 1 010: type 1, B
+        let b_all = [0x41, 0x9c]; // 1 00111: type 6, B
+        assert_eq!(slice_type(&i_all), Some(7));
+        assert_eq!(slice_type(&p), Some(0));
+        assert_eq!(slice_type(&b), Some(1));
+        assert_eq!(slice_type(&b_all), Some(6));
+        assert_eq!(slice_type(SPS), None);
+        assert_eq!(slice_type(&[0x41]), None, "cut short");
+        assert_eq!(slice_type(&[0x41, 0, 0, 0, 0, 0]), None, "all zeros");
+        assert!(!has_b_slices(&annexb(&[SPS, PPS, &i_all, &p])));
+        assert!(has_b_slices(&annexb(&[&p, &b])));
+        assert!(has_b_slices(&annexb(&[&b_all])));
+        // Emulation prevention bytes inside the header are skipped: first_mb_in_slice
+        // 2^23 - 1 is 23 zeros, a 1 and 23 zeros, then type 1 is 010; those bits are the bytes
+        // 00 00 01 00 00 00 80, escaped as 00 00 03 01 00 00 03 00 80.
+        let escaped = [0x01, 0x00, 0x00, 0x03, 0x01, 0x00, 0x00, 0x03, 0x00, 0x80];
+        assert_eq!(slice_type(&escaped), Some(1));
     }
 
     #[test]

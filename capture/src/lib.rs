@@ -82,7 +82,9 @@ pub use spec::{SourceSpec, NETWORK_SCHEMES};
 pub use stamp::Stamp;
 pub use transform::{Grayscale, MapFrames, Resize, SourceExt, Transform, Transformed};
 #[cfg(all(feature = "v4l2", target_os = "linux"))]
-pub use v4l2::{DeviceInfo, FormatInfo, SizeInfo, V4l2Format, V4l2Options, V4l2Source};
+pub use v4l2::{
+    DeviceInfo, FormatInfo, SizeInfo, V4l2Format, V4l2H264Source, V4l2Options, V4l2Source,
+};
 pub use ytdlp::{
     format_selector, is_streaming_site, resolve_with_ytdlp, STREAMING_SITES, YT_DLP_ENV,
 };

@@ -3,7 +3,9 @@
 //! The source negotiates a mode (pixel format, size, frame rate) from what the camera lists,
 //! taking the nearest size and then the nearest rate when the exact ones are missing, and
 //! memory-maps the driver's buffers. Raw formats (YUYV, NV12, YU12) become frames of the same
-//! layout with one copy; MJPEG is decoded by `zune-jpeg` into RGB frames.
+//! layout with one copy; MJPEG is decoded by `zune-jpeg` into RGB frames. Cameras with their
+//! own H.264 encoder (UVC 1.5 cameras, some Logitech ones) are read by [`V4l2H264Source`],
+//! whose access units are passed through to viewers without decoding.
 //!
 //! A camera that goes away mid-stream (unplugged, driver reset) makes the source yield an error
 //! and then try to open it again, with a growing pause between tries (at most
@@ -31,6 +33,8 @@ use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
+use crate::encoded::{AccessUnit, EncodedInfo, EncodedSource};
+use crate::h264::{self, AccessUnitSplitter, H264Profile};
 use crate::{CaptureError, CaptureTime, Frame, FrameRate, PixelFormat, Plane, Source, SourceInfo};
 
 /// The longest pause between two tries to reopen a camera that went away.
@@ -41,6 +45,9 @@ const DEFAULT_SIZE: (u32, u32) = (1280, 720);
 const DEFAULT_FPS: u32 = 30;
 /// Buffers the driver fills while we convert one.
 const BUFFERS: u32 = 4;
+/// Pictures an H.264 camera may send, after opening or reopening, before its first keyframe
+/// counts as late: ten seconds at 30 fps.
+const MAX_PICTURES_BEFORE_KEYFRAME: usize = 300;
 /// Bounds on what `list` asks a driver for, so a strange driver cannot make it loop long.
 const MAX_SIZES: usize = 64;
 const MAX_RATES: usize = 32;
@@ -60,11 +67,15 @@ pub enum V4l2Format {
     /// Motion JPEG (`MJPG`), which cameras use for large sizes at full rate; decoded into
     /// [`PixelFormat::Rgb24`] frames.
     Mjpeg,
+    /// H.264 (`H264`) from the camera's own encoder: read by [`V4l2H264Source`] and passed
+    /// through, never decoded, so [`V4l2Source`] does not take it.
+    H264,
 }
 
 impl V4l2Format {
-    /// Every format, in the order preferred when several fit equally well: the ones that need
-    /// no conversion for the encoder first, the one that needs decoding last.
+    /// Every format [`V4l2Source`] reads, in the order preferred when several fit equally
+    /// well: the ones that need no conversion for the encoder first, the one that needs
+    /// decoding last. ([`V4l2Format::H264`] is [`V4l2H264Source`]'s.)
     pub const ALL: [V4l2Format; 4] = [
         V4l2Format::Yu12,
         V4l2Format::Nv12,
@@ -79,6 +90,7 @@ impl V4l2Format {
             V4l2Format::Nv12 => *b"NV12",
             V4l2Format::Yu12 => *b"YU12",
             V4l2Format::Mjpeg => *b"MJPG",
+            V4l2Format::H264 => *b"H264",
         }
     }
 
@@ -90,26 +102,29 @@ impl V4l2Format {
             b"NV12" => Some(V4l2Format::Nv12),
             b"YU12" => Some(V4l2Format::Yu12),
             b"MJPG" | b"JPEG" => Some(V4l2Format::Mjpeg),
+            b"H264" => Some(V4l2Format::H264),
             _ => None,
         }
     }
 
-    /// The pixel format of the frames the source yields for this camera format.
-    pub fn pixel_format(self) -> PixelFormat {
+    /// The pixel format of the frames [`V4l2Source`] yields for this camera format; `None` for
+    /// H.264, which is passed through encoded.
+    pub fn pixel_format(self) -> Option<PixelFormat> {
         match self {
-            V4l2Format::Yuyv => PixelFormat::Yuyv,
-            V4l2Format::Nv12 => PixelFormat::Nv12,
-            V4l2Format::Yu12 => PixelFormat::I420,
-            V4l2Format::Mjpeg => PixelFormat::Rgb24,
+            V4l2Format::Yuyv => Some(PixelFormat::Yuyv),
+            V4l2Format::Nv12 => Some(PixelFormat::Nv12),
+            V4l2Format::Yu12 => Some(PixelFormat::I420),
+            V4l2Format::Mjpeg => Some(PixelFormat::Rgb24),
+            V4l2Format::H264 => None,
         }
     }
 
     fn rank(self) -> usize {
-        // The position in ALL; ALL holds every variant.
+        // The position in ALL; H.264, not in it, comes after every other.
         V4l2Format::ALL
             .iter()
             .position(|&f| f == self)
-            .unwrap_or(usize::MAX)
+            .unwrap_or(V4l2Format::ALL.len())
     }
 }
 
@@ -128,8 +143,9 @@ impl FromStr for V4l2Format {
             "nv12" => Ok(V4l2Format::Nv12),
             "yu12" | "i420" | "yuv420p" => Ok(V4l2Format::Yu12),
             "mjpg" | "mjpeg" | "jpeg" => Ok(V4l2Format::Mjpeg),
+            "h264" | "avc" => Ok(V4l2Format::H264),
             _ => Err(CaptureError::InvalidArgument(format!(
-                "unknown camera format {s:?} (expected one of yuyv, nv12, yu12, mjpeg)"
+                "unknown camera format {s:?} (expected one of yuyv, nv12, yu12, mjpeg, h264)"
             ))),
         }
     }
@@ -229,11 +245,8 @@ pub struct SizeInfo {
 /// # Ok::<(), rtcgear_capture::CaptureError>(())
 /// ```
 pub struct V4l2Source {
-    path: PathBuf,
-    options: V4l2Options,
-    mode: Mode,
+    link: Link,
     info: SourceInfo,
-    state: State,
     counter: u64,
 }
 
@@ -241,35 +254,29 @@ impl V4l2Source {
     /// Opens the camera at `path` (`/dev/video0`) and negotiates the nearest mode to `options`.
     ///
     /// Errors say plainly what is wrong: no such device, in use by another program, not a
-    /// capture device, no permission, no mode in a format this source reads.
+    /// capture device, no permission, no mode in a format this source reads. H.264 is
+    /// [`V4l2H264Source`]'s.
     pub fn open(path: impl AsRef<Path>, options: V4l2Options) -> Result<V4l2Source, CaptureError> {
         let path = path.as_ref().to_path_buf();
-        let wanted = Wanted {
-            size: options.size,
-            fps: options.fps,
-            format: options.format,
-        };
-        let camera = Camera::open(&path, &wanted, options.frame_timeout)?;
-        let mode = camera.mode;
-        tracing::info!(
-            "{}: {} {}x{} at {} fps",
-            path.display(),
-            mode.format,
-            mode.width,
-            mode.height,
-            mode.fps
-        );
+        if options.format == Some(V4l2Format::H264) {
+            return Err(CaptureError::InvalidArgument(format!(
+                "{}: H.264 from a camera is passed through encoded: open it with V4l2H264Source",
+                path.display()
+            )));
+        }
+        let link = Link::open(path, options)?;
+        let mode = link.mode;
+        let format = mode.format.pixel_format().ok_or_else(|| {
+            link.device_error(&format!("{} gives no frames to read", mode.format))
+        })?;
         Ok(V4l2Source {
             info: SourceInfo {
                 width: mode.width,
                 height: mode.height,
-                format: mode.format.pixel_format(),
+                format,
                 fps: mode.fps,
             },
-            path,
-            options,
-            mode,
-            state: State::Open(Box::new(camera)),
+            link,
             counter: 0,
         })
     }
@@ -303,11 +310,322 @@ impl V4l2Source {
 
     /// The mode in use: the camera's format, size and rate.
     pub fn format(&self) -> V4l2Format {
-        self.mode.format
+        self.link.mode.format
+    }
+}
+
+impl Iterator for V4l2Source {
+    type Item = Result<Frame, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let frame = self.link.next_buffer(to_frame)?;
+        Some(frame.map(|frame| {
+            let frame = frame.with_meta(self.counter, CaptureTime::now());
+            self.counter += 1;
+            frame
+        }))
+    }
+}
+
+impl Source for V4l2Source {
+    fn info(&self) -> SourceInfo {
+        self.info
+    }
+}
+
+/// A camera's own H.264 (V4L2 format `H264`: UVC 1.5 cameras, some Logitech ones), as an
+/// [`EncodedSource`] whose access units go to viewers as they are: no decoding, no encoding.
+///
+/// It negotiates the nearest H.264 mode to the options as [`V4l2Source`] does, reads one
+/// picture per buffer (the UVC way; a buffer with several is cut into pictures), puts the last
+/// SPS and PPS the camera sent in front of every IDR picture that lacks them, and starts on a
+/// keyframe, after opening and after the camera comes back from an unplug. Opening reads up to
+/// the first keyframe, to learn the stream's profile, and refuses
+/// ([`CaptureError::NotPassthrough`]) one browsers do not decode; a B slice later ends the
+/// stream with the same error. Keyframes come only as the camera sends them: a viewer that
+/// loses a picture waits for the next one.
+///
+/// ```no_run
+/// use rtcgear_capture::{EncodedSource, V4l2H264Source, V4l2Options};
+///
+/// let mut options = V4l2Options::default();
+/// options.size = Some((1920, 1080));
+/// let camera = V4l2H264Source::open("/dev/video0", options)?;
+/// println!("{:?}", camera.info().profile);
+/// for unit in camera.take(30) {
+///     let unit = unit?;
+///     println!("{} bytes, keyframe: {}", unit.data.len(), unit.keyframe);
+/// }
+/// # Ok::<(), rtcgear_capture::CaptureError>(())
+/// ```
+pub struct V4l2H264Source {
+    link: Link,
+    info: EncodedInfo,
+    pictures: CameraH264,
+    /// The first keyframe, read while opening to learn the profile.
+    first: Option<AccessUnit>,
+    counter: u64,
+    ended: bool,
+}
+
+impl V4l2H264Source {
+    /// Opens the camera at `path` in its H.264 format (whatever `options.format` says), at the
+    /// nearest size and rate to `options`, and waits for its first keyframe.
+    pub fn open(
+        path: impl AsRef<Path>,
+        options: V4l2Options,
+    ) -> Result<V4l2H264Source, CaptureError> {
+        let mut options = options;
+        options.format = Some(V4l2Format::H264);
+        let link = Link::open(path.as_ref().to_path_buf(), options)?;
+        let mode = link.mode;
+        let mut source = V4l2H264Source {
+            link,
+            info: EncodedInfo {
+                width: mode.width,
+                height: mode.height,
+                fps: mode.fps,
+                profile: None,
+            },
+            pictures: CameraH264::default(),
+            first: None,
+            counter: 0,
+            ended: false,
+        };
+        match source.next() {
+            Some(Ok(unit)) => source.first = Some(unit),
+            Some(Err(err)) => return Err(err),
+            None => {
+                return Err(source
+                    .link
+                    .device_error("the camera went away before its first keyframe"))
+            }
+        }
+        tracing::info!(
+            "{}: passing the camera's H.264 through ({})",
+            source.link.path.display(),
+            source
+                .info
+                .profile
+                .map_or_else(|| "profile unknown".into(), |p| p.to_string())
+        );
+        Ok(source)
+    }
+}
+
+impl Iterator for V4l2H264Source {
+    type Item = Result<AccessUnit, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(first) = self.first.take() {
+            return Some(Ok(first));
+        }
+        if self.ended {
+            return None;
+        }
+        // Bounded: each round reads one buffer, and a camera sends a keyframe well within
+        // MAX_PICTURES_BEFORE_KEYFRAME pictures.
+        for _ in 0..MAX_PICTURES_BEFORE_KEYFRAME {
+            match self.pictures.next_picture(&self.link.path) {
+                Ok(Some((data, keyframe))) => {
+                    if let Some(profile) = self.pictures.profile {
+                        self.info.profile = Some(profile);
+                    }
+                    let unit = AccessUnit {
+                        data,
+                        keyframe,
+                        counter: self.counter,
+                        time: CaptureTime::now(),
+                    };
+                    self.counter += 1;
+                    return Some(Ok(unit));
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    self.ended = true;
+                    return Some(Err(err));
+                }
+            }
+            let pictures = &mut self.pictures;
+            match self.link.next_buffer(|data, _| {
+                pictures.push(data);
+                Ok(())
+            })? {
+                Ok(()) => {}
+                Err(err) => {
+                    // After the camera comes back, start again on a keyframe.
+                    self.pictures = CameraH264::default();
+                    return Some(Err(err));
+                }
+            }
+        }
+        Some(Err(self.link.device_error(&format!(
+            "no keyframe in {MAX_PICTURES_BEFORE_KEYFRAME} pictures; still waiting"
+        ))))
+    }
+}
+
+impl EncodedSource for V4l2H264Source {
+    fn info(&self) -> EncodedInfo {
+        self.info
+    }
+}
+
+impl fmt::Debug for V4l2H264Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("V4l2H264Source")
+            .field("path", &self.link.path)
+            .field("mode", &self.link.mode)
+            .field("counter", &self.counter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A camera's H.264 buffers made into access units fit to pass through.
+#[derive(Debug, Default)]
+struct CameraH264 {
+    splitter: AccessUnitSplitter,
+    /// Whole pictures not passed on yet.
+    ready: std::collections::VecDeque<Vec<u8>>,
+    /// The last SPS and PPS seen (NAL units without start codes).
+    sps: Option<Vec<u8>>,
+    pps: Option<Vec<u8>>,
+    /// The profile of the last SPS.
+    profile: Option<H264Profile>,
+    /// Whether a keyframe has been passed on: until then pictures are dropped.
+    started: bool,
+}
+
+impl CameraH264 {
+    /// Takes one filled buffer: one picture (UVC fills one a buffer), several, or only
+    /// parameter sets.
+    fn push(&mut self, buffer: &[u8]) {
+        for nal in h264::nal_units(buffer) {
+            match h264::nal_type(nal) {
+                h264::nal_type::SPS => {
+                    self.profile = H264Profile::from_sps(nal).or(self.profile);
+                    self.sps = Some(nal.to_vec());
+                }
+                h264::nal_type::PPS => self.pps = Some(nal.to_vec()),
+                _ => {}
+            }
+        }
+        self.splitter.push(buffer);
+        while let Some(unit) = self.splitter.next_unit() {
+            self.ready.push_back(unit);
+        }
+        // The buffer ends its last picture; what holds no slice (parameter sets alone) is
+        // remembered above and dropped here.
+        self.ready.extend(self.splitter.finish());
     }
 
-    /// Reads one frame from the open camera; on a device error, closes it.
-    fn read(&mut self) -> Result<Frame, CaptureError> {
+    /// The next picture to pass on and whether it is a keyframe; `None` until more buffers
+    /// come. Pictures before the first keyframe (with parameter sets known) are dropped.
+    fn next_picture(&mut self, path: &Path) -> Result<Option<(Vec<u8>, bool)>, CaptureError> {
+        let refuse = |why: String| {
+            Err(CaptureError::NotPassthrough(format!(
+                "{}: {why}",
+                path.display()
+            )))
+        };
+        while let Some(unit) = self.ready.pop_front() {
+            if let Some(profile) = self.profile.filter(|p| !p.browsers_decode()) {
+                return refuse(format!("browsers do not decode its profile, {profile}"));
+            }
+            if h264::has_b_slices(&unit) {
+                return refuse(
+                    "the camera sends B-frames, which browsers' WebRTC decoders do not expect"
+                        .into(),
+                );
+            }
+            let keyframe = h264::is_keyframe(&unit);
+            if !keyframe {
+                if self.started {
+                    return Ok(Some((unit, false)));
+                }
+                continue;
+            }
+            let has_sets = h264::nal_units(&unit)
+                .any(|nal| h264::nal_type(nal) == h264::nal_type::SPS)
+                && h264::nal_units(&unit).any(|nal| h264::nal_type(nal) == h264::nal_type::PPS);
+            let data = if has_sets {
+                unit
+            } else if let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
+                let mut data = Vec::with_capacity(unit.len() + sps.len() + pps.len() + 8);
+                for nal in [sps, pps] {
+                    data.extend_from_slice(&[0, 0, 0, 1]);
+                    data.extend_from_slice(nal);
+                }
+                data.extend_from_slice(&unit);
+                data
+            } else {
+                // A keyframe no decoder can start on: wait for the parameter sets.
+                continue;
+            };
+            self.started = true;
+            return Ok(Some((data, true)));
+        }
+        Ok(None)
+    }
+}
+
+/// A camera in one negotiated mode, open or waiting to be reopened: what both sources share.
+struct Link {
+    path: PathBuf,
+    options: V4l2Options,
+    mode: Mode,
+    state: State,
+}
+
+impl Link {
+    fn open(path: PathBuf, options: V4l2Options) -> Result<Link, CaptureError> {
+        let wanted = Wanted {
+            size: options.size,
+            fps: options.fps,
+            format: options.format,
+        };
+        let camera = Camera::open(&path, &wanted, options.frame_timeout)?;
+        let mode = camera.mode;
+        tracing::info!(
+            "{}: {} {}x{} at {} fps",
+            path.display(),
+            mode.format,
+            mode.width,
+            mode.height,
+            mode.fps
+        );
+        Ok(Link {
+            path,
+            options,
+            mode,
+            state: State::Open(Box::new(camera)),
+        })
+    }
+
+    /// The next filled buffer (its used part), through `take`. A camera that went away is
+    /// reopened first, after the pause its failures call for; `None` when it went away and
+    /// [`V4l2Options::reopen`] is off.
+    fn next_buffer<T>(
+        &mut self,
+        take: impl FnOnce(&[u8], &Layout) -> Result<T, CaptureError>,
+    ) -> Option<Result<T, CaptureError>> {
+        match self.state {
+            State::Open(_) => Some(self.read(take)),
+            State::Closed { .. } if !self.options.reopen => None,
+            State::Closed { retry_at, failures } => {
+                // The pause is bounded by MAX_BACKOFF, so one call stays bounded in time.
+                let wait = retry_at.saturating_duration_since(Instant::now());
+                thread::sleep(wait.min(MAX_BACKOFF));
+                Some(self.reopen(failures).and_then(|()| self.read(take)))
+            }
+        }
+    }
+
+    /// Reads one buffer from the open camera; on a device error, closes it.
+    fn read<T>(
+        &mut self,
+        take: impl FnOnce(&[u8], &Layout) -> Result<T, CaptureError>,
+    ) -> Result<T, CaptureError> {
         let State::Open(camera) = &mut self.state else {
             return Err(self.device_error("not open"));
         };
@@ -315,16 +633,11 @@ impl V4l2Source {
         let result = camera.stream.next().map(|(buffer, meta)| {
             let used = (meta.bytesused as usize).min(buffer.len());
             let used = if used == 0 { buffer.len() } else { used };
-            to_frame(&buffer[..used], &layout)
+            take(&buffer[..used], &layout)
         });
         match result {
-            Ok(Ok(frame)) => {
-                let frame = frame.with_meta(self.counter, CaptureTime::now());
-                self.counter += 1;
-                Ok(frame)
-            }
-            // A bad frame (a torn JPEG): the camera is fine, skip it.
-            Ok(Err(err)) => Err(err),
+            // A bad buffer (a torn JPEG) is the error of that frame: the camera is fine.
+            Ok(taken) => taken,
             Err(err) => {
                 let reason = if err.kind() == io::ErrorKind::TimedOut {
                     format!(
@@ -396,34 +709,11 @@ impl V4l2Source {
     }
 }
 
-impl Iterator for V4l2Source {
-    type Item = Result<Frame, CaptureError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        match self.state {
-            State::Open(_) => Some(self.read()),
-            State::Closed { .. } if !self.options.reopen => None,
-            State::Closed { retry_at, failures } => {
-                // The pause is bounded by MAX_BACKOFF, so one call stays bounded in time.
-                let wait = retry_at.saturating_duration_since(Instant::now());
-                thread::sleep(wait.min(MAX_BACKOFF));
-                Some(self.reopen(failures).and_then(|()| self.read()))
-            }
-        }
-    }
-}
-
-impl Source for V4l2Source {
-    fn info(&self) -> SourceInfo {
-        self.info
-    }
-}
-
 impl fmt::Debug for V4l2Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("V4l2Source")
-            .field("path", &self.path)
-            .field("mode", &self.mode)
+            .field("path", &self.link.path)
+            .field("mode", &self.link.mode)
             .field("counter", &self.counter)
             .finish_non_exhaustive()
     }
@@ -594,7 +884,11 @@ fn choose(candidates: &[Candidate], wanted: &Wanted) -> Option<Mode> {
     let fallback_fps = FrameRate::from_int(wanted.fps.unwrap_or(DEFAULT_FPS).max(1))?;
     candidates
         .iter()
-        .filter(|c| wanted.format.is_none_or(|f| f == c.format))
+        .filter(|c| match wanted.format {
+            Some(format) => format == c.format,
+            // H.264 is taken only when asked for: V4l2Source cannot read it.
+            None => c.format != V4l2Format::H264,
+        })
         .map(|c| {
             let fps = c
                 .rates
@@ -794,9 +1088,12 @@ impl Layout {
         self.stride.max(row)
     }
 
-    /// Whether frames of this size can exist in this format.
+    /// Whether frames of this size can exist in this format (any size, for H.264).
     fn check(&self) -> Result<(), CaptureError> {
-        Frame::new(self.width, self.height, self.format.pixel_format()).map(|_| ())
+        match self.format.pixel_format() {
+            Some(format) => Frame::new(self.width, self.height, format).map(|_| ()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -819,9 +1116,14 @@ fn to_frame(data: &[u8], layout: &Layout) -> Result<Frame, CaptureError> {
             .map(<[u8]>::to_vec)
             .ok_or_else(|| short(offset + len))
     };
-    let format = layout.format.pixel_format();
+    let not_frames = || {
+        CaptureError::InvalidArgument(
+            "H.264 buffers are passed through, not made into frames".into(),
+        )
+    };
     let planes = match layout.format {
         V4l2Format::Mjpeg => return decode_mjpeg(data, layout.width, layout.height),
+        V4l2Format::H264 => return Err(not_frames()),
         V4l2Format::Yuyv => vec![Plane::new(take(0, stride * h)?, stride, w * 2, h)?],
         V4l2Format::Nv12 => {
             let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
@@ -842,6 +1144,7 @@ fn to_frame(data: &[u8], layout: &Layout) -> Result<Frame, CaptureError> {
             ]
         }
     };
+    let format = layout.format.pixel_format().ok_or_else(not_frames)?;
     Frame::from_planes(layout.width, layout.height, format, planes)
 }
 
@@ -989,14 +1292,18 @@ mod tests {
             assert_eq!(format.to_string().parse::<V4l2Format>().unwrap(), format);
         }
         assert_eq!(V4l2Format::from_fourcc(*b"JPEG"), Some(V4l2Format::Mjpeg));
-        assert_eq!(V4l2Format::from_fourcc(*b"H264"), None);
+        assert_eq!(V4l2Format::from_fourcc(*b"H264"), Some(V4l2Format::H264));
+        assert_eq!(V4l2Format::H264.to_string(), "H264");
+        assert_eq!(V4l2Format::from_fourcc(*b"HEVC"), None);
         assert_eq!("i420".parse::<V4l2Format>().unwrap(), V4l2Format::Yu12);
         assert_eq!("MJPEG".parse::<V4l2Format>().unwrap(), V4l2Format::Mjpeg);
-        assert!("h264".parse::<V4l2Format>().is_err());
-        assert_eq!(V4l2Format::Yu12.pixel_format(), PixelFormat::I420);
-        assert_eq!(V4l2Format::Yuyv.pixel_format(), PixelFormat::Yuyv);
-        assert_eq!(V4l2Format::Nv12.pixel_format(), PixelFormat::Nv12);
-        assert_eq!(V4l2Format::Mjpeg.pixel_format(), PixelFormat::Rgb24);
+        assert_eq!("h264".parse::<V4l2Format>().unwrap(), V4l2Format::H264);
+        assert!("hevc".parse::<V4l2Format>().is_err());
+        assert_eq!(V4l2Format::Yu12.pixel_format(), Some(PixelFormat::I420));
+        assert_eq!(V4l2Format::Yuyv.pixel_format(), Some(PixelFormat::Yuyv));
+        assert_eq!(V4l2Format::Nv12.pixel_format(), Some(PixelFormat::Nv12));
+        assert_eq!(V4l2Format::Mjpeg.pixel_format(), Some(PixelFormat::Rgb24));
+        assert_eq!(V4l2Format::H264.pixel_format(), None);
         assert_eq!(fourcc_string(*b"Y10 "), "Y10");
         assert_eq!(fourcc_string([b'A', 0, 1, b'B']), "A??B");
     }
@@ -1064,6 +1371,111 @@ mod tests {
         assert!(decode_mjpeg(&jpeg[..jpeg.len() / 3], 32, 16).is_err());
         assert!(decode_mjpeg(b"not a jpeg", 32, 16).is_err());
         assert!(decode_mjpeg(&[], 32, 16).is_err());
+    }
+
+    #[test]
+    fn h264_is_chosen_only_when_asked_for() {
+        let camera = [
+            candidate(V4l2Format::H264, 1920, 1080, &[30]),
+            candidate(V4l2Format::Mjpeg, 1280, 720, &[30]),
+        ];
+        let wanted = |format| Wanted {
+            size: Some((1920, 1080)),
+            fps: Some(30),
+            format,
+        };
+        // The exact size exists only in H.264, which V4l2Source cannot read.
+        let mode = choose(&camera, &wanted(None)).unwrap();
+        assert_eq!((mode.format, mode.width), (V4l2Format::Mjpeg, 1280));
+        let mode = choose(&camera, &wanted(Some(V4l2Format::H264))).unwrap();
+        assert_eq!((mode.format, mode.width), (V4l2Format::H264, 1920));
+        let err = V4l2Source::open(
+            "/dev/video0",
+            V4l2Options {
+                format: Some(V4l2Format::H264),
+                ..V4l2Options::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("V4l2H264Source"), "{err}");
+    }
+
+    fn annexb(nals: &[&[u8]]) -> Vec<u8> {
+        nals.iter()
+            .flat_map(|nal| [&[0u8, 0, 0, 1][..], nal].concat())
+            .collect()
+    }
+
+    const SPS: &[u8] = &[0x67, 0x42, 0xe0, 0x1f, 0xac]; // Constrained Baseline 3.1
+    const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+    const IDR: &[u8] = &[0x65, 0x88, 0x84, 0x00]; // first_mb 0, slice_type 7 (I)
+    const P: &[u8] = &[0x41, 0x9a, 0x21]; // first_mb 0, slice_type 5 (P)
+    const B: &[u8] = &[0x01, 0x9c, 0x21]; // first_mb 0, slice_type 6 (B)
+
+    /// Feeds buffers to a `CameraH264` and collects every picture it passes on.
+    fn pictures(buffers: &[Vec<u8>]) -> Result<Vec<(Vec<u8>, bool)>, CaptureError> {
+        let mut camera = CameraH264::default();
+        let mut out = Vec::new();
+        for buffer in buffers {
+            camera.push(buffer);
+            while let Some(picture) = camera.next_picture(Path::new("/dev/video0"))? {
+                out.push(picture);
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn camera_h264_starts_on_a_keyframe_with_its_parameter_sets() {
+        // One picture a buffer, parameter sets with the first keyframe only, as many UVC
+        // cameras do; the pictures before it cannot be decoded.
+        let out = pictures(&[
+            annexb(&[P]),
+            annexb(&[SPS, PPS, IDR]),
+            annexb(&[P]),
+            annexb(&[IDR]),
+            annexb(&[P]),
+        ])
+        .unwrap();
+        let keyframes: Vec<bool> = out.iter().map(|(_, k)| *k).collect();
+        assert_eq!(keyframes, [true, false, true, false]);
+        assert_eq!(out[0].0, annexb(&[SPS, PPS, IDR]));
+        assert_eq!(out[2].0, annexb(&[SPS, PPS, IDR]), "the sets go in front");
+        assert_eq!(out[3].0, annexb(&[P]));
+
+        // Parameter sets in a buffer of their own, and a keyframe before any: the first
+        // keyframe no decoder could start on is dropped.
+        let out = pictures(&[
+            annexb(&[IDR]),
+            annexb(&[P]),
+            annexb(&[SPS, PPS]),
+            annexb(&[IDR]),
+            annexb(&[P]),
+        ])
+        .unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], (annexb(&[SPS, PPS, IDR]), true));
+        assert_eq!(out[1], (annexb(&[P]), false));
+
+        // A buffer with two pictures is cut in two.
+        let out = pictures(&[annexb(&[SPS, PPS, IDR, P])]).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1], (annexb(&[P]), false));
+    }
+
+    #[test]
+    fn camera_h264_refuses_b_frames_and_profiles_browsers_lack() {
+        let err = pictures(&[annexb(&[SPS, PPS, IDR]), annexb(&[P]), annexb(&[B])]).unwrap_err();
+        match err {
+            CaptureError::NotPassthrough(why) => {
+                assert!(why.starts_with("/dev/video0: "), "{why}");
+                assert!(why.contains("B-frames"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let high10 = [0x67, 110, 0x00, 40, 0xac];
+        let err = pictures(&[annexb(&[&high10, PPS, IDR])]).unwrap_err();
+        assert!(err.to_string().contains("High 10"), "{err}");
     }
 
     #[test]

@@ -569,3 +569,55 @@ fn an_rtsp_stream_passes_through_and_comes_back_after_the_server_drops() {
         .collect();
     assert_eq!(decode_annexb(&stream), 40);
 }
+
+#[test]
+fn b_slices_are_found_in_x264_streams_that_have_them_and_only_there() {
+    let stream = |name: &str, x264: &[&str]| {
+        let mut args = vec![
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=30",
+            "-t",
+            "1",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        ];
+        args.extend_from_slice(x264);
+        clip(name, &args)
+    };
+    // Ours, picture by picture, against FFmpeg's own count of B pictures.
+    let b_pictures = |path: &Path| -> (usize, usize) {
+        let data = std::fs::read(path).expect("the stream is readable");
+        let mut splitter = h264::AccessUnitSplitter::new();
+        splitter.push(&data);
+        let mut units = Vec::new();
+        while let Some(unit) = splitter.next_unit() {
+            units.push(unit);
+        }
+        units.extend(splitter.finish());
+        let ours = units.iter().filter(|u| h264::has_b_slices(u)).count();
+        let probe = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args(["-show_entries", "frame=pict_type", "-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .expect("ffprobe runs");
+        assert!(probe.status.success());
+        let theirs = String::from_utf8_lossy(&probe.stdout)
+            .lines()
+            .filter(|line| line.trim() == "B")
+            .count();
+        (ours, theirs)
+    };
+    let with_b = stream("b-frames.h264", &["-x264-params", "bframes=2:b-adapt=0"]);
+    let (ours, theirs) = b_pictures(&with_b);
+    assert!(theirs > 10, "x264 made {theirs} B pictures");
+    assert_eq!(ours, theirs);
+    for x264 in [&["-profile:v", "baseline"][..], &["-bf", "0"]] {
+        let without_b = stream(&format!("no-b{}.h264", x264[1]), x264);
+        assert_eq!(b_pictures(&without_b), (0, 0), "{x264:?}");
+    }
+}
