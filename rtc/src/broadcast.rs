@@ -323,6 +323,13 @@ impl Broadcast {
                 _ => RtcError::NoH264,
             });
         };
+        // str0m drops every queued retransmission once they are 15% of the last second's bytes.
+        // A browser asks again for a packet until it comes, so at a low bitrate a few losses
+        // cross that line, the answers are dropped, and the picture freezes. Retransmissions
+        // only load this viewer's own path, so allow them up to half of it.
+        if let Some(stream) = rtc.direct_api().stream_tx_by_mid(media.0, None) {
+            stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_MAX_SHARE));
+        }
         let id = ViewerId(self.next_id);
         let mut viewer = Viewer {
             rtc,
@@ -626,6 +633,14 @@ impl Broadcast {
         next
     }
 }
+
+/// How many sent packets each viewer keeps for retransmission, and for how long (str0m's
+/// defaults: its video send buffer and 3 s).
+const RTX_CACHE_PACKETS: usize = 1000;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+
+/// The largest share of a viewer's bytes in the last second that retransmissions may take.
+const RTX_MAX_SHARE: f32 = 0.5;
 
 /// The longest [`Output::Timeout`] when nothing is scheduled.
 const IDLE: Duration = Duration::from_secs(60);
