@@ -17,7 +17,8 @@
 //!   `rpicam-vid`;
 //! - video that is H.264 already can skip decoding and encoding: an [`EncodedSource`] yields
 //!   [`AccessUnit`]s (with the `ffmpeg` feature, `FfmpegH264Source` passes files and network
-//!   streams through), and [`h264`] has the bitstream helpers;
+//!   streams through, and with `v4l2` `V4l2H264Source` the H.264 of cameras that encode it
+//!   themselves), and [`h264`] has the bitstream helpers;
 //! - [`Stamp`] paints and reads the timestamp barcode from which any receiver measures latency
 //!   and loss.
 //!

@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use rtcgear_capture::{
     has_hardware_h264, is_streaming_site, resolve_with_ytdlp, CaptureError, EncodedSource,
     FfmpegH264Source, FfmpegOptions, FfmpegSource, FrameRate, RpicamH264Source, RpicamOptions,
-    RpicamSource, Source, SourceExt, SourceSpec, TestPattern, V4l2Options, V4l2Source,
+    RpicamSource, Source, SourceExt, SourceSpec, TestPattern, V4l2Format, V4l2H264Source,
+    V4l2Options, V4l2Source,
 };
 use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
 use rtcgear_server::{IceServer, Server, ServerConfig, StreamConfig};
@@ -103,9 +104,10 @@ struct ServeArgs {
     #[arg(long)]
     transcode: bool,
 
-    /// The picture format: for a V4L2 camera, the format to capture in (yuyv, nv12, yu12 or
-    /// mjpeg; default: the best the camera offers at the size and rate); for any source, `gray`
-    /// to serve it in shades of grey (vidgear's `colorspace`).
+    /// The picture format: for a V4L2 camera, the format to capture in (yuyv, nv12, yu12,
+    /// mjpeg, or h264 from a camera with its own encoder, passed through; default: the best raw
+    /// or MJPEG format the camera offers at the size and rate); for any source, `gray` to serve
+    /// it in shades of grey (vidgear's `colorspace`).
     #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
     format: Option<String>,
 
@@ -304,8 +306,8 @@ fn parse_format(s: &str) -> Result<String, String> {
     let format = s.to_ascii_lowercase();
     match format.as_str() {
         "gray" | "grey" => Ok("gray".into()),
-        "yuyv" | "yuy2" | "nv12" | "yu12" | "i420" | "mjpeg" | "mjpg" => Ok(format),
-        _ => Err("expected gray, or a camera format: yuyv, nv12, yu12 or mjpeg".into()),
+        "yuyv" | "yuy2" | "nv12" | "yu12" | "i420" | "mjpeg" | "mjpg" | "h264" => Ok(format),
+        _ => Err("expected gray, or a camera format: yuyv, nv12, yu12, mjpeg or h264".into()),
     }
 }
 
@@ -452,6 +454,42 @@ fn open_ffmpeg(flag: &str, spec: &str, url: &str, args: &ServeArgs) -> anyhow::R
     Ok(Opened::Frames(Box::new(source)))
 }
 
+/// Opens a camera's own H.264 (`--format h264`) to pass it through: nothing here can decode it,
+/// so flags that need the pictures are refused with the reason.
+fn open_camera_h264(
+    flag: &str,
+    spec: &str,
+    path: &std::path::Path,
+    options: V4l2Options,
+    args: &ServeArgs,
+) -> anyhow::Result<Opened> {
+    if let Some(reason) = transcode_reason(args) {
+        bail!(
+            "--format h264 passes the camera's H.264 through, but {reason}: pick a raw camera \
+             format (--format yuyv, nv12, yu12 or mjpeg) to have it encoded here"
+        );
+    }
+    let camera = V4l2H264Source::open(path, options).with_context(|| format!("{flag} {spec:?}"))?;
+    let info = camera.info();
+    if let Some((width, height)) = args.size.filter(|&size| size != (info.width, info.height)) {
+        tracing::info!(
+            "{flag} {spec}: --size {width}x{height}: the camera's nearest H.264 mode is {}x{}, \
+             passed through at that size",
+            info.width,
+            info.height
+        );
+    }
+    tracing::info!(
+        "{flag} {spec}: passing the camera's H.264 through ({}x{} at {} fps, {}), not decoding",
+        info.width,
+        info.height,
+        info.fps,
+        info.profile
+            .map_or_else(|| "profile unknown".into(), |p| p.to_string())
+    );
+    Ok(Opened::Encoded(Box::new(camera)))
+}
+
 /// Builds the source a `--source` or `--stream` value names, and says whether it is live (a
 /// network stream that must keep being read even when nobody watches).
 fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<(Opened, bool)> {
@@ -530,6 +568,10 @@ fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<(Open
                         .map_err(|e| anyhow::anyhow!("--format {format}: {e}"))?,
                 ),
             };
+            if options.format == Some(V4l2Format::H264) {
+                return open_camera_h264(flag, spec, path, options, args)
+                    .map(|opened| (opened, live));
+            }
             Box::new(V4l2Source::open(path, options).with_context(|| format!("{flag} {spec:?}"))?)
         }
         SourceSpec::PiCamera(camera) => {
@@ -799,10 +841,10 @@ fn devices() -> anyhow::Result<()> {
             camera.bus
         )?;
         for format in &camera.formats {
-            let note = if format.format.is_none() {
-                "  (rtcgear cannot read this one yet)"
-            } else {
-                ""
+            let note = match format.format {
+                None => "  (rtcgear cannot read this one yet)",
+                Some(V4l2Format::H264) => "  (passed through with --format h264)",
+                Some(_) => "",
             };
             writeln!(out, "  {} {}{note}", format.fourcc, format.description)?;
             for size in &format.sizes {

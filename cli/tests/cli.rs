@@ -243,7 +243,7 @@ fn bad_values_are_usage_errors() {
         &["--format", "purple"],
         2,
         "--format",
-        "yuyv, nv12, yu12 or mjpeg",
+        "yuyv, nv12, yu12, mjpeg or h264",
     );
 }
 
@@ -268,6 +268,19 @@ fn unusable_settings_exit_1_naming_the_flag() {
         "unknown URL scheme",
     );
     check_refused(&["--source", "pi:x"], 1, "--source", "pi:N");
+    // A camera's H.264 is passed through: nothing here decodes it for a transform.
+    check_refused(
+        &["--source", "/dev/video9", "--format", "h264", "--stabilize"],
+        1,
+        "--format h264",
+        "--stabilize needs the pictures",
+    );
+    check_refused(
+        &["--source", "/dev/video9", "--format", "h264"],
+        1,
+        "--source",
+        "/dev/video9: no such device",
+    );
     check_refused(
         &["--format", "yuyv"],
         1,
