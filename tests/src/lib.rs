@@ -16,6 +16,10 @@ use rtcgear_capture::{FrameRate, TestPattern};
 use rtcgear_server::{Server, ServerConfig, ShutdownHandle, StreamConfig};
 use serde_json::{json, Value};
 
+mod relay;
+
+pub use relay::{FlowStats, RateCap, Relay, RelayConfig, RelayStats};
+
 /// A server running in this process on loopback, stopped and joined on drop.
 pub struct TestServer {
     /// The HTTP address.
@@ -300,6 +304,17 @@ impl Browser {
             "/execute/async",
             json!({ "script": script, "args": [] }),
         )
+    }
+
+    /// Runs `script` in the current tab before any of the page's own scripts, on every page
+    /// it loads from now on (Chrome DevTools' `Page.addScriptToEvaluateOnNewDocument`, through
+    /// ChromeDriver). Other tabs are not affected.
+    pub fn on_new_document(&self, script: &str) {
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            json!({ "cmd": "Page.addScriptToEvaluateOnNewDocument", "params": { "source": script } }),
+        );
     }
 
     /// Frames the player in the current tab has decoded since it last connected.

@@ -1,0 +1,239 @@
+//! `rtcgear serve` behind a bad network: Chromium watches through the tests' lossy UDP relay
+//! (loss, delay, reordering, duplication, or a rate cap), while another tab watches directly.
+//!
+//! The relay sits between the page and the server's UDP port; the page is made to send to it
+//! by rewriting the server's candidate in the SDP answer, before the page's scripts run.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rtcgear_tests::{free_port, free_udp_port, http, Browser, Relay, RelayConfig};
+
+/// The tests take turns: on two cores, two browsers at once would measure the machine.
+fn heavy() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A `rtcgear serve` process (320x240 at 30 fps, the test pattern), killed on drop.
+struct Serve {
+    child: Child,
+    http_port: u16,
+    udp_port: u16,
+}
+
+impl Serve {
+    fn start() -> Serve {
+        let (http_port, udp_port) = (free_port(), free_udp_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_rtcgear"))
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1",
+                "--size",
+                "320x240",
+                "--fps",
+                "30",
+            ])
+            .arg("--port")
+            .arg(http_port.to_string())
+            .arg("--udp-port")
+            .arg(udp_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rtcgear serve starts");
+        let serve = Serve {
+            child,
+            http_port,
+            udp_port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::panic::catch_unwind(|| http(&serve.url("/api/streams"), "GET", None, &[]))
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "rtcgear serve did not answer within 10 s"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        serve
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    fn udp_addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.udp_port).into()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PLAYING: &str = "return !!window.rtcgear && window.rtcgear.state === 'connected' \
+    && window.rtcgear.stats.framesDecoded > 10";
+
+/// The current tab's inbound video statistics (`getStats`), with the page's clock.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at_ms: f64,
+    frames_decoded: f64,
+    key_frames_decoded: f64,
+    packets_lost: f64,
+    nacks: f64,
+    plis: f64,
+    freezes: f64,
+}
+
+fn sample(browser: &Browser) -> Sample {
+    let value = browser.eval_async(
+        "const done = arguments[arguments.length - 1]; \
+         window.rtcgear.pc.getStats().then((report) => { \
+           let s = null; \
+           report.forEach((x) => { if (x.type === 'inbound-rtp' && x.kind === 'video') s = x; }); \
+           done(s && { at: performance.now(), framesDecoded: s.framesDecoded, \
+             keyFramesDecoded: s.keyFramesDecoded, packetsLost: s.packetsLost, \
+             nackCount: s.nackCount, pliCount: s.pliCount, freezeCount: s.freezeCount }); \
+         }).catch(() => done(null));",
+    );
+    let number = |key: &str| value[key].as_f64().unwrap_or(0.0);
+    assert!(value.is_object(), "no inbound video statistics: {value}");
+    Sample {
+        at_ms: number("at"),
+        frames_decoded: number("framesDecoded"),
+        key_frames_decoded: number("keyFramesDecoded"),
+        packets_lost: number("packetsLost"),
+        nacks: number("nackCount"),
+        plis: number("pliCount"),
+        freezes: number("freezeCount"),
+    }
+}
+
+/// What happened in a tab between two samples.
+#[derive(Debug)]
+struct Span {
+    seconds: f64,
+    fps: f64,
+    keyframes: f64,
+    lost: f64,
+    nacks: f64,
+    plis: f64,
+    freezes: f64,
+}
+
+fn span(before: Sample, after: Sample) -> Span {
+    let seconds = (after.at_ms - before.at_ms) / 1000.0;
+    Span {
+        seconds,
+        fps: (after.frames_decoded - before.frames_decoded) / seconds,
+        keyframes: after.key_frames_decoded - before.key_frames_decoded,
+        lost: after.packets_lost - before.packets_lost,
+        nacks: after.nacks - before.nacks,
+        plis: after.plis - before.plis,
+        freezes: after.freezes - before.freezes,
+    }
+}
+
+/// Opens the player in a new tab (the current one if `first`), through `relay` if given, and
+/// waits until it plays.
+fn open_player(browser: &Browser, serve: &Serve, relay: Option<&Relay>, first: bool) -> String {
+    let tab = if first {
+        browser.current_tab()
+    } else {
+        browser.new_tab()
+    };
+    if let Some(relay) = relay {
+        browser.on_new_document(&relay.answer_rewrite_script(serve.udp_port));
+    }
+    browser.goto(&serve.url("/"));
+    browser.wait_for("the player to play", Duration::from_secs(20), PLAYING);
+    if relay.is_some() {
+        assert_eq!(
+            browser.eval("return window.__relayRewrites || 0").as_u64(),
+            Some(1),
+            "the answer's candidate was rewritten once"
+        );
+    }
+    tab
+}
+
+/// Samples both tabs, waits `seconds`, samples again.
+fn watch(browser: &Browser, tabs: [&str; 2], seconds: u64) -> [Span; 2] {
+    let mut before = Vec::new();
+    for tab in tabs {
+        browser.switch_to(tab);
+        before.push(sample(browser));
+    }
+    thread::sleep(Duration::from_secs(seconds));
+    let mut spans = Vec::new();
+    for (tab, before) in tabs.into_iter().zip(before) {
+        browser.switch_to(tab);
+        spans.push(span(before, sample(browser)));
+    }
+    [spans.remove(0), spans.remove(0)]
+}
+
+/// A tab behind 2% loss each way (plus 10 ± 3 ms of delay, 1% reordered and 1% duplicated
+/// datagrams) plays at least 28 of 30 frames a second, recovering through NACK and
+/// retransmission; a tab watching directly loses nothing and plays at full rate too.
+#[test]
+fn chromium_behind_two_percent_loss_plays_and_a_direct_tab_is_untouched() {
+    let _turn = heavy();
+    let serve = Serve::start();
+    let relay = Relay::start(
+        serve.udp_addr(),
+        RelayConfig::new(7)
+            .loss(0.02)
+            .delay(Duration::from_millis(10), Duration::from_millis(3))
+            .reorder(0.01)
+            .duplicate(0.01)
+            .lifetime(Duration::from_secs(60)),
+    );
+    let browser = Browser::start();
+    let lossy = open_player(&browser, &serve, Some(&relay), true);
+    let direct = open_player(&browser, &serve, None, false);
+    // Let both settle (the second tab's join made a keyframe), then measure.
+    thread::sleep(Duration::from_secs(2));
+    let [lossy_span, direct_span] = watch(&browser, [&lossy, &direct], 10);
+    let stats = relay.stats();
+    eprintln!("through the relay: {lossy_span:?}\ndirect: {direct_span:?}\nrelay: {stats:?}");
+
+    assert!(
+        stats.to_client.dropped >= 5 && stats.to_server.dropped > 0,
+        "the relay really dropped datagrams: {stats:?}"
+    );
+    assert!(stats.to_client.duplicated > 0 && stats.to_client.reordered > 0);
+
+    assert!(
+        lossy_span.fps >= 28.0,
+        "through 2% loss: {:.1} fps",
+        lossy_span.fps
+    );
+    assert!(
+        lossy_span.nacks > 0.0,
+        "lost packets were asked for again: {lossy_span:?}"
+    );
+    assert!(
+        direct_span.fps >= 28.0,
+        "direct: {:.1} fps",
+        direct_span.fps
+    );
+    assert_eq!(direct_span.lost, 0.0, "direct: {direct_span:?}");
+    assert_eq!(direct_span.nacks, 0.0, "direct: {direct_span:?}");
+    assert_eq!(direct_span.freezes, 0.0, "direct: {direct_span:?}");
+    // Keyframes reach the direct tab every 2 s (the encoder's interval), and at most one more
+    // for each PLI of the lossy tab.
+    assert!(
+        direct_span.keyframes <= direct_span.seconds / 2.0 + 1.0 + lossy_span.plis,
+        "direct: {direct_span:?}"
+    );
+}
