@@ -9,12 +9,15 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::media::{MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Rtc};
 use tracing::{debug, info, warn};
 
 use crate::codec;
+use crate::health::Health;
 use crate::keyframe::KeyframeLimiter;
 use crate::offer::{self, Summary};
+use crate::packetize::{self, Packet};
 use crate::stun;
 use crate::{BroadcastConfig, RtcError};
 
@@ -129,17 +132,18 @@ pub const GOP_CACHE_MAX_FRAMES: usize = 480;
 /// The most bytes a GOP cache holds (see [`BroadcastConfig::gop_cache`]).
 pub const GOP_CACHE_MAX_BYTES: usize = 24 << 20;
 
-/// The frames from the last keyframe on, each with its capture instant and RTP time.
+/// The frames from the last keyframe on, each with its capture instant, RTP time and
+/// payloads.
 #[derive(Default)]
 struct GopCache {
-    frames: Vec<(Instant, MediaTime, Arc<[u8]>)>,
+    frames: Vec<(Instant, MediaTime, Arc<[Packet]>)>,
     bytes: usize,
     /// The GOP outgrew the limits: nothing is cached until the next keyframe.
     overflowed: bool,
 }
 
 impl GopCache {
-    fn add(&mut self, capture: Instant, rtp_time: MediaTime, keyframe: bool, data: Arc<[u8]>) {
+    fn add(&mut self, capture: Instant, rtp_time: MediaTime, keyframe: bool, data: Arc<[Packet]>) {
         if keyframe {
             self.frames.clear();
             self.bytes = 0;
@@ -147,9 +151,8 @@ impl GopCache {
         } else if self.frames.is_empty() || self.overflowed {
             return;
         }
-        if self.frames.len() >= GOP_CACHE_MAX_FRAMES
-            || self.bytes + data.len() > GOP_CACHE_MAX_BYTES
-        {
+        let size: usize = data.iter().map(|packet| packet.payload.len()).sum();
+        if self.frames.len() >= GOP_CACHE_MAX_FRAMES || self.bytes + size > GOP_CACHE_MAX_BYTES {
             warn!(
                 frames = self.frames.len(),
                 bytes = self.bytes,
@@ -161,7 +164,7 @@ impl GopCache {
             self.overflowed = true;
             return;
         }
-        self.bytes += data.len();
+        self.bytes += size;
         self.frames.push((capture, rtp_time, data));
     }
 }
@@ -186,6 +189,8 @@ struct Viewer {
     state: State,
     /// The video m-line and the H.264 payload type chosen for it.
     media: (Mid, Pt),
+    /// The extended RTP sequence number of the next packet.
+    next_seq: u64,
     ufrag: String,
     /// Remote addresses that route to this viewer.
     addrs: Vec<SocketAddr>,
@@ -197,6 +202,8 @@ struct Viewer {
     leaving: Option<DisconnectReason>,
     /// Connected, with the GOP cache to be sent once drained.
     gop_pending: bool,
+    /// Whether it keeps up, or skips to the next keyframe.
+    health: Health,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,7 +295,9 @@ impl Broadcast {
             }
         };
         let ufrag = creds.ufrag.clone();
+        // RTP mode: every viewer gets the payloads packetized once for all (see `packetize`).
         let mut rtc = codec::configure(Rtc::builder(), self.config.h264_profile)
+            .set_rtp_mode(true)
             .set_ice_lite(self.config.ice_lite)
             .set_local_ice_credentials(creds)
             .build(now);
@@ -335,6 +344,7 @@ impl Broadcast {
             rtc,
             state: State::Connecting,
             media,
+            next_seq: first_sequence_number(),
             ufrag,
             addrs: Vec::new(),
             timeout: now,
@@ -342,6 +352,7 @@ impl Broadcast {
             dirty: true,
             leaving: None,
             gop_pending: false,
+            health: Health::default(),
         };
         // Negotiating was a mutation; str0m wants it drained before the next one.
         let queued = self.out.transmits.len();
@@ -416,7 +427,8 @@ impl Broadcast {
         }
         let epoch = *self.epoch.get_or_insert(capture);
         let rtp_time = media_time(capture.saturating_duration_since(epoch));
-        let mut payload: Option<Arc<[u8]>> = None;
+        // Packetized once, when the first viewer wants the frame, and shared by all.
+        let mut packets: Option<Arc<[Packet]>> = None;
         for (&id, viewer) in &mut self.viewers {
             if viewer.leaving.is_some() || viewer.state == State::Closing {
                 continue;
@@ -427,35 +439,27 @@ impl Broadcast {
                 send_gop(id, viewer, &self.gop, &mut self.out);
             }
             let wanted = match viewer.state {
-                State::Streaming => true,
+                State::Streaming => viewer.health.wants(id, keyframe, now),
                 State::WaitingKeyframe => keyframe,
                 State::Connecting | State::Closing => false,
             };
-            let (mid, pt) = viewer.media;
-            if !wanted || viewer.leaving.is_some() {
+            if !wanted || viewer.leaving.is_some() || !viewer.rtc.is_alive() {
                 continue;
             }
-            let Some(writer) = viewer.rtc.writer(mid) else {
-                continue;
-            };
-            let payload = payload.get_or_insert_with(|| Arc::from(data));
-            match writer.write(pt, capture, rtp_time, Arc::clone(payload)) {
-                Ok(()) if viewer.state == State::WaitingKeyframe => {
+            let packets = packets.get_or_insert_with(|| packetize_frame(data));
+            if write_frame(viewer, capture, rtp_time, packets) {
+                if viewer.state == State::WaitingKeyframe {
                     debug!(%id, "first keyframe written");
                     viewer.state = State::Streaming;
                 }
-                Ok(()) => {}
-                Err(e) => {
-                    warn!(%id, error = %e, "writing a frame failed; dropping the viewer");
-                    viewer.rtc.disconnect();
-                    viewer.leaving.get_or_insert(DisconnectReason::Failed);
-                }
+                // Timestamps the queued packets so the next drain sends them at once.
+                send_now(id, viewer, now);
             }
             mark_dirty(id, viewer, &mut self.out.dirty);
         }
         if self.config.gop_cache {
-            let payload = payload.unwrap_or_else(|| Arc::from(data));
-            self.gop.add(capture, rtp_time, keyframe, payload);
+            let packets = packets.unwrap_or_else(|| packetize_frame(data));
+            self.gop.add(capture, rtp_time, keyframe, packets);
         }
     }
 
@@ -636,11 +640,11 @@ impl Broadcast {
 
 /// How many sent packets each viewer keeps for retransmission, and for how long (str0m's
 /// defaults: its video send buffer and 3 s).
-const RTX_CACHE_PACKETS: usize = 1000;
-const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+pub(crate) const RTX_CACHE_PACKETS: usize = 1000;
+pub(crate) const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
 
 /// The largest share of a viewer's bytes in the last second that retransmissions may take.
-const RTX_MAX_SHARE: f32 = 0.5;
+pub(crate) const RTX_MAX_SHARE: f32 = 0.5;
 
 /// The longest [`Output::Timeout`] when nothing is scheduled.
 const IDLE: Duration = Duration::from_secs(60);
@@ -709,7 +713,10 @@ fn handle_event(id: ViewerId, viewer: &mut Viewer, event: Event, out: &mut Pendi
         }
         Event::KeyframeRequest(request) if viewer.state == State::Streaming => {
             debug!(%id, kind = ?request.kind, "keyframe request");
-            if out.keyframes.request(out.now, false) {
+            let (rtc, mid) = (&mut viewer.rtc, viewer.media.0);
+            if viewer.health.keyframe_request(id, out.now, rtc, mid)
+                && out.keyframes.request(out.now, false)
+            {
                 out.events.push_back(BroadcastEvent::KeyframeNeeded);
             }
         }
@@ -731,9 +738,12 @@ fn h264_media(rtc: &mut Rtc, mid: Mid, stream: Option<u32>) -> Option<(Mid, Pt)>
     if media.kind() != MediaKind::Video || !media.direction().is_sending() || media.disabled() {
         return None;
     }
-    let writer = rtc.writer(mid)?;
-    let (_, pt) = writer
-        .payload_params()
+    let remote = media.remote_pts();
+    let (_, pt) = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .filter(|params| remote.contains(&params.pt()))
         .filter_map(|params| Some((codec::score(params, stream)?, params.pt())))
         .max_by_key(|&(score, _)| score)?;
     debug!(%mid, %pt, "sending H.264");
@@ -756,24 +766,70 @@ fn send_gop(id: ViewerId, viewer: &mut Viewer, gop: &GopCache, out: &mut Pending
     if viewer.state != State::WaitingKeyframe {
         return;
     }
-    let (mid, pt) = viewer.media;
     let count = gop.frames.len() as u64;
     let newest = newest_rtp.numer();
-    for (i, (_, _, data)) in gop.frames.iter().enumerate() {
-        let Some(writer) = viewer.rtc.writer(mid) else {
-            return;
-        };
+    for (i, (_, _, packets)) in gop.frames.iter().enumerate() {
         let rtp_time = MediaTime::from_90khz(newest.saturating_sub(count - 1 - i as u64));
-        if let Err(e) = writer.write(pt, newest_capture, rtp_time, Arc::clone(data)) {
-            warn!(%id, error = %e, "writing the GOP cache failed; dropping the viewer");
-            viewer.rtc.disconnect();
-            viewer.leaving.get_or_insert(DisconnectReason::Failed);
-            break;
+        if !write_frame(viewer, newest_capture, rtp_time, packets) {
+            return;
         }
     }
+    send_now(id, viewer, out.now);
     debug!(%id, frames = count, bytes = gop.bytes, "GOP cache sent");
     viewer.state = State::Streaming;
     mark_dirty(id, viewer, &mut out.dirty);
+}
+
+/// Packetizes an access unit for every viewer at once.
+fn packetize_frame(data: &[u8]) -> Arc<[Packet]> {
+    packetize::packetize(data, packetize::MAX_PAYLOAD).into()
+}
+
+/// Queues one frame's packets on the viewer's video stream, with its own sequence numbers.
+/// `false` if the viewer has no video stream to write to (it cannot have frames).
+fn write_frame(
+    viewer: &mut Viewer,
+    capture: Instant,
+    rtp_time: MediaTime,
+    packets: &[Packet],
+) -> bool {
+    let (mid, pt) = viewer.media;
+    let mut api = viewer.rtc.direct_api();
+    let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+        return false;
+    };
+    // RTP time wraps at 32 bits, as the header carries it.
+    let time = rtp_time.numer() as u32;
+    for packet in packets {
+        let seq = SeqNo::from(viewer.next_seq);
+        viewer.next_seq += 1;
+        stream.write_rtp(
+            RtpWrite::new(pt, seq, time, capture, Arc::clone(&packet.payload))
+                .marker(packet.marker)
+                .nackable(true),
+        );
+    }
+    true
+}
+
+/// Lets str0m timestamp what was just written, so that draining the viewer sends it without
+/// waiting for the next timeout round.
+fn send_now(id: ViewerId, viewer: &mut Viewer, now: Instant) {
+    if let Err(e) = viewer.rtc.handle_input(Input::Timeout(now)) {
+        warn!(%id, error = %e, "str0m failed sending a frame; dropping the viewer");
+        viewer.rtc.disconnect();
+        viewer.leaving.get_or_insert(DisconnectReason::Failed);
+    }
+}
+
+/// A random first sequence number, as RFC 3550 asks, below 2^15 so that the rollover counter
+/// starts at 0 however long the first frames are.
+fn first_sequence_number() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    random % (1 << 15)
 }
 
 fn mark_dirty(id: ViewerId, viewer: &mut Viewer, dirty: &mut VecDeque<ViewerId>) {

@@ -113,8 +113,10 @@ mod broadcast;
 mod codec;
 mod config;
 mod error;
+mod health;
 mod keyframe;
 mod offer;
+mod packetize;
 mod stun;
 
 pub use broadcast::{

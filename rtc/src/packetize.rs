@@ -1,0 +1,285 @@
+//! H.264 access units to RTP payloads (RFC 6184, packetization mode 1), once for every viewer.
+//!
+//! str0m's frame API packetizes each frame again for every session. A broadcast sends the
+//! same frame to every viewer, so [`Broadcast`](crate::Broadcast) packetizes it here once and
+//! hands every session the same reference-counted payloads through str0m's RTP API; only the
+//! RTP header (sequence number, SSRC, extensions) and the encryption differ between viewers.
+
+use std::sync::Arc;
+
+/// One RTP payload of a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Packet {
+    pub(crate) payload: Arc<[u8]>,
+    /// The last packet of the access unit (the RTP marker bit).
+    pub(crate) marker: bool,
+}
+
+const NAL_TYPE_MASK: u8 = 0x1f;
+const NAL_REF_IDC_MASK: u8 = 0x60;
+const NAL_SPS: u8 = 7;
+const NAL_PPS: u8 = 8;
+const NAL_AUD: u8 = 9;
+const STAP_A: u8 = 24;
+const FU_A: u8 = 28;
+const FU_START: u8 = 0x80;
+const FU_END: u8 = 0x40;
+
+/// The largest RTP payload str0m's own packetizer makes with its default MTU: the datagram
+/// target (1150) less the SRTP tag (16), rounded down to the cipher block (16). The RTP header
+/// and its extensions come on top, as they do for str0m's frames.
+pub(crate) const MAX_PAYLOAD: usize = (1150 - 16) / 16 * 16;
+
+/// Splits an Annex B access unit into RTP payloads of at most `max_payload` bytes: one NAL unit
+/// a packet where it fits, FU-A fragments of equal size where it does not, and SPS and PPS
+/// aggregated (STAP-A) in one packet. Access unit delimiters are left out, as browsers' own
+/// senders do. The last payload carries the marker.
+pub(crate) fn packetize(access_unit: &[u8], max_payload: usize) -> Vec<Packet> {
+    let mut out: Vec<Packet> = Vec::new();
+    let mut parameter_sets: Vec<&[u8]> = Vec::new();
+    for nal in nal_units(access_unit) {
+        match nal[0] & NAL_TYPE_MASK {
+            NAL_AUD => {}
+            NAL_SPS | NAL_PPS => parameter_sets.push(nal),
+            _ => {
+                flush_parameter_sets(&mut parameter_sets, max_payload, &mut out);
+                emit(nal, max_payload, &mut out);
+            }
+        }
+    }
+    flush_parameter_sets(&mut parameter_sets, max_payload, &mut out);
+    if let Some(last) = out.last_mut() {
+        last.marker = true;
+    }
+    out
+}
+
+/// The NAL units of an Annex B byte stream, without start codes and trailing zero bytes. Bytes
+/// before the first start code (there should be none) count as a NAL unit, as str0m reads them.
+fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = data;
+    std::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let (start, len) = match find_start_code(rest) {
+            Some((0, len)) => {
+                rest = &rest[len..];
+                continue;
+            }
+            Some(found) => found,
+            None => (rest.len(), 0),
+        };
+        let mut nal = &rest[..start];
+        rest = &rest[start + len..];
+        while let [body @ .., 0] = nal {
+            nal = body;
+        }
+        if !nal.is_empty() {
+            return Some(nal);
+        }
+    })
+}
+
+/// The offset and length (3 or 4) of the first start code in `data`.
+fn find_start_code(data: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 2;
+    while i < data.len() {
+        // A start code ends in 00 00 01: a byte above 1 cannot be any of its three bytes.
+        match data[i] {
+            1 if data[i - 1] == 0 && data[i - 2] == 0 => {
+                return Some(if i >= 3 && data[i - 3] == 0 {
+                    (i - 3, 4)
+                } else {
+                    (i - 2, 3)
+                });
+            }
+            0 => i += 1,
+            _ => i += 3,
+        }
+    }
+    None
+}
+
+fn flush_parameter_sets(sets: &mut Vec<&[u8]>, max_payload: usize, out: &mut Vec<Packet>) {
+    let aggregate = 1 + sets.iter().map(|nal| 2 + nal.len()).sum::<usize>();
+    if sets.len() > 1 && aggregate <= max_payload {
+        let nri = sets
+            .iter()
+            .map(|nal| nal[0] & NAL_REF_IDC_MASK)
+            .max()
+            .unwrap_or(0);
+        let mut stap = Vec::with_capacity(aggregate);
+        stap.push(STAP_A | nri);
+        for nal in sets.iter() {
+            // Fits, so each is shorter than 64 KiB.
+            stap.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+            stap.extend_from_slice(nal);
+        }
+        out.push(packet(stap));
+    } else {
+        for nal in sets.iter() {
+            emit(nal, max_payload, out);
+        }
+    }
+    sets.clear();
+}
+
+fn emit(nal: &[u8], max_payload: usize, out: &mut Vec<Packet>) {
+    if nal.len() <= max_payload {
+        out.push(packet(nal.to_vec()));
+        return;
+    }
+    // FU-A: the NAL header's bits go in the two FU bytes, the rest is cut into fragments of
+    // one size but the last, the fewest that fit: datagrams of equal size can leave in one
+    // segmented send (UDP GSO), and no runt packet trails a frame more than it must.
+    let header = nal[0];
+    let body = &nal[1..];
+    let room = max_payload.saturating_sub(2).max(1);
+    let size = body.len().div_ceil(body.len().div_ceil(room).max(1)).max(1);
+    let count = body.len().div_ceil(size);
+    for (i, fragment) in body.chunks(size).enumerate() {
+        let mut fu_header = header & NAL_TYPE_MASK;
+        if i == 0 {
+            fu_header |= FU_START;
+        }
+        if i + 1 == count {
+            fu_header |= FU_END;
+        }
+        let mut payload = Vec::with_capacity(2 + fragment.len());
+        payload.push(FU_A | (header & (NAL_REF_IDC_MASK | 0x80)));
+        payload.push(fu_header);
+        payload.extend_from_slice(fragment);
+        out.push(packet(payload));
+    }
+}
+
+fn packet(payload: Vec<u8>) -> Packet {
+    Packet {
+        payload: payload.into(),
+        marker: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reassembles payloads into NAL units, as a receiver does (RFC 6184 section 5.8).
+    fn depacketize(packets: &[Packet]) -> Vec<Vec<u8>> {
+        let mut nals = Vec::new();
+        let mut fragment: Option<Vec<u8>> = None;
+        for packet in packets {
+            let p = &packet.payload[..];
+            match p[0] & NAL_TYPE_MASK {
+                STAP_A => {
+                    let mut rest = &p[1..];
+                    while rest.len() >= 2 {
+                        let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+                        nals.push(rest[2..2 + len].to_vec());
+                        rest = &rest[2 + len..];
+                    }
+                    assert!(rest.is_empty(), "STAP-A has trailing bytes");
+                }
+                FU_A => {
+                    if p[1] & FU_START != 0 {
+                        assert!(fragment.is_none(), "FU-A start inside a fragment");
+                        fragment = Some(vec![(p[0] & 0xe0) | (p[1] & NAL_TYPE_MASK)]);
+                    }
+                    let nal = fragment.as_mut().expect("FU-A without a start");
+                    nal.extend_from_slice(&p[2..]);
+                    if p[1] & FU_END != 0 {
+                        nals.push(fragment.take().unwrap());
+                    }
+                }
+                _ => nals.push(p.to_vec()),
+            }
+        }
+        assert!(fragment.is_none(), "FU-A without an end");
+        nals
+    }
+
+    fn nal(kind: u8, len: usize, seed: u8) -> Vec<u8> {
+        let mut nal = vec![0x60 | kind];
+        // Never 0, so no start code or trailing zero appears inside.
+        nal.extend((0..len - 1).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1));
+        nal
+    }
+
+    fn annex_b(nals: &[Vec<u8>], long_codes: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for nal in nals {
+            if long_codes {
+                out.push(0);
+            }
+            out.extend_from_slice(&[0, 0, 1]);
+            out.extend_from_slice(nal);
+        }
+        out
+    }
+
+    #[test]
+    fn an_idr_access_unit_round_trips() {
+        let sps = nal(NAL_SPS, 12, 1);
+        let pps = nal(NAL_PPS, 4, 2);
+        let idr = nal(5, 5000, 3);
+        let au = annex_b(
+            &[vec![0x09, 0xf0], sps.clone(), pps.clone(), idr.clone()],
+            true,
+        );
+        let packets = packetize(&au, MAX_PAYLOAD);
+        assert_eq!(packets[0].payload[0] & NAL_TYPE_MASK, STAP_A);
+        assert_eq!(depacketize(&packets), vec![sps, pps, idr]);
+        assert!(packets.iter().all(|p| p.payload.len() <= MAX_PAYLOAD));
+        let markers: Vec<bool> = packets.iter().map(|p| p.marker).collect();
+        assert_eq!(markers.iter().filter(|&&m| m).count(), 1);
+        assert_eq!(markers.last(), Some(&true));
+    }
+
+    #[test]
+    fn fragments_are_of_equal_size() {
+        let slice = nal(1, 3 * MAX_PAYLOAD, 9);
+        let packets = packetize(&annex_b(std::slice::from_ref(&slice), false), MAX_PAYLOAD);
+        assert_eq!(packets.len(), 4);
+        let sizes: Vec<usize> = packets.iter().map(|p| p.payload.len()).collect();
+        assert!(sizes[..3].iter().all(|&size| size == sizes[0]));
+        assert!(sizes[3] <= sizes[0]);
+        assert_eq!(depacketize(&packets), vec![slice]);
+    }
+
+    #[test]
+    fn slices_and_short_start_codes() {
+        let slices: Vec<Vec<u8>> = (0..4).map(|i| nal(1, 300 + i * 700, i as u8)).collect();
+        let packets = packetize(&annex_b(&slices, false), MAX_PAYLOAD);
+        assert_eq!(depacketize(&packets), slices);
+        assert!(packets.iter().all(|p| p.payload.len() <= MAX_PAYLOAD));
+    }
+
+    #[test]
+    fn trailing_zeros_and_a_tiny_budget() {
+        let slice = nal(1, 40, 5);
+        let mut au = annex_b(std::slice::from_ref(&slice), true);
+        au.extend_from_slice(&[0, 0]);
+        let packets = packetize(&au, 7);
+        assert!(packets.iter().all(|p| p.payload.len() <= 7));
+        assert_eq!(depacketize(&packets), vec![slice]);
+    }
+
+    #[test]
+    fn nothing_in_nothing_out() {
+        assert!(packetize(&[], MAX_PAYLOAD).is_empty());
+        assert!(packetize(&[0, 0, 0, 1], MAX_PAYLOAD).is_empty());
+        assert!(packetize(&[0, 0, 1, 0x09, 0xf0], MAX_PAYLOAD).is_empty());
+    }
+
+    #[test]
+    fn start_codes_are_found_wherever_they_are() {
+        assert_eq!(find_start_code(&[0, 0, 1]), Some((0, 3)));
+        assert_eq!(find_start_code(&[0, 0, 0, 1]), Some((0, 4)));
+        assert_eq!(find_start_code(&[5, 0, 0, 1]), Some((1, 3)));
+        assert_eq!(find_start_code(&[5, 7, 0, 0, 0, 1, 3]), Some((2, 4)));
+        assert_eq!(find_start_code(&[0, 2, 0, 1, 0, 0]), None);
+        assert_eq!(find_start_code(&[9, 9, 9, 9, 0, 0, 1]), Some((4, 3)));
+        assert_eq!(find_start_code(&[1, 0, 0]), None);
+    }
+}
