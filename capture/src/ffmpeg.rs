@@ -1,5 +1,6 @@
 //! Files and network streams through FFmpeg's libraries (feature `ffmpeg`).
 
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,49 @@ pub struct FfmpegOptions {
     pub start_delay: Duration,
     /// How long a network read may block before the stream counts as dropped (default 5 s).
     pub read_timeout: Duration,
+    /// Turns the source's URL into the one to open, at every open and reopen (default none:
+    /// the URL is opened as it is). A video site's page resolved by yt-dlp gives a media URL
+    /// that expires after some hours, so a stream that drops later must be resolved again.
+    pub resolver: Option<UrlResolver>,
+}
+
+/// A function from a source's URL to the URL to open: see [`FfmpegOptions::resolver`].
+///
+/// ```
+/// use rtcgear_capture::{FfmpegOptions, UrlResolver};
+///
+/// let mut options = FfmpegOptions::default();
+/// options.resolver = Some(UrlResolver::new(|page| {
+///     Ok(page.replace("https://video.example/watch/", "http://127.0.0.1:8080/live/"))
+/// }));
+/// let resolver = options.resolver.as_ref().unwrap();
+/// assert_eq!(resolver.resolve("https://video.example/watch/7")?, "http://127.0.0.1:8080/live/7");
+/// # Ok::<(), rtcgear_capture::CaptureError>(())
+/// ```
+#[derive(Clone)]
+pub struct UrlResolver(Arc<ResolveFn>);
+
+type ResolveFn = dyn Fn(&str) -> Result<String, CaptureError> + Send + Sync;
+
+impl UrlResolver {
+    /// Wraps `resolve`, which is called from the thread that reads the source, and may block
+    /// (running `yt-dlp`, say): the source waits for it.
+    pub fn new(
+        resolve: impl Fn(&str) -> Result<String, CaptureError> + Send + Sync + 'static,
+    ) -> UrlResolver {
+        UrlResolver(Arc::new(resolve))
+    }
+
+    /// The URL to open for `url`.
+    pub fn resolve(&self, url: &str) -> Result<String, CaptureError> {
+        (self.0)(url)
+    }
+}
+
+impl std::fmt::Debug for UrlResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UrlResolver(..)")
+    }
 }
 
 impl Default for FfmpegOptions {
@@ -36,6 +80,7 @@ impl Default for FfmpegOptions {
             reconnect: true,
             start_delay: Duration::ZERO,
             read_timeout: Duration::from_secs(5),
+            resolver: None,
         }
     }
 }
@@ -102,10 +147,11 @@ impl std::fmt::Debug for FfmpegSource {
 }
 
 impl FfmpegSource {
-    /// Opens `url` (a path or a URL FFmpeg understands) and finds its video stream.
+    /// Opens `url` (a path or a URL FFmpeg understands, or one the options' resolver turns
+    /// into one) and finds its video stream.
     pub fn open(url: &str, options: FfmpegOptions) -> Result<FfmpegSource, CaptureError> {
-        let network = init(url, &options)?;
-        let input = open_input(url, network, &options)?;
+        let (target, network) = init(url, &options)?;
+        let input = open_input(&target, url, network, &options)?;
         let info = SourceInfo {
             width: even(input.decoder.width()),
             height: even(input.decoder.height()),
@@ -241,7 +287,8 @@ impl FfmpegSource {
 
     fn reopen(&mut self) -> Result<(), CaptureError> {
         self.input = None;
-        let input = open_input(&self.url, self.network, &self.options)?;
+        let target = resolve(&self.url, &self.options)?;
+        let input = open_input(&target, &self.url, self.network, &self.options)?;
         self.input = Some(input);
         self.pacer.reset();
         Ok(())
@@ -342,15 +389,26 @@ impl Source for FfmpegSource {
     }
 }
 
-/// Initialises FFmpeg, waits for the start delay, and says whether `url` is a network stream.
-pub(crate) fn init(url: &str, options: &FfmpegOptions) -> Result<bool, CaptureError> {
+/// Initialises FFmpeg, waits for the start delay, and gives the URL to open for `url` (through
+/// the options' resolver) and whether it is a network stream.
+pub(crate) fn init(url: &str, options: &FfmpegOptions) -> Result<(String, bool), CaptureError> {
     ff::init().map_err(|e| ffmpeg_error("initialising FFmpeg", url, e))?;
     // FFmpeg's own logging would go to stderr; what matters comes back as our errors.
     ff::util::log::set_level(ff::util::log::Level::Fatal);
     if !options.start_delay.is_zero() {
         thread::sleep(options.start_delay);
     }
-    Ok(url.contains("://") && !url.starts_with("file://"))
+    let target = resolve(url, options)?;
+    let network = target.contains("://") && !target.starts_with("file://");
+    Ok((target, network))
+}
+
+/// The URL to open for `url`: the resolver's answer, or `url` itself.
+pub(crate) fn resolve(url: &str, options: &FfmpegOptions) -> Result<String, CaptureError> {
+    match &options.resolver {
+        Some(resolver) => resolver.resolve(url),
+        None => Ok(url.to_string()),
+    }
 }
 
 /// Sleeps until each stream time is due, from the first one on.
@@ -391,8 +449,10 @@ impl Pacer {
     }
 }
 
-/// Opens the container or stream at `url`, with read timeouts for network streams.
+/// Opens the container or stream at `target`, with read timeouts for network streams; errors
+/// name `url`, the source's own (a resolved URL can be long, and signed).
 pub(crate) fn open_context(
+    target: &str,
     url: &str,
     network: bool,
     options: &FfmpegOptions,
@@ -402,16 +462,21 @@ pub(crate) fn open_context(
         let micros = options.read_timeout.as_micros().to_string();
         // rw_timeout bounds every read of most protocols; RTSP has its own socket timeout.
         dict.set("rw_timeout", &micros);
-        if url.starts_with("rtsp://") {
+        if target.starts_with("rtsp://") {
             dict.set("rtsp_transport", "tcp");
             dict.set("timeout", &micros);
         }
     }
-    ff::format::input_with_dictionary(&url, dict).map_err(|e| ffmpeg_error("opening", url, e))
+    ff::format::input_with_dictionary(&target, dict).map_err(|e| ffmpeg_error("opening", url, e))
 }
 
-fn open_input(url: &str, network: bool, options: &FfmpegOptions) -> Result<Input, CaptureError> {
-    let context = open_context(url, network, options)?;
+fn open_input(
+    target: &str,
+    url: &str,
+    network: bool,
+    options: &FfmpegOptions,
+) -> Result<Input, CaptureError> {
+    let context = open_context(target, url, network, options)?;
     let stream = context
         .streams()
         .best(ff::media::Type::Video)

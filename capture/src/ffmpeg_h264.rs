@@ -6,7 +6,7 @@ use ff::codec::Id;
 use ffmpeg_next as ff;
 
 use crate::encoded::{AccessUnit, EncodedInfo, EncodedSource};
-use crate::ffmpeg::{ffmpeg_error, init, open_context, stream_rate, Pacer};
+use crate::ffmpeg::{ffmpeg_error, init, open_context, resolve, stream_rate, Pacer};
 use crate::h264::{self, AvcConfig, H264Profile};
 use crate::{CaptureError, CaptureTime, FfmpegOptions};
 
@@ -81,8 +81,8 @@ impl std::fmt::Debug for FfmpegH264Source {
 impl FfmpegH264Source {
     /// Opens `url` and checks that its video can be passed through as it is.
     pub fn open(url: &str, options: FfmpegOptions) -> Result<FfmpegH264Source, CaptureError> {
-        let network = init(url, &options)?;
-        let (input, info) = open_input(url, network, &options)?;
+        let (target, network) = init(url, &options)?;
+        let (input, info) = open_input(&target, url, network, &options)?;
         tracing::info!(
             "{url}: passing H.264 through ({}x{}, {}, {} fps)",
             info.width,
@@ -166,7 +166,8 @@ impl FfmpegH264Source {
 
     fn reopen(&mut self) -> Result<(), CaptureError> {
         self.input = None;
-        let (input, info) = open_input(&self.url, self.network, &self.options)?;
+        let target = resolve(&self.url, &self.options)?;
+        let (input, info) = open_input(&target, &self.url, self.network, &self.options)?;
         if (info.width, info.height) != (self.info.width, self.info.height) {
             tracing::info!(
                 "{}: the stream is now {}x{}",
@@ -281,13 +282,14 @@ impl EncodedSource for FfmpegH264Source {
     }
 }
 
-/// Opens `url` and checks that its video stream can be passed through.
+/// Opens `target` and checks that its video stream can be passed through; errors name `url`.
 fn open_input(
+    target: &str,
     url: &str,
     network: bool,
     options: &FfmpegOptions,
 ) -> Result<(Input, EncodedInfo), CaptureError> {
-    let context = open_context(url, network, options)?;
+    let context = open_context(target, url, network, options)?;
     let stream = context
         .streams()
         .best(ff::media::Type::Video)

@@ -69,7 +69,7 @@ mod ytdlp;
 pub use encoded::{AccessUnit, EncodedInfo, EncodedSource};
 pub use error::CaptureError;
 #[cfg(feature = "ffmpeg")]
-pub use ffmpeg::{FfmpegOptions, FfmpegSource};
+pub use ffmpeg::{FfmpegOptions, FfmpegSource, UrlResolver};
 #[cfg(feature = "ffmpeg")]
 pub use ffmpeg_h264::FfmpegH264Source;
 pub use frame::{packed_len, wall_clock_us, CaptureTime, Frame, PixelFormat, Plane};

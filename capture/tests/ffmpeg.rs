@@ -621,3 +621,47 @@ fn b_slices_are_found_in_x264_streams_that_have_them_and_only_there() {
         assert_eq!(b_pictures(&without_b), (0, 0), "{x264:?}");
     }
 }
+
+#[test]
+fn a_resolved_stream_is_resolved_again_when_it_reopens() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use rtcgear_capture::UrlResolver;
+
+    let path = h264_mp4();
+    let (first_port, second_port) = (free_port(), free_port());
+    let live = |port: u16| format!("http://127.0.0.1:{port}/live.ts");
+    // As yt-dlp does for a video site's page: a media URL that stops working after a while,
+    // and a fresh one when asked again.
+    let answer = Arc::new(Mutex::new(live(first_port)));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let mut options = FfmpegOptions::default();
+    options.read_timeout = Duration::from_secs(2);
+    options.resolver = Some(UrlResolver::new({
+        let (answer, asked) = (answer.clone(), asked.clone());
+        move |page| {
+            asked.fetch_add(1, Ordering::SeqCst);
+            if page != "https://video.example/watch/1" {
+                return Err(CaptureError::InvalidArgument(format!("asked for {page}")));
+            }
+            Ok(answer.lock().expect("not poisoned").clone())
+        }
+    }));
+    let first = LiveServer::start(&path, first_port);
+    let mut source =
+        FfmpegSource::open("https://video.example/watch/1", options).expect("opens as resolved");
+    next_ok(&mut source, 10);
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+
+    *answer.lock().expect("not poisoned") = live(second_port);
+    drop(first);
+    let err = until_error(&mut source).to_string();
+    assert!(
+        err.contains("https://video.example/watch/1"),
+        "errors name the page, not the media URL: {err}"
+    );
+    let _second = LiveServer::start(&path, second_port);
+    next_ok(&mut source, 10);
+    assert!(asked.load(Ordering::SeqCst) >= 2);
+}

@@ -14,8 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use rtcgear_capture::{
     has_hardware_h264, is_streaming_site, resolve_with_ytdlp, CaptureError, EncodedSource,
     FfmpegH264Source, FfmpegOptions, FfmpegSource, FrameRate, RpicamH264Source, RpicamOptions,
-    RpicamSource, Source, SourceExt, SourceSpec, TestPattern, V4l2Format, V4l2H264Source,
-    V4l2Options, V4l2Source,
+    RpicamSource, Source, SourceExt, SourceSpec, TestPattern, UrlResolver, V4l2Format,
+    V4l2H264Source, V4l2Options, V4l2Source,
 };
 use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
 use rtcgear_server::{IceServer, Server, ServerConfig, StreamConfig};
@@ -412,13 +412,57 @@ fn transcode_reason(args: &ServeArgs) -> Option<&'static str> {
     }
 }
 
+/// A video site's page that yt-dlp resolved at start. Its media URLs expire after some hours,
+/// so every reopen of a stream that dropped asks yt-dlp again.
+struct YtDlp {
+    /// The media URL found at start, for the first open of each source made from the page.
+    first: String,
+    max_height: Option<u32>,
+}
+
+impl YtDlp {
+    /// A resolver for one source: the URL found at start once, then yt-dlp's answer anew.
+    fn resolver(&self, label: String) -> UrlResolver {
+        let first = std::sync::Mutex::new(Some(self.first.clone()));
+        let max_height = self.max_height;
+        UrlResolver::new(move |page| {
+            // A poisoned lock only loses the URL found at start: yt-dlp is asked instead.
+            if let Some(url) = first.lock().ok().and_then(|mut first| first.take()) {
+                return Ok(url);
+            }
+            tracing::info!("{label}: asking yt-dlp again (its stream URLs expire)");
+            let resolved = resolve_with_ytdlp(page, max_height, YT_DLP_LIMIT)?;
+            tracing::info!("{label}: yt-dlp found a stream on {}", host_of(&resolved));
+            Ok(resolved)
+        })
+    }
+}
+
+/// How long yt-dlp may take to resolve a page.
+const YT_DLP_LIMIT: Duration = Duration::from_secs(60);
+
+/// The host of a URL, for logs: resolved URLs are long and carry signatures.
+fn host_of(url: &str) -> &str {
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("?")
+}
+
 /// Opens a file or network stream: passed through when it is H.264 that browsers play as it
 /// is and no transform is asked for, decoded otherwise. The log says which and why.
-fn open_ffmpeg(flag: &str, spec: &str, url: &str, args: &ServeArgs) -> anyhow::Result<Opened> {
+fn open_ffmpeg(
+    flag: &str,
+    spec: &str,
+    url: &str,
+    args: &ServeArgs,
+    ytdlp: Option<&YtDlp>,
+) -> anyhow::Result<Opened> {
     let options = || {
         let mut options = FfmpegOptions::default();
         options.looping = args.looping;
         options.start_delay = Duration::from_secs_f64(args.start_delay);
+        options.resolver = ytdlp.map(|ytdlp| ytdlp.resolver(format!("{flag} {spec}")));
         options
     };
     let reason = match transcode_reason(args) {
@@ -528,28 +572,28 @@ fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<(Open
             let path = path
                 .to_str()
                 .with_context(|| format!("{flag} {spec:?}: the path is not UTF-8"))?;
-            match open_ffmpeg(flag, spec, path, args)? {
+            match open_ffmpeg(flag, spec, path, args, None)? {
                 Opened::Frames(frames) => frames,
                 encoded => return Ok((encoded, live)),
             }
         }
         SourceSpec::Url(url) => {
-            let url = if args.stream_mode || is_streaming_site(url) {
+            let ytdlp = if args.stream_mode || is_streaming_site(url) {
                 let max_height = args.size.map(|(_, height)| height);
                 tracing::info!("{flag} {spec}: asking yt-dlp for its media stream");
-                let resolved = resolve_with_ytdlp(url, max_height, Duration::from_secs(60))
+                // Asked here first, so that a page yt-dlp cannot resolve stops the start with
+                // its reason.
+                let first = resolve_with_ytdlp(url, max_height, YT_DLP_LIMIT)
                     .with_context(|| format!("{flag} {spec:?} (--stream-mode)"))?;
-                let host = resolved
-                    .split("://")
-                    .nth(1)
-                    .and_then(|rest| rest.split('/').next())
-                    .unwrap_or("?");
-                tracing::info!("{flag} {spec}: yt-dlp found a stream on {host}");
-                resolved
+                tracing::info!(
+                    "{flag} {spec}: yt-dlp found a stream on {}",
+                    host_of(&first)
+                );
+                Some(YtDlp { first, max_height })
             } else {
-                url.clone()
+                None
             };
-            match open_ffmpeg(flag, spec, &url, args)? {
+            match open_ffmpeg(flag, spec, url, args, ytdlp.as_ref())? {
                 Opened::Frames(frames) => frames,
                 encoded => return Ok((encoded, live)),
             }

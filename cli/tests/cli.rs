@@ -781,3 +781,134 @@ fn a_video_page_is_resolved_by_yt_dlp_to_its_stream() {
     assert!(out.1.contains("--stream-mode"), "{}", out.1);
     assert!(out.1.contains("unexpected arguments"), "{}", out.1);
 }
+
+/// `ffmpeg -re -i clip -c copy -f mpegts -listen 1 http://127.0.0.1:PORT/live.ts`: a live stream
+/// on loopback, killed on drop.
+struct LiveStream(Child);
+
+impl LiveStream {
+    fn start(clip: &Path, port: u16) -> LiveStream {
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+            .args(["-re", "-stream_loop", "-1", "-i"])
+            .arg(clip)
+            .args(["-c", "copy", "-f", "mpegts", "-listen", "1"])
+            .arg(format!("http://127.0.0.1:{port}/live.ts"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg starts");
+        // It listens within a moment; the source's reconnect covers the race anyway.
+        thread::sleep(Duration::from_millis(500));
+        LiveStream(child)
+    }
+}
+
+impl Drop for LiveStream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[test]
+fn a_video_page_whose_stream_drops_is_resolved_again_by_yt_dlp() {
+    let dir = TempDir::new("yt-dlp-again");
+    let clip = dir.path().join("clip.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-t",
+            "2",
+        ])
+        // Passed through, so one connection opens it: FFmpeg's `-listen 1` serves one client.
+        .args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg is installed (the README's test command installs it)");
+    assert!(status.success());
+    // A stand-in yt-dlp that answers with whatever URL the test puts in `answer`, as the real
+    // one answers with a fresh, signed URL each time.
+    let (calls, answer, standin) = (
+        dir.path().join("calls.log"),
+        dir.path().join("answer"),
+        dir.path().join("yt-dlp"),
+    );
+    std::fs::write(
+        &standin,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\ncat '{}'\n",
+            calls.display(),
+            answer.display()
+        ),
+    )
+    .expect("write the stand-in");
+    let status = Command::new("chmod")
+        .arg("+x")
+        .arg(&standin)
+        .status()
+        .expect("chmod");
+    assert!(status.success());
+    let (first_port, second_port) = (free_port(), free_port());
+    let url_on = |port: u16| format!("http://127.0.0.1:{port}/live.ts\n");
+    std::fs::write(&answer, url_on(first_port)).expect("write the answer");
+    let first = LiveStream::start(&clip, first_port);
+
+    let standin = standin.to_string_lossy().into_owned();
+    let (running, url) = serve_with(
+        &[
+            "--source",
+            "https://www.youtube.com/watch?v=aqz-KE-bpKQ",
+            "--always-live",
+        ],
+        &[("RTCGEAR_YT_DLP", standin.as_str())],
+    );
+    wait_live(&url, QUICK);
+    // The first URL expires with its server; yt-dlp now answers with another.
+    std::fs::write(&answer, url_on(second_port)).expect("write the answer");
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = get(&url, "/api/streams");
+        if body.contains("\"state\":\"reconnecting\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the drop never showed: {body}");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let _second = LiveStream::start(&clip, second_port);
+    wait_live(&url, Duration::from_secs(30));
+    let log = stop(running);
+    assert!(log.contains("asking yt-dlp again"), "{log}");
+    assert!(
+        log.contains(&format!("yt-dlp found a stream on 127.0.0.1:{second_port}")),
+        "{log}"
+    );
+    let asked = std::fs::read_to_string(&calls).expect("yt-dlp was run");
+    assert!(asked.lines().count() >= 2, "{asked}");
+    assert!(
+        asked
+            .lines()
+            .all(|line| line.ends_with("https://www.youtube.com/watch?v=aqz-KE-bpKQ")),
+        "{asked}"
+    );
+}
