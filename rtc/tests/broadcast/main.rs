@@ -4,4 +4,5 @@ mod decode;
 mod loss;
 mod offers;
 mod sim;
+mod slow;
 mod viewers;

@@ -112,6 +112,9 @@ pub struct Playback {
 /// A browser asks again for a keyframe after this long if the picture is still broken.
 const PLI_REPEAT: Duration = Duration::from_millis(500);
 
+/// A browser whose picture has not moved for this long asks for a keyframe.
+const STALL: Duration = Duration::from_secs(1);
+
 impl Playback {
     /// Takes the next frame; `true` if a PLI should go out now.
     fn take(&mut self, now: Instant, index: usize, data: &MediaData) -> bool {
@@ -123,6 +126,19 @@ impl Playback {
         }
         self.broken += 1;
         let due = self.last_pli.is_none_or(|last| now >= last + PLI_REPEAT);
+        if due {
+            self.last_pli = Some(now);
+        }
+        due
+    }
+
+    /// Whether the picture, once it has started, has stood still for [`STALL`], so a browser
+    /// would ask for a keyframe now; like [`Playback::take`], at most every [`PLI_REPEAT`].
+    fn stalled(&mut self, now: Instant) -> bool {
+        let Some(&last) = self.shown.last() else {
+            return false;
+        };
+        let due = now >= last + STALL && self.last_pli.is_none_or(|t| now >= t + PLI_REPEAT);
         if due {
             self.last_pli = Some(now);
         }
@@ -456,6 +472,9 @@ impl Sim {
                 .extend(down.iter().map(|d: &Datagram| d.serial));
             link.up_delivered
                 .extend(up.iter().map(|d: &Datagram| d.serial));
+        }
+        if client.sends_pli {
+            client.pli_due |= client.playback.stalled(now);
         }
         let pli = std::mem::take(&mut client.pli_due);
         let progress = pli || !down.is_empty() || !up.is_empty();

@@ -1,0 +1,182 @@
+//! Whether a viewer keeps up with the stream.
+//!
+//! A viewer whose path cannot carry the stream (too little bandwidth, or loss beyond what
+//! retransmission mends) loses pictures and asks for keyframes (PLI or FIR) again and again.
+//! Sending it every frame only fills its path's queue, and granting every request would put an
+//! IDR into everyone's stream several times a second. So a viewer that asks
+//! [`REPEATED_REQUESTS`] times within [`REQUEST_WINDOW`] is *behind*: it gets no delta frames
+//! until the next keyframe, so its queue drains, and only one of its requests every
+//! [`BEHIND_REQUEST_INTERVAL`] is passed on; the encoder's periodic keyframes serve it in
+//! between. A keyframe ends the skip. A viewer that asks again within [`PROBATION`] of that
+//! is behind again at once: its path has not got better.
+//!
+//! Viewers that keep up never notice any of this, and one that is behind costs the others
+//! nothing: at most one keyframe every [`BEHIND_REQUEST_INTERVAL`].
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use str0m::media::Mid;
+use str0m::Rtc;
+use tracing::{debug, info};
+
+use crate::broadcast::{later, RTX_CACHE_AGE, RTX_CACHE_PACKETS, RTX_MAX_SHARE};
+use crate::ViewerId;
+
+/// This many keyframe requests within [`REQUEST_WINDOW`] mean a viewer is behind.
+pub(crate) const REPEATED_REQUESTS: usize = 3;
+
+/// See [`REPEATED_REQUESTS`].
+pub(crate) const REQUEST_WINDOW: Duration = Duration::from_secs(3);
+
+/// A viewer that is behind has at most one keyframe request a this often passed on.
+pub(crate) const BEHIND_REQUEST_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A request this soon after a keyframe ended a skip puts the viewer behind again at once.
+pub(crate) const PROBATION: Duration = Duration::from_secs(2);
+
+/// One viewer's record (see the module documentation).
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// Recent keyframe requests, within [`REQUEST_WINDOW`].
+    requests: VecDeque<Instant>,
+    /// Skipping delta frames until the next keyframe.
+    behind: bool,
+    /// When a keyframe last ended a skip.
+    resumed: Option<Instant>,
+    /// When a request of this viewer, behind, was last passed on.
+    passed: Option<Instant>,
+    /// Delta frames skipped, for the log.
+    skipped: u64,
+}
+
+impl Health {
+    /// Notes a keyframe request from viewer `id`; `true` if it should be passed on (to the
+    /// keyframe limiter, which spaces and coalesces everyone's). A viewer that falls behind
+    /// here also loses what it could still ask to be sent again (`rtc`'s retransmission
+    /// cache for `mid`): it skips those frames anyway, and retransmitting them would only
+    /// fill its path.
+    pub(crate) fn keyframe_request(
+        &mut self,
+        id: ViewerId,
+        now: Instant,
+        rtc: &mut Rtc,
+        mid: Mid,
+    ) -> bool {
+        while self
+            .requests
+            .front()
+            .is_some_and(|&t| now >= later(t, REQUEST_WINDOW))
+        {
+            self.requests.pop_front();
+        }
+        self.requests.push_back(now);
+        let on_probation = self.resumed.is_some_and(|t| now < later(t, PROBATION));
+        if !self.behind && (self.requests.len() >= REPEATED_REQUESTS || on_probation) {
+            self.behind = true;
+            info!(
+                %id,
+                requests = self.requests.len(),
+                "viewer cannot keep up: no delta frames for it until the next keyframe"
+            );
+            forget_sent(rtc, mid);
+        }
+        if !self.behind {
+            return true;
+        }
+        if self
+            .passed
+            .is_some_and(|t| now < later(t, BEHIND_REQUEST_INTERVAL))
+        {
+            return false;
+        }
+        self.passed = Some(now);
+        true
+    }
+
+    /// Whether viewer `id` gets this frame. A keyframe ends a skip.
+    pub(crate) fn wants(&mut self, id: ViewerId, keyframe: bool, now: Instant) -> bool {
+        if !self.behind {
+            return true;
+        }
+        if !keyframe {
+            self.skipped += 1;
+            return false;
+        }
+        debug!(%id, skipped = self.skipped, "a keyframe; the viewer gets every frame again");
+        self.behind = false;
+        self.resumed = Some(now);
+        self.requests.clear();
+        self.skipped = 0;
+        true
+    }
+}
+
+/// Empties the retransmission cache of `rtc`'s stream on `mid` (str0m makes a new one).
+fn forget_sent(rtc: &mut Rtc, mid: Mid) {
+    if let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None) {
+        stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_MAX_SHARE));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(start: Instant, ms: u64) -> Instant {
+        start + Duration::from_millis(ms)
+    }
+
+    const ID: fn() -> ViewerId = || ViewerId::from_raw(1);
+
+    /// A keyframe request at `now`, from a viewer without a stream to forget.
+    fn ask(health: &mut Health, now: Instant) -> bool {
+        let mut rtc = Rtc::new(now);
+        health.keyframe_request(ID(), now, &mut rtc, Mid::from("0"))
+    }
+
+    #[test]
+    fn occasional_requests_pass_and_frames_flow() {
+        let t0 = Instant::now();
+        let mut health = Health::default();
+        for second in 0..10 {
+            assert!(ask(&mut health, ms(t0, second * 1600)));
+            assert!(health.wants(ID(), false, ms(t0, second * 1600 + 10)));
+        }
+    }
+
+    #[test]
+    fn repeated_requests_skip_deltas_until_a_keyframe() {
+        let t0 = Instant::now();
+        let mut health = Health::default();
+        assert!(ask(&mut health, t0));
+        assert!(ask(&mut health, ms(t0, 500)));
+        // The third within 3 s: behind. The first request behind still goes out.
+        assert!(ask(&mut health, ms(t0, 1000)));
+        assert!(!health.wants(ID(), false, ms(t0, 1010)));
+        assert!(!ask(&mut health, ms(t0, 1500)));
+        assert!(!ask(&mut health, ms(t0, 2999)));
+        assert!(ask(&mut health, ms(t0, 3000)), "one every 2 s");
+        assert!(!health.wants(ID(), false, ms(t0, 3010)));
+        assert!(health.wants(ID(), true, ms(t0, 3100)), "a keyframe ends it");
+        assert!(health.wants(ID(), false, ms(t0, 3133)));
+    }
+
+    #[test]
+    fn a_request_on_probation_is_behind_at_once() {
+        let t0 = Instant::now();
+        let mut health = Health::default();
+        for t in [0, 100, 200] {
+            ask(&mut health, ms(t0, t));
+        }
+        assert!(health.wants(ID(), true, ms(t0, 300)));
+        assert!(health.wants(ID(), false, ms(t0, 333)));
+        // Passed on: the last one behind went out at 200 ms, more than 2 s ago by 2.3 s.
+        assert!(ask(&mut health, ms(t0, 2250)));
+        assert!(!health.wants(ID(), false, ms(t0, 2260)));
+        // After probation, requests count afresh.
+        assert!(health.wants(ID(), true, ms(t0, 2400)));
+        assert!(ask(&mut health, ms(t0, 4500)));
+        assert!(health.wants(ID(), false, ms(t0, 4510)));
+    }
+}
