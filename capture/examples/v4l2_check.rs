@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use rtcgear_capture::{
-    CaptureError, Frame, PixelFormat, Source, V4l2Format, V4l2Options, V4l2Source,
+    CaptureError, Frame, PixelFormat, Source, V4l2Format, V4l2H264Source, V4l2Options, V4l2Source,
 };
 
 const FRAMES: usize = 30;
@@ -44,6 +44,7 @@ fn main() -> ExitCode {
     check("nearest size", nearest(&device));
     check("missing device", missing());
     check("busy device", busy(&device));
+    check("H.264 asked of a camera without it", no_h264(&device));
     check("unplugged mid-stream", unplugged(&device));
 
     if failures == 0 {
@@ -299,4 +300,20 @@ fn unplugged(device: &str) -> Result<(), String> {
         return Err("the picture does not move after the replug".into());
     }
     Ok(())
+}
+
+/// vivid has no H.264: passing it through is refused, naming what the camera offers.
+fn no_h264(device: &str) -> Result<(), String> {
+    match V4l2H264Source::open(device, V4l2Options::default()) {
+        Ok(_) => Err("H.264 opened on a camera that does not offer it".into()),
+        Err(err) => {
+            let text = err.to_string();
+            println!("      {text}");
+            if text.contains("does not offer H264") && text.contains("YUYV") {
+                Ok(())
+            } else {
+                Err(format!("unexpected error: {text}"))
+            }
+        }
+    }
 }
