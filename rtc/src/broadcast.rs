@@ -14,7 +14,7 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Rtc};
 use tracing::{debug, info, warn};
 
 use crate::codec;
-use crate::health::Health;
+use crate::health::{self, Health};
 use crate::keyframe::KeyframeLimiter;
 use crate::offer::{self, Summary};
 use crate::packetize::{self, Packet};
@@ -299,6 +299,7 @@ impl Broadcast {
         let mut rtc = codec::configure(Rtc::builder(), self.config.h264_profile)
             .set_rtp_mode(true)
             .set_ice_lite(self.config.ice_lite)
+            .set_stats_interval(Some(health::STATS_INTERVAL))
             .set_local_ice_credentials(creds)
             .build(now);
         for &addr in &self.config.host_candidates {
@@ -719,6 +720,10 @@ fn handle_event(id: ViewerId, viewer: &mut Viewer, event: Event, out: &mut Pendi
             {
                 out.events.push_back(BroadcastEvent::KeyframeNeeded);
             }
+        }
+        Event::MediaEgressStats(stats) if viewer.state == State::Streaming => {
+            let (rtc, mid) = (&mut viewer.rtc, viewer.media.0);
+            viewer.health.loss_report(id, stats.loss, rtc, mid);
         }
         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
             viewer.rtc.disconnect();

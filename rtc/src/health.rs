@@ -4,7 +4,8 @@
 //! retransmission mends) loses pictures and asks for keyframes (PLI or FIR) again and again.
 //! Sending it every frame only fills its path's queue, and granting every request would put an
 //! IDR into everyone's stream several times a second. So a viewer that asks
-//! [`REPEATED_REQUESTS`] times within [`REQUEST_WINDOW`] is *behind*: it gets no delta frames
+//! [`REPEATED_REQUESTS`] times within [`REQUEST_WINDOW`], or whose receiver reports show
+//! [`SUSTAINED_LOSS`] [`LOSSY_REPORTS`] times in a row, is *behind*: it gets no delta frames
 //! until the next keyframe, so its queue drains, and only one of its requests every
 //! [`BEHIND_REQUEST_INTERVAL`] is passed on; the encoder's periodic keyframes serve it in
 //! between. A keyframe ends the skip. A viewer that asks again within [`PROBATION`] of that
@@ -35,6 +36,17 @@ pub(crate) const BEHIND_REQUEST_INTERVAL: Duration = Duration::from_secs(2);
 /// A request this soon after a keyframe ended a skip puts the viewer behind again at once.
 pub(crate) const PROBATION: Duration = Duration::from_secs(2);
 
+/// How often each viewer's statistics (with the loss its receiver reports) come.
+pub(crate) const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Receiver reports of at least this much loss, [`LOSSY_REPORTS`] times in a row, mean a
+/// viewer is behind: a browser on a thin path asks again for lost packets (NACK) long before it
+/// asks for a keyframe, so its requests alone give it away late.
+pub(crate) const SUSTAINED_LOSS: f32 = 0.1;
+
+/// See [`SUSTAINED_LOSS`].
+pub(crate) const LOSSY_REPORTS: u32 = 2;
+
 /// One viewer's record (see the module documentation).
 #[derive(Debug, Default)]
 pub(crate) struct Health {
@@ -46,6 +58,8 @@ pub(crate) struct Health {
     resumed: Option<Instant>,
     /// When a request of this viewer, behind, was last passed on.
     passed: Option<Instant>,
+    /// Statistics in a row with [`SUSTAINED_LOSS`].
+    lossy_reports: u32,
     /// Delta frames skipped, for the log.
     skipped: u64,
 }
@@ -72,14 +86,8 @@ impl Health {
         }
         self.requests.push_back(now);
         let on_probation = self.resumed.is_some_and(|t| now < later(t, PROBATION));
-        if !self.behind && (self.requests.len() >= REPEATED_REQUESTS || on_probation) {
-            self.behind = true;
-            info!(
-                %id,
-                requests = self.requests.len(),
-                "viewer cannot keep up: no delta frames for it until the next keyframe"
-            );
-            forget_sent(rtc, mid);
+        if self.requests.len() >= REPEATED_REQUESTS || on_probation {
+            self.fall_behind(id, rtc, mid, "asks for keyframes again and again");
         }
         if !self.behind {
             return true;
@@ -92,6 +100,19 @@ impl Health {
         }
         self.passed = Some(now);
         true
+    }
+
+    /// Notes the loss that viewer `id`'s receiver reports gave in its latest statistics
+    /// (`None` when no report came since the last).
+    pub(crate) fn loss_report(&mut self, id: ViewerId, loss: Option<f32>, rtc: &mut Rtc, mid: Mid) {
+        match loss {
+            Some(loss) if loss >= SUSTAINED_LOSS => self.lossy_reports += 1,
+            Some(_) => self.lossy_reports = 0,
+            None => {}
+        }
+        if self.lossy_reports >= LOSSY_REPORTS {
+            self.fall_behind(id, rtc, mid, "loses packets steadily");
+        }
     }
 
     /// Whether viewer `id` gets this frame. A keyframe ends a skip.
@@ -107,8 +128,18 @@ impl Health {
         self.behind = false;
         self.resumed = Some(now);
         self.requests.clear();
+        self.lossy_reports = 0;
         self.skipped = 0;
         true
+    }
+
+    fn fall_behind(&mut self, id: ViewerId, rtc: &mut Rtc, mid: Mid, why: &str) {
+        if self.behind {
+            return;
+        }
+        self.behind = true;
+        info!(%id, why, "viewer cannot keep up: no delta frames for it until the next keyframe");
+        forget_sent(rtc, mid);
     }
 }
 
@@ -160,6 +191,27 @@ mod tests {
         assert!(!health.wants(ID(), false, ms(t0, 3010)));
         assert!(health.wants(ID(), true, ms(t0, 3100)), "a keyframe ends it");
         assert!(health.wants(ID(), false, ms(t0, 3133)));
+    }
+
+    #[test]
+    fn sustained_loss_skips_deltas_until_a_keyframe() {
+        let t0 = Instant::now();
+        let mut rtc = Rtc::new(t0);
+        let mid = Mid::from("0");
+        let mut health = Health::default();
+        health.loss_report(ID(), Some(0.3), &mut rtc, mid);
+        health.loss_report(ID(), Some(0.02), &mut rtc, mid);
+        health.loss_report(ID(), Some(0.3), &mut rtc, mid);
+        health.loss_report(ID(), None, &mut rtc, mid);
+        assert!(health.wants(ID(), false, t0), "not two in a row");
+        health.loss_report(ID(), Some(0.5), &mut rtc, mid);
+        assert!(!health.wants(ID(), false, t0));
+        assert!(health.wants(ID(), true, t0));
+        health.loss_report(ID(), Some(0.5), &mut rtc, mid);
+        assert!(
+            health.wants(ID(), false, t0),
+            "counted afresh after the keyframe"
+        );
     }
 
     #[test]
