@@ -2,7 +2,8 @@
 # Every check and test of rtcgear, with its system packages installed first:
 # cargo fmt --check, clippy (-D warnings), the docs (-D warnings) and all tests, the end-to-end
 # ones in headless Chromium and against aiortc included; then the V4L2 camera source against a
-# real kernel device (the vivid driver in a small VM, ../shared/tools/v4l2-vm.sh); then the
+# real kernel device (the vivid driver in a small VM, ../shared/tools/v4l2-vm.sh, with
+# v4l2loopback built for it by scripts/v4l2loopback.sh to pass a camera's H.264 through); then the
 # Raspberry Pi build: rtcgear cross-built for aarch64 and packaged, and the emulated server
 # (qemu) streaming to Chromium (RTCGEAR_PI=0 turns it off). The Pi builds' unit tests under
 # qemu take longer than CI's time allows: `cargo xtask pi --test` runs everything for both Pis.
@@ -14,7 +15,13 @@ cargo xtask ci "$@"
 if [ "$(id -u)" = 0 ] && [ "${RTCGEAR_V4L2_VM:-1}" = 1 ] && [ -f ../shared/tools/v4l2-vm.sh ]; then
   echo "==> the V4L2 source against the vivid camera in a VM"
   cargo build --locked -p rtcgear-capture --features v4l2 --example v4l2_check
+  # vivid has no H.264: v4l2loopback, built for the VM's kernel, stands in for a UVC camera's.
+  if ! loopback_ko=$(scripts/v4l2loopback.sh "$PWD/target/v4l2-vm"); then
+    echo "not testing H.264 from a V4L2 device: v4l2loopback could not be built (see above)"
+    loopback_ko=
+  fi
   V4L2VM_WORK="$PWD/target/v4l2-vm" V4L2VM_QUIET=1 RTCGEAR_V4L2_VM=1 \
+    RTCGEAR_V4L2LOOPBACK_KO="$loopback_ko" \
     cargo test --locked -p rtcgear-capture --features v4l2 --test v4l2_vm -- --nocapture
 else
   echo "skipping the V4L2 VM test: it needs root and ../shared/tools/v4l2-vm.sh (RTCGEAR_V4L2_VM=0 turns it off)"

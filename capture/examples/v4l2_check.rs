@@ -6,6 +6,8 @@
 //! checks sizes, counters and that the picture moves, checks that a size the camera lacks gets
 //! the nearest one, that a missing or busy device gives a clear error, and that a camera
 //! unplugged mid-stream (vivid's "Disconnect" control) is reported and reopened once it is back.
+//! With `--loopback`, it also loads the `v4l2loopback` module that `tests/v4l2_vm.rs` puts in
+//! `/out`, feeds it x264's access units and checks that `V4l2H264Source` passes them through.
 //! Exits 1 on any failure.
 
 use std::process::ExitCode;
@@ -46,6 +48,11 @@ fn main() -> ExitCode {
     check("busy device", busy(&device));
     check("H.264 asked of a camera without it", no_h264(&device));
     check("unplugged mid-stream", unplugged(&device));
+    if std::env::args().any(|arg| arg == "--loopback") {
+        check("H.264 passed through from v4l2loopback", loopback_h264());
+    } else {
+        println!("skip  H.264 from v4l2loopback: no --loopback (tests/v4l2_vm.rs says why)");
+    }
 
     if failures == 0 {
         println!("v4l2_check: all passed");
@@ -316,4 +323,128 @@ fn no_h264(device: &str) -> Result<(), String> {
             }
         }
     }
+}
+
+/// H.264 through a real V4L2 device: `v4l2loopback` (built for this kernel by
+/// `scripts/v4l2loopback.sh`, handed in through `/out` with a clip of x264's by
+/// `tests/v4l2_vm.rs`), fed one access unit a buffer by a writer thread at 30 fps, as a UVC
+/// camera fills them, and read back by `V4l2H264Source`.
+fn loopback_h264() -> Result<(), String> {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use rtcgear_capture::h264::{self, AccessUnitSplitter};
+    use rtcgear_capture::EncodedSource;
+
+    // The host copies the files in once the VM is up, the marker last.
+    let ready = std::path::Path::new("/out/loopback-ready");
+    let waited = Instant::now();
+    while !ready.exists() {
+        if waited.elapsed() > Duration::from_secs(60) {
+            return Err("/out/loopback-ready did not appear within 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = std::process::Command::new("insmod")
+        .args(["/out/v4l2loopback.ko", "devices=1", "video_nr=9"])
+        .args(["exclusive_caps=0", "card_label=loopback"])
+        .status()
+        .map_err(|e| format!("insmod: {e}"))?;
+    if !status.success() {
+        return Err(format!("insmod v4l2loopback.ko: {status}"));
+    }
+    let node = "/dev/video9";
+    while !std::path::Path::new(node).exists() {
+        if waited.elapsed() > Duration::from_secs(70) {
+            return Err(format!("{node} did not appear"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let clip = std::fs::read("/out/clip.h264").map_err(|e| format!("/out/clip.h264: {e}"))?;
+    let mut splitter = AccessUnitSplitter::new();
+    splitter.push(&clip);
+    let mut units = Vec::new();
+    while let Some(unit) = splitter.next_unit() {
+        units.push(unit);
+    }
+    units.extend(splitter.finish());
+    println!("      the clip has {} access units", units.len());
+
+    // The writer: the output side of the loopback, as a camera's encoder would fill buffers.
+    let output = v4l::Device::with_path(node).map_err(|e| format!("{node}: {e}"))?;
+    let format = v4l::Format::new(320, 240, v4l::FourCC::new(b"H264"));
+    v4l::video::Output::set_format(&output, &format)
+        .map_err(|e| format!("setting the output format: {e}"))?;
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(node)
+        .map_err(|e| format!("{node} for writing: {e}"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = std::thread::spawn({
+        let (units, stop) = (units.clone(), stop.clone());
+        move || -> Result<(), String> {
+            let started = Instant::now();
+            for (n, unit) in units.iter().cycle().enumerate() {
+                if stop.load(Ordering::SeqCst) || started.elapsed() > Duration::from_secs(30) {
+                    return Ok(());
+                }
+                // One write is one buffer.
+                writer
+                    .write_all(unit)
+                    .map_err(|e| format!("writing picture {n}: {e}"))?;
+                let due = started + Duration::from_millis(33) * (n as u32 + 1);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
+            Ok(())
+        }
+    });
+    // The capture side offers H.264 once the first picture is written.
+    std::thread::sleep(Duration::from_millis(200));
+    let result = (|| {
+        let mut options = V4l2Options::default();
+        options.size = Some((320, 240));
+        options.fps = Some(30);
+        let source = V4l2H264Source::open(node, options).map_err(|e| e.to_string())?;
+        let info = source.info();
+        println!("      {info:?}");
+        if (info.width, info.height) != (320, 240) {
+            return Err(format!("negotiated {}x{}", info.width, info.height));
+        }
+        match info.profile {
+            Some(profile) if profile.is_constrained_baseline() => {}
+            other => return Err(format!("the profile is {other:?}")),
+        }
+        let read: Vec<_> = source
+            .take(45)
+            .collect::<Result<_, CaptureError>>()
+            .map_err(|e| e.to_string())?;
+        if !read[0].keyframe || !h264::has_sps(&read[0].data) {
+            return Err("the first picture is not a keyframe with its SPS".into());
+        }
+        // Every picture as written, in order, none lost, from a keyframe on.
+        let start = units
+            .iter()
+            .position(|unit| *unit == read[0].data)
+            .ok_or("the first picture read is none of those written")?;
+        for (i, unit) in read.iter().enumerate() {
+            if unit.counter != i as u64 {
+                return Err(format!("picture {i} has counter {}", unit.counter));
+            }
+            let written = &units[(start + i) % units.len()];
+            if unit.data != *written || unit.keyframe != h264::is_keyframe(written) {
+                return Err(format!("picture {i} differs from the one written"));
+            }
+        }
+        println!(
+            "      45 pictures as written, {} keyframes",
+            read.iter().filter(|u| u.keyframe).count()
+        );
+        Ok(())
+    })();
+    stop.store(true, Ordering::SeqCst);
+    let fed = feeder
+        .join()
+        .unwrap_or_else(|_| Err("the writer panicked".into()));
+    result.and(fed)
 }
