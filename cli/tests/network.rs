@@ -314,3 +314,49 @@ fn a_slow_tab_does_not_slow_or_flood_a_direct_one() {
         "the slow tab still shows pictures: {slow_span:?}"
     );
 }
+
+/// A tab that reloads its page gets a new session, and the server drops the old one (the page
+/// ends it with WHEP's `DELETE` as it unloads): one viewer before, one after.
+#[test]
+fn a_reloaded_page_gets_a_fresh_session_and_the_old_one_goes() {
+    let _turn = heavy();
+    let serve = Serve::start();
+    let browser = Browser::start();
+    open_player(&browser, &serve, None, true);
+    let viewers =
+        || http(&serve.url("/api/streams"), "GET", None, &[]).2["streams"][0]["viewers"].as_u64();
+    let session = |browser: &Browser| {
+        browser
+            .eval("return window.rtcgear.session")
+            .as_str()
+            .map(str::to_string)
+            .expect("a session URL")
+    };
+    let mut previous = session(&browser);
+    assert_eq!(viewers(), Some(1));
+
+    for reload in 1..=2 {
+        browser.eval("location.reload()");
+        browser.wait_for(
+            "the reloaded page to play",
+            Duration::from_secs(20),
+            PLAYING,
+        );
+        let current = session(&browser);
+        assert_ne!(current, previous, "reload {reload}: a new session");
+        // The old session is gone at once, not after the ICE timeout (15 s).
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while viewers() != Some(1) {
+            assert!(
+                Instant::now() < deadline,
+                "reload {reload}: {:?} viewers 3 s after the new session played",
+                viewers()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        // The old session's resource is gone too.
+        let (status, _, _) = http(&previous, "DELETE", None, &[]);
+        assert_eq!(status, 404, "reload {reload}: DELETE of the old session");
+        previous = current;
+    }
+}
