@@ -111,6 +111,7 @@ mod media;
 mod server;
 mod stream;
 mod stun;
+mod udp;
 mod web;
 
 pub use config::{IceServer, ServerConfig};

@@ -12,6 +12,7 @@ use rtcgear_rtc::{Broadcast, BroadcastConfig, BroadcastEvent, Output, RtcError, 
 use crate::config::IceServer;
 use crate::stream::{StreamFrame, StreamShared};
 use crate::stun;
+use crate::udp::Batch;
 
 /// What the HTTP side asks of the RTC thread.
 pub(crate) enum Command {
@@ -79,7 +80,8 @@ pub(crate) fn udp_reader(socket: UdpSocket, tx: Sender<Datagram>, shutdown: Arc<
 
 /// The RTC thread's state.
 pub(crate) struct Media {
-    socket: UdpSocket,
+    /// The socket's sending side: what each round of polling produced goes out in one batch.
+    out: Batch,
     candidates: Vec<SocketAddr>,
     broadcasts: Vec<Broadcast>,
     timeouts: Vec<Instant>,
@@ -109,7 +111,7 @@ impl Media {
             })
             .collect::<Vec<_>>();
         Media {
-            socket,
+            out: Batch::new(socket),
             timeouts: vec![now; broadcasts.len()],
             candidates,
             broadcasts,
@@ -246,12 +248,11 @@ impl Media {
                     contents,
                     ..
                 } => {
-                    if let Err(err) = self.socket.send_to(&contents, destination) {
-                        tracing::trace!("UDP send to {destination}: {err}");
-                    }
+                    self.out.push(destination, contents);
                 }
                 Output::Event(event) => self.handle_event(index, event),
                 Output::Timeout(at) => {
+                    self.out.flush();
                     self.timeouts[index] = at;
                     // Counted as soon as an offer is answered, so an idle stream starts
                     // capturing and encoding while the viewer is still connecting.
