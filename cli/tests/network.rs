@@ -225,6 +225,10 @@ fn chromium_behind_two_percent_loss_plays_and_a_direct_tab_is_untouched() {
         lossy_span.nacks > 0.0,
         "lost packets were asked for again: {lossy_span:?}"
     );
+    // Retransmissions come in time. While str0m dropped every queued retransmission once they
+    // were 15% of the last second's bytes, this tab froze 3 to 7 times in 10 s; allowed half,
+    // 0 or 1 time in every run so far.
+    assert!(lossy_span.freezes <= 2.0, "through 2% loss: {lossy_span:?}");
     assert!(
         direct_span.fps >= 27.0,
         "direct: {:.1} fps",
