@@ -1,13 +1,26 @@
-//! Decoding a sampled viewer's video with the `ffmpeg` CLI and reading the stamp of each picture.
+//! Decoding a sampled viewer's video in this process with libavcodec (through `ffmpeg-next`)
+//! and reading the stamp of each picture.
+//!
+//! Each sampled viewer gets a thread of its own, fed whole access units over a channel as str0m
+//! hands them over. The decoder runs with one thread and `AV_CODEC_FLAG_LOW_DELAY`, without a
+//! parser: an access unit in is a picture out at once, so the time a picture is decoded is the
+//! time its last packet arrived plus the decode itself, with no pipe and no probing, and the
+//! stream's first IDR is the first picture.
 
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use ffmpeg_next as ff;
 use rtcgear_capture::Stamp;
+
+/// One access unit (Annex B) of a sampled viewer, with the time its last packet arrived.
+pub struct Unit {
+    pub arrived: Instant,
+    pub data: Arc<[u8]>,
+}
 
 /// One decoded picture.
 #[derive(Clone, Copy, Debug)]
@@ -15,6 +28,8 @@ pub struct Decoded {
     pub at: Instant,
     /// Wall clock at decode minus the stamp's capture time, in microseconds.
     pub latency_us: i64,
+    /// From the arrival of the access unit to its decoded picture, in microseconds.
+    pub decode_us: u64,
     pub counter: u32,
 }
 
@@ -24,108 +39,64 @@ pub struct DecodeLog {
     pub pictures: Vec<Decoded>,
     /// Pictures whose stamp did not read (damaged or missing).
     pub unreadable: u64,
-    /// When each access unit was handed to ffmpeg; with one picture an access unit, picture
-    /// `k` minus write `k` is the time spent in the decoding pipe.
-    pub written: Vec<Instant>,
+    /// Access units libavcodec refused or could not decode.
+    pub errors: u64,
 }
 
-impl DecodeLog {
-    /// Time from writing each access unit to ffmpeg to reading its picture, in milliseconds.
-    pub fn pipe_delays_ms(&self) -> Vec<f64> {
-        if self.pictures.len() + self.unreadable as usize > self.written.len() {
-            return Vec::new();
-        }
-        self.pictures
-            .iter()
-            .zip(&self.written)
-            .map(|(p, w)| p.at.saturating_duration_since(*w).as_secs_f64() * 1000.0)
-            .collect()
-    }
-}
-
-/// An `ffmpeg` child decoding one viewer's Annex B stream to grey pictures.
+/// A decoding thread for one viewer. It ends when every sender of its input is gone.
 pub struct Decoder {
-    child: Child,
-    pub input: SyncSender<Vec<u8>>,
+    pub input: SyncSender<Unit>,
     pub log: Arc<Mutex<DecodeLog>>,
+    /// The thread's id (for its CPU time in `/proc/self/task`), once it has started.
+    tid: Arc<AtomicI32>,
 }
 
 impl Decoder {
-    /// Starts `ffmpeg` for pictures of `width` x `height`. Start it before the offer, so that
-    /// its start-up does not count in the time to the first picture.
-    pub fn start(width: usize, height: usize) -> Result<Decoder> {
-        let mut child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostats", "-loglevel", "error"])
-            // One thread and low delay: a picture comes out as soon as its access unit is in.
-            .args([
-                "-threads",
-                "1",
-                "-flags",
-                "low_delay",
-                "-fflags",
-                "nobuffer",
-            ])
-            .args(["-probesize", "32", "-analyzeduration", "0"])
-            .args(["-f", "h264", "-i", "pipe:0"])
-            .args([
-                "-fps_mode",
-                "passthrough",
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "gray",
-            ])
-            .args(["-flush_packets", "1"])
-            .arg("pipe:1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start ffmpeg (the bench decodes a sample of viewers with it)")?;
-        let mut stdin = child.stdin.take().context("stdin is piped")?;
-        let mut stdout = child.stdout.take().context("stdout is piped")?;
-        // A few seconds of access units; more means ffmpeg has stalled, and frames are dropped.
-        let (input, units) = mpsc::sync_channel::<Vec<u8>>(120);
+    /// Opens libavcodec's H.264 decoder on a thread of its own. Start it before the offer, so
+    /// that its start-up does not count in the time to the first picture.
+    pub fn start(name: String) -> Result<Decoder> {
+        static INIT: Once = Once::new();
+        INIT.call_once(|| {
+            // Only registers codecs and sets up logging; an error leaves `find` to report it.
+            let _ = ff::init();
+            ff::util::log::set_level(ff::util::log::Level::Fatal);
+        });
+        let codec = ff::codec::decoder::find(ff::codec::Id::H264)
+            .context("libavcodec has no H.264 decoder")?;
+        let mut context = ff::codec::context::Context::new_with_codec(codec);
+        // No reordering delay and no frame threads: each access unit's picture comes out of
+        // the call that sent it.
+        context.set_flags(ff::codec::Flags::LOW_DELAY);
+        context.set_threading(ff::codec::threading::Config {
+            kind: ff::codec::threading::Type::Slice,
+            count: 1,
+            ..Default::default()
+        });
+        let decoder = context
+            .decoder()
+            .video()
+            .context("cannot open the H.264 decoder")?;
+        // A few seconds of access units; more means the decoder has stalled, and units are
+        // dropped by the viewer rather than stalling its worker.
+        let (input, units) = mpsc::sync_channel::<Unit>(120);
         let log = Arc::new(Mutex::new(DecodeLog::default()));
-        let writer_log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for unit in units {
-                if let Ok(mut log) = writer_log.lock() {
-                    log.written.push(Instant::now());
-                }
-                if stdin.write_all(&unit).and_then(|_| stdin.flush()).is_err() {
-                    break;
-                }
-            }
-        });
-        let reader_log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut picture = vec![0u8; width * height];
-            while stdout.read_exact(&mut picture).is_ok() {
-                let at = Instant::now();
-                let wall_us = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_micros() as i64);
-                let stamp = Stamp::read_luma(&picture, width, height, width);
-                // A poisoned lock means the bench is panicking anyway.
-                let Ok(mut log) = reader_log.lock() else {
-                    break;
-                };
-                match stamp {
-                    Some(stamp) => log.pictures.push(Decoded {
-                        at,
-                        latency_us: wall_us - stamp.wall_us as i64,
-                        counter: stamp.counter,
-                    }),
-                    None => log.unreadable += 1,
-                }
-            }
-        });
-        Ok(Decoder { child, input, log })
+        let tid = Arc::new(AtomicI32::new(0));
+        let (thread_log, thread_tid) = (Arc::clone(&log), Arc::clone(&tid));
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                // SAFETY: gettid takes no arguments and cannot fail.
+                thread_tid.store(unsafe { libc::gettid() }, Ordering::Relaxed);
+                decode(decoder, &units, &thread_log);
+            })
+            .context("cannot start a decoding thread")?;
+        Ok(Decoder { input, log, tid })
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// `self/task/TID`, the decoding thread's entry under `/proc`, once it runs.
+    pub fn proc_path(&self) -> Option<String> {
+        let tid = self.tid.load(Ordering::Relaxed);
+        (tid > 0).then(|| format!("self/task/{tid}"))
     }
 
     /// When the first picture came out, if one did.
@@ -137,9 +108,42 @@ impl Decoder {
     }
 }
 
-impl Drop for Decoder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The decoding loop: one access unit in, its picture out, its stamp read.
+fn decode(mut decoder: ff::decoder::Video, units: &Receiver<Unit>, log: &Mutex<DecodeLog>) {
+    let mut picture = ff::frame::Video::empty();
+    for unit in units {
+        let packet = ff::Packet::copy(&unit.data);
+        if decoder.send_packet(&packet).is_err() {
+            if let Ok(mut log) = log.lock() {
+                log.errors += 1;
+            }
+            continue;
+        }
+        // With low delay there is at most one picture an access unit; the bound guards
+        // against a decoder that would hand out more.
+        for _ in 0..4 {
+            if decoder.receive_frame(&mut picture).is_err() {
+                break;
+            }
+            let at = Instant::now();
+            let wall_us = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            let (width, height) = (picture.width() as usize, picture.height() as usize);
+            let stamp = Stamp::read_luma(picture.data(0), width, height, picture.stride(0));
+            // A poisoned lock means the bench is panicking anyway.
+            let Ok(mut log) = log.lock() else {
+                return;
+            };
+            match stamp {
+                Some(stamp) => log.pictures.push(Decoded {
+                    at,
+                    latency_us: wall_us - stamp.wall_us as i64,
+                    decode_us: at.saturating_duration_since(unit.arrived).as_micros() as u64,
+                    counter: stamp.counter,
+                }),
+                None => log.unreadable += 1,
+            }
+        }
     }
 }

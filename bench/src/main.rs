@@ -1,9 +1,11 @@
 //! The viewer-load bench (issue 4): the real `rtcgear serve` on loopback, N receive-only str0m
-//! viewers in this process doing real ICE, DTLS and SRTP, a sample of them decoded by `ffmpeg`.
+//! viewers in this process doing real ICE, DTLS and SRTP, a sample of them decoded in process by
+//! libavcodec.
 //!
 //! ```text
-//! cargo build --release -p rtcgear
-//! cargo run --release -p rtcgear-bench -- viewers --viewers 1,10,50,100,200 \
+//! cargo xtask bench viewers            # the whole matrix, release build (--quick: a short one)
+//! cargo build --release -p rtcgear -p rtcgear-bench
+//! target/release/rtcgear-bench viewers --viewers 1,10,50,100,200,500 \
 //!     --size 1280x720,640x480 --seconds 10 --join-storm 100 --plot viewers.svg
 //! ```
 //!
@@ -26,7 +28,7 @@ use clap::{Parser, Subcommand};
 use crate::decode::Decoder;
 use crate::report::{percentile, RunResult};
 use crate::server::Server;
-use crate::viewer::{Counters, Load};
+use crate::viewer::{Counters, Load, Offered, Schedule};
 
 #[derive(Parser)]
 #[command(
@@ -94,12 +96,19 @@ struct ViewersArgs {
     /// Length of each run's measuring window (after every viewer plays and 1 s of warm-up).
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
-    /// Viewers decoded by ffmpeg for latency and stamp checks (the first ones of each run).
+    /// Viewers decoded (libavcodec, in process) for latency and stamp checks, spread evenly
+    /// over each run's viewers.
     #[arg(long, default_value_t = 5)]
     sample: usize,
     /// After the other runs, this many viewers offering within one second (first size only).
     #[arg(long)]
     join_storm: Option<usize>,
+    /// Viewers already watching when the join storm starts.
+    #[arg(long, default_value_t = 0)]
+    storm_watchers: usize,
+    /// Offers in flight at once while a run's viewers join (a storm has one thread an offer).
+    #[arg(long, default_value_t = 4)]
+    offer_threads: usize,
     /// Worker threads running the viewers.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -196,6 +205,7 @@ fn server_bin(given: Option<&PathBuf>) -> Result<PathBuf> {
 
 fn viewers(args: &ViewersArgs) -> Result<()> {
     let bin = server_bin(args.server_bin.as_ref())?;
+    raise_fd_limit();
     let mut runs = Vec::new();
     let mut plan: Vec<((u32, u32), usize, bool)> = Vec::new();
     for &size in &args.size {
@@ -207,8 +217,13 @@ fn viewers(args: &ViewersArgs) -> Result<()> {
         plan.push((size, n, true));
     }
     for (size, n, storm) in plan {
-        let what = if storm { "join storm of" } else { "" };
-        eprintln!("== {}x{}, {what} {n} viewers", size.0, size.1);
+        let what = if storm { "a join storm of " } else { "" };
+        eprintln!(
+            "== {}x{}, {what}{n} viewers (load average {:.2})",
+            size.0,
+            size.1,
+            load_average().unwrap_or(0.0)
+        );
         let result = run(args, &bin, size, n, storm)
             .with_context(|| format!("the run of {n} viewers at {}x{}", size.0, size.1))?;
         eprintln!("{}", report::table(std::slice::from_ref(&result)));
@@ -231,19 +246,79 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// CPU seconds of the server, of this process and of the decoders, at one moment.
+/// CPU seconds of the server, of this process and of the decoding threads, at one moment.
 fn cpu_now(server: &Server, decoders: &[&Decoder]) -> (f64, f64, f64) {
     let server = server::cpu_seconds(&server.pid().to_string()).unwrap_or(0.0);
     let own = server::cpu_seconds("self").unwrap_or(0.0);
     let decoders = decoders
         .iter()
-        .filter_map(|d| server::cpu_seconds(&d.pid().to_string()))
+        .filter_map(|d| server::cpu_seconds(&d.proc_path()?))
         .sum();
     (server, own, decoders)
 }
 
-/// One run: a fresh server, `n` viewers (within one second if `storm`), the measuring window,
-/// then one more viewer joining while they watch.
+/// Raises this process's soft limit of open descriptors to the hard limit: each viewer holds a
+/// UDP socket, and a storm's offers as many TCP connections.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                eprintln!(
+                    "cannot raise the descriptor limit: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
+/// The machine's load average over the last minute, from `/proc/loadavg`.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Waits (at most `limit`) until every viewer of `ids` has its first frame, saying every
+/// second how many do.
+fn wait_playing(load: &Load, ids: &[usize], limit: Duration) -> Vec<Counters> {
+    let deadline = Instant::now() + limit;
+    let mut next_progress = Instant::now() + Duration::from_secs(1);
+    loop {
+        let counters: Vec<Counters> = load
+            .snapshot()
+            .into_iter()
+            .filter(|c| ids.contains(&c.id))
+            .collect();
+        let playing = counters
+            .iter()
+            .filter(|c| c.first_frame_at.is_some())
+            .count();
+        let now = Instant::now();
+        if playing == ids.len() || now >= deadline {
+            return counters;
+        }
+        if now >= next_progress {
+            next_progress += Duration::from_secs(1);
+            eprintln!("  playing: {playing} of {}", ids.len());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One run: a fresh server; for a join storm, `--storm-watchers` viewers watching first; then
+/// `n` viewers (offering within one second if `storm`, else `--offer-threads` at a time), the
+/// measuring window, then one more viewer joining while they all watch.
 fn run(
     args: &ViewersArgs,
     bin: &std::path::Path,
@@ -251,47 +326,73 @@ fn run(
     n: usize,
     storm: bool,
 ) -> Result<RunResult> {
-    let (width, height) = (size.0 as usize, size.1 as usize);
-    let server = Server::start(bin, size, args.fps, n + 16)?;
+    let loadavg = load_average();
+    let watchers = if storm { args.storm_watchers } else { 0 };
+    let total = watchers + n;
+    let server = Server::start(bin, size, args.fps, total + 16)?;
     // Room for slow connects at large N; the workers stop by themselves after this.
-    let limit = Duration::from_secs_f64(90.0 + args.seconds + n as f64 * 0.2);
+    let limit = Duration::from_secs_f64(120.0 + args.seconds + total as f64 * 0.2);
     let mut load = Load::new(args.threads, format!("{}/whep", server.base_url), limit);
     // Let the capture and encode threads start before the first offer.
     std::thread::sleep(Duration::from_millis(500));
+    let gentle = Schedule {
+        concurrency: args.offer_threads.max(1),
+        spread: None,
+    };
 
+    if watchers > 0 {
+        eprintln!("  {watchers} viewers start watching");
+        let prepared = (0..watchers)
+            .map(|id| viewer::prepare(id, None))
+            .collect::<Result<Vec<_>>>()?;
+        load.add_viewers(prepared, gentle, true);
+        let ids: Vec<usize> = (0..watchers).collect();
+        wait_playing(&load, &ids, Duration::from_secs(30));
+    }
+
+    // The measured viewers, and which of them are decoded: spread over the group, so that a
+    // storm's sample holds early and late offers.
+    let ids: Vec<usize> = (watchers..total).collect();
     let sample = args.sample.min(n);
-    let mut decoders = Vec::new();
-    let mut accepted = 0;
-    let started = Instant::now();
-    for i in 0..n {
-        if storm {
-            let at = started + Duration::from_secs(1).mul_f64(i as f64 / n as f64);
-            std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        }
-        let decoder = if i < sample {
-            Some(Decoder::start(width, height)?)
+    let sampled: Vec<usize> = (0..sample).map(|k| ids[k * n / sample.max(1)]).collect();
+    let mut decoders: Vec<(usize, Decoder)> = Vec::new();
+    let mut prepared = Vec::with_capacity(n);
+    for &id in &ids {
+        let input = if sampled.contains(&id) {
+            let decoder = Decoder::start(format!("decode-{id}"))?;
+            let input = decoder.input.clone();
+            decoders.push((id, decoder));
+            Some(input)
         } else {
             None
         };
-        match load.add_viewer(i, decoder.as_ref().map(|d| d.input.clone())) {
-            Ok(offered_at) => {
-                accepted += 1;
-                if let Some(decoder) = decoder {
-                    decoders.push((offered_at, decoder));
-                }
-            }
-            Err(e) => eprintln!("viewer {i}: {e:#}"),
+        prepared.push(viewer::prepare(id, input)?);
+    }
+    let schedule = if storm {
+        Schedule {
+            concurrency: n.min(128),
+            spread: Some(Duration::from_secs(1)),
+        }
+    } else {
+        gentle
+    };
+    let offers = load.add_viewers(prepared, schedule, true);
+    let offered: Vec<Offered> = offers
+        .iter()
+        .filter_map(|o| o.as_ref().ok().copied())
+        .collect();
+    for (id, offer) in ids.iter().zip(&offers) {
+        if let Err(e) = offer {
+            eprintln!("  viewer {id}: {e:#}");
         }
     }
-    let offers_took = started.elapsed();
+    let accepted = offered.len();
+    let first_offer = offered.iter().map(|o| o.at).min();
+    let last_offer = offered.iter().map(|o| o.at).max();
+    let offers_span_ms = first_offer.zip(last_offer).map(|(a, b)| ms(b - a));
+    let mut answers: Vec<f64> = offered.iter().map(|o| ms(o.answered - o.at)).collect();
 
-    // Wait (at most 20 s) until every accepted viewer has a frame.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut counters = load.snapshot();
-    while counters.iter().any(|c| c.first_frame_at.is_none()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        counters = load.snapshot();
-    }
+    let counters = wait_playing(&load, &ids, Duration::from_secs(30));
     let playing = counters
         .iter()
         .filter(|c| c.first_frame_at.is_some())
@@ -299,19 +400,22 @@ fn run(
     let all_playing_ms = (playing == accepted && accepted == n)
         .then(|| counters.iter().filter_map(|c| c.first_frame_at).max())
         .flatten()
-        .map(|t| ms(t - started));
+        .zip(first_offer)
+        .map(|(last, first)| ms(last - first));
     let mut first_frames: Vec<f64> = counters
         .iter()
         .filter_map(|c| Some(ms(c.first_frame_at? - c.offered_at?)))
         .collect();
-    // Decoders may trail the packets a little.
+    // Warm-up; decoders trail the packets by a decode at most.
     std::thread::sleep(Duration::from_secs(1));
+    let offered_at = |id: usize| offered.iter().find(|o| o.id == id).map(|o| o.at);
     let mut first_pictures: Vec<f64> = decoders
         .iter()
-        .filter_map(|(offered, d)| Some(ms(d.first_picture()? - *offered)))
+        .filter_map(|(id, d)| Some(ms(d.first_picture()? - offered_at(*id)?)))
         .collect();
 
     // The measuring window.
+    eprintln!("  measuring for {:.0} s", args.seconds);
     let decoder_list: Vec<&Decoder> = decoders.iter().map(|(_, d)| d).collect();
     let before = load.snapshot();
     let (server_a, own_a, dec_a) = cpu_now(&server, &decoder_list);
@@ -341,13 +445,13 @@ fn run(
     }
 
     let (mut latencies, mut pictures, mut missing, mut unreadable) = (Vec::new(), 0, 0, 0);
-    let mut pipe_delays = Vec::new();
+    let (mut decode_times, mut decode_errors) = (Vec::new(), 0);
     for decoder in &decoder_list {
         let Ok(log) = decoder.log.lock() else {
             continue;
         };
         unreadable += log.unreadable;
-        pipe_delays.extend(log.pipe_delays_ms());
+        decode_errors += log.errors;
         let mut previous: Option<u32> = None;
         for p in log
             .pictures
@@ -355,6 +459,7 @@ fn run(
             .filter(|p| p.at >= window_start && p.at < window_end)
         {
             latencies.push(p.latency_us as f64 / 1000.0);
+            decode_times.push(p.decode_us as f64 / 1000.0);
             pictures += 1;
             if let Some(prev) = previous {
                 missing += u64::from(p.counter.wrapping_sub(prev).saturating_sub(1));
@@ -364,43 +469,46 @@ fn run(
     }
 
     // One more viewer joins while the others watch.
-    let join_first_picture_ms = match Decoder::start(width, height) {
-        Ok(decoder) => match load.add_viewer(n, Some(decoder.input.clone())) {
+    let join_id = total;
+    let join_first_picture_ms = match Decoder::start(format!("decode-{join_id}")) {
+        Ok(decoder) => match load.add_viewer(join_id, Some(decoder.input.clone())) {
             Ok(offered) => {
                 let deadline = offered + Duration::from_secs(5);
                 while decoder.first_picture().is_none() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(5));
+                    std::thread::sleep(Duration::from_millis(2));
                 }
                 decoder.first_picture().map(|t| ms(t - offered))
             }
             Err(e) => {
-                eprintln!("the joining viewer: {e:#}");
+                eprintln!("  the joining viewer: {e:#}");
                 None
             }
         },
         Err(e) => {
-            eprintln!("the joining viewer's decoder: {e:#}");
+            eprintln!("  the joining viewer's decoder: {e:#}");
             None
         }
     };
     let join_first_frame_ms = load
         .snapshot()
         .iter()
-        .find(|c| c.id == n)
+        .find(|c| c.id == join_id)
         .and_then(|c| Some(ms(c.first_frame_at? - c.offered_at?)));
     load.stop();
     drop(decoders);
     drop(server);
-    if storm {
-        eprintln!("the {n} offers took {:.0} ms", ms(offers_took));
+    if let Some(span) = offers_span_ms {
+        eprintln!("  the {accepted} answered offers went out within {span:.0} ms");
     }
 
+    let load_cpu_pct = 100.0 * ((own_b - own_a) - (dec_b - dec_a)) / window;
     Ok(RunResult {
         width: size.0,
         height: size.1,
         fps: args.fps,
         viewers: n,
         storm,
+        watchers,
         accepted,
         playing,
         window_s: window,
@@ -414,20 +522,27 @@ fn run(
         sample_pictures: pictures,
         sample_missing: missing,
         sample_unreadable: unreadable,
+        sample_decode_errors: decode_errors,
         latency_p50_ms: percentile(&mut latencies, 50.0),
         latency_p95_ms: percentile(&mut latencies, 95.0),
         latency_max_ms: percentile(&mut latencies, 100.0),
+        decode_p50_ms: percentile(&mut decode_times, 50.0),
+        offers_span_ms,
+        answer_p50_ms: percentile(&mut answers, 50.0),
+        answer_p95_ms: percentile(&mut answers, 95.0),
         first_frame_p50_ms: percentile(&mut first_frames, 50.0),
         first_frame_p95_ms: percentile(&mut first_frames, 95.0),
+        first_frame_max_ms: percentile(&mut first_frames, 100.0),
         first_picture_p50_ms: percentile(&mut first_pictures, 50.0),
         first_picture_p95_ms: percentile(&mut first_pictures, 95.0),
         join_first_picture_ms,
         join_first_frame_ms,
-        decode_pipe_p50_ms: percentile(&mut pipe_delays, 50.0),
         all_playing_ms,
         server_cpu_pct: 100.0 * (server_b - server_a) / window,
         server_rss_mib: rss as f64 / 1024.0,
-        load_cpu_pct: 100.0 * (own_b - own_a) / window,
+        load_cpu_pct,
+        load_cpu_per_viewer_pct: load_cpu_pct / total.max(1) as f64,
         decoders_cpu_pct: 100.0 * (dec_b - dec_a) / window,
+        loadavg_1m: loadavg,
     })
 }

@@ -12,15 +12,18 @@ pub struct RunResult {
     pub fps: u32,
     /// Viewers asked for.
     pub viewers: usize,
-    /// Whether the viewers offered within one second (a join storm) rather than one by one.
+    /// Whether the viewers offered within one second (a join storm) rather than a few at a time.
     pub storm: bool,
+    /// Viewers already watching when a join storm began (not counted in `viewers`).
+    #[serde(default)]
+    pub watchers: usize,
     /// Viewers whose offer the server answered.
     pub accepted: usize,
-    /// Viewers that received at least one complete frame.
+    /// Of the measured viewers, those that received at least one complete frame.
     pub playing: usize,
     /// Length of the measuring window, in seconds.
     pub window_s: f64,
-    /// Delivered frames a second (marker bits), over the accepted viewers.
+    /// Delivered frames a second (marker bits), over every viewer (watchers included).
     pub fps_min: f64,
     pub fps_median: f64,
     /// RTP packets missing from the sequence numbers, % of those sent, over every viewer.
@@ -29,16 +32,30 @@ pub struct RunResult {
     pub sample_pictures: u64,
     pub sample_missing: u64,
     pub sample_unreadable: u64,
+    /// Access units libavcodec could not decode.
+    #[serde(default)]
+    pub sample_decode_errors: u64,
     pub latency_p50_ms: Option<f64>,
     pub latency_p95_ms: Option<f64>,
     pub latency_max_ms: Option<f64>,
-    /// Of the latency, the median time from handing an access unit to ffmpeg to its picture.
-    /// Approximate: it pairs pictures with access units by order, so a picture ffmpeg drops or
-    /// repeats shifts the pairing (JSON only, not in the table).
-    pub decode_pipe_p50_ms: Option<f64>,
-    /// Offer to first complete frame (packet level), every viewer.
+    /// Of the latency, the median time from an access unit's last packet to its decoded
+    /// picture (JSON only, not in the table).
+    #[serde(default)]
+    pub decode_p50_ms: Option<f64>,
+    /// From the first offer's POST to the last one's.
+    #[serde(default)]
+    pub offers_span_ms: Option<f64>,
+    /// POST to answer, every offer.
+    #[serde(default)]
+    pub answer_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub answer_p95_ms: Option<f64>,
+    /// Offer to first complete frame (packet level: its last packet, at or after an IDR),
+    /// every measured viewer.
     pub first_frame_p50_ms: Option<f64>,
     pub first_frame_p95_ms: Option<f64>,
+    #[serde(default)]
+    pub first_frame_max_ms: Option<f64>,
     /// Offer to first decoded picture, the sample.
     pub first_picture_p50_ms: Option<f64>,
     pub first_picture_p95_ms: Option<f64>,
@@ -46,13 +63,19 @@ pub struct RunResult {
     pub join_first_picture_ms: Option<f64>,
     /// The same viewer's first complete frame (packet level).
     pub join_first_frame_ms: Option<f64>,
-    /// From the first offer until every accepted viewer had a frame.
+    /// From the first offer until every measured viewer had a frame (all answered).
     pub all_playing_ms: Option<f64>,
     pub server_cpu_pct: f64,
     pub server_rss_mib: f64,
-    /// The bench process (every viewer's str0m), and the sample's ffmpeg decoders.
+    /// The bench process without its decoding threads (every viewer's str0m, the sockets),
+    /// in total and per viewer, and the sample's decoding threads.
     pub load_cpu_pct: f64,
+    #[serde(default)]
+    pub load_cpu_per_viewer_pct: f64,
     pub decoders_cpu_pct: f64,
+    /// The machine's load average (1 minute) as the run began.
+    #[serde(default)]
+    pub loadavg_1m: Option<f64>,
 }
 
 /// Nearest-rank percentile of `values` (sorted here), or `None` when empty.
@@ -74,24 +97,28 @@ pub fn table(runs: &[RunResult]) -> String {
     let mut out = String::new();
     out.push_str(
         "| size | viewers | playing | fps min / median | RTP loss % | stamp gaps (sample) \
-         | latency p50 / p95 / max (ms) | offer→frame p50 / p95 (ms, all) \
-         | offer→picture p50 / p95 (ms, sample) | join while watching: ffmpeg picture / IDR frame (ms) | all playing (ms) \
-         | server CPU % | server RSS MiB | load CPU % | decoders CPU % |\n",
+         | latency p50 / p95 / max (ms) | offer→frame p50 / p95 / max (ms, all) \
+         | offer→picture p50 / p95 (ms, sample) | join while watching: picture / frame (ms) \
+         | all playing (ms) | server CPU % | server RSS MiB | load CPU % (per viewer) \
+         | decoders CPU % | load avg |\n",
     );
     out.push_str(
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: \
-         | ---: | ---: | ---: |\n",
+         | ---: | ---: | ---: | ---: |\n",
     );
     for r in runs {
-        let viewers = if r.storm {
+        let viewers = if r.storm && r.watchers > 0 {
+            format!("{} (storm, {} watching)", r.viewers, r.watchers)
+        } else if r.storm {
             format!("{} (storm)", r.viewers)
         } else {
             r.viewers.to_string()
         };
         let _ = writeln!(
             out,
-            "| {}x{} | {} | {}/{} | {:.1} / {:.1} | {:.3} | {} of {} | {} / {} / {} | {} / {} \
-             | {} / {} | {} / {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {}x{} | {} | {}/{} | {:.1} / {:.1} | {:.3} | {} of {} | {} / {} / {} \
+             | {} / {} / {} | {} / {} | {} / {} | {} | {:.1} | {:.1} | {:.1} ({:.3}) | {:.1} \
+             | {} |",
             r.width,
             r.height,
             viewers,
@@ -107,6 +134,7 @@ pub fn table(runs: &[RunResult]) -> String {
             ms(r.latency_max_ms),
             ms(r.first_frame_p50_ms),
             ms(r.first_frame_p95_ms),
+            ms(r.first_frame_max_ms),
             ms(r.first_picture_p50_ms),
             ms(r.first_picture_p95_ms),
             ms(r.join_first_picture_ms),
@@ -115,7 +143,9 @@ pub fn table(runs: &[RunResult]) -> String {
             r.server_cpu_pct,
             r.server_rss_mib,
             r.load_cpu_pct,
+            r.load_cpu_per_viewer_pct,
             r.decoders_cpu_pct,
+            r.loadavg_1m.map_or("–".into(), |l| format!("{l:.1}")),
         );
     }
     out
@@ -145,11 +175,13 @@ pub fn per_viewer(runs: &[RunResult]) -> String {
         let extra = (high.viewers - low.viewers) as f64;
         let _ = writeln!(
             out,
-            "- {w}x{h}, {} → {} viewers: server CPU {:.3} % of a core and RSS {:.0} KiB per extra viewer",
+            "- {w}x{h}, {} → {} viewers: server CPU {:.3} % of a core and RSS {:.0} KiB per extra \
+             viewer; the load client {:.3} % of a core per extra viewer",
             low.viewers,
             high.viewers,
             (high.server_cpu_pct - low.server_cpu_pct) / extra,
             (high.server_rss_mib - low.server_rss_mib) * 1024.0 / extra,
+            (high.load_cpu_pct - low.load_cpu_pct) / extra,
         );
     }
     out

@@ -29,8 +29,15 @@ impl Server {
             .args(["--size", &format!("{}x{}", size.0, size.1)])
             .args(["--fps", &fps.to_string()])
             .args(["--max-viewers", &max_viewers.to_string()])
-            // Every bench viewer comes from 127.0.0.1: no per-address offer limit.
+            // Every bench viewer comes from 127.0.0.1: no per-address offer limit, and room
+            // for a join storm's connections, all from that one address.
             .args(["--offer-rate", "0"])
+            .args([
+                "--max-connections",
+                "4096",
+                "--max-connections-per-ip",
+                "4096",
+            ])
             .arg("--always-live")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,23 +1,30 @@
 //! Receive-only str0m viewers on real UDP sockets, many a worker thread.
 //!
-//! The main thread makes each viewer's offer and does the WHEP exchange; the viewer (its `Rtc`
-//! and its socket) then moves to a worker, which owns it until the end. A worker waits in
-//! `poll(2)` on all its sockets with the nearest str0m deadline as the time limit. Most viewers
-//! run str0m in RTP mode and only count packets (sequence numbers, marker bits); the sampled
-//! ones get depacketized access units, which go to a decoder.
+//! Each viewer is first prepared (its socket, `Rtc`, DTLS certificate and SDP offer), then a pool
+//! of threads does the WHEP exchanges, as fast as it can or on a schedule (a join storm: offer
+//! `k` of `n` at `k/n` of a second), so that many offers are in flight at once as from many
+//! browsers. An answered viewer (its `Rtc` and its socket) then moves to a worker, which owns it
+//! until the end. A worker waits in `epoll(7)` on its sockets with the nearest str0m deadline as
+//! the time limit, and reads each ready socket with `recvmmsg(2)`, a batch of datagrams a system
+//! call. Most viewers run str0m in RTP mode and only count packets (sequence numbers, marker
+//! bits); the sampled ones get depacketized access units, which go to a decoder.
 
-use std::io::ErrorKind;
+use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use str0m::change::SdpAnswer;
+use anyhow::{anyhow, bail, Context, Result};
+use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use crate::decode::Unit;
 
 /// What is counted for one viewer. Workers hand out copies on request.
 #[derive(Clone, Debug, Default)]
@@ -65,9 +72,69 @@ struct Viewer {
     socket: UdpSocket,
     local: SocketAddr,
     timeout: Instant,
-    /// Where the sampled viewer's access units go (Annex B); `None` for counted-only viewers.
-    decoder: Option<SyncSender<Vec<u8>>>,
+    /// Where the sampled viewer's access units go; `None` for counted-only viewers.
+    decoder: Option<SyncSender<Unit>>,
     counters: Counters,
+}
+
+/// A viewer whose `Rtc`, socket and offer are made (DTLS certificate included), ready to be
+/// sent: a browser has all this before it posts its offer.
+pub struct Prepared {
+    id: usize,
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    offer: String,
+    pending: SdpPendingOffer,
+    decoder: Option<SyncSender<Unit>>,
+}
+
+/// Makes viewer `id`'s offer. `decoder`, when given, receives every access unit.
+pub fn prepare(id: usize, decoder: Option<SyncSender<Unit>>) -> Result<Prepared> {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("bind a UDP socket")?;
+    socket.set_nonblocking(true)?;
+    let local = socket.local_addr()?;
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(decoder.is_none())
+        .build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp")?);
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let Some((offer, pending)) = change.apply() else {
+        bail!("str0m made no offer");
+    };
+    Ok(Prepared {
+        id,
+        rtc,
+        socket,
+        local,
+        offer: offer.to_sdp_string(),
+        pending,
+        decoder,
+    })
+}
+
+/// How a batch of prepared viewers makes its offers.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    /// Offers in flight at once at most (threads of the pool).
+    pub concurrency: usize,
+    /// Offer `k` of `n` goes out `spread * k / n` after the start; `None`: each as soon as a
+    /// thread of the pool is free.
+    pub spread: Option<Duration>,
+}
+
+/// An offer's result, with the session's location when it was answered.
+type Outcome = (Result<Offered>, String);
+
+/// One viewer's offer that the server answered.
+#[derive(Clone, Copy, Debug)]
+pub struct Offered {
+    pub id: usize,
+    /// When the POST went out.
+    pub at: Instant,
+    /// When the answer was in.
+    pub answered: Instant,
 }
 
 enum Command {
@@ -81,18 +148,13 @@ enum Command {
 /// The worker threads and the viewers they run.
 pub struct Load {
     workers: Vec<(Sender<Command>, JoinHandle<()>)>,
-    next: usize,
     agent: ureq::Agent,
     pub whep_url: String,
     /// Viewers whose offer was refused or failed, with the reason.
     pub refused: Vec<String>,
     /// Each viewer's worker and WHEP session URL, for [`Load::remove_viewer`].
-    sessions: std::collections::HashMap<usize, (usize, String)>,
+    sessions: HashMap<usize, (usize, String)>,
 }
-
-/// Four bytes of an access unit delimiter; appended to each access unit so that a decoder
-/// reading the stream sees the end of a picture as soon as its last byte arrives.
-const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xf0];
 
 impl Load {
     pub fn new(threads: usize, whep_url: String, limit: Duration) -> Load {
@@ -102,7 +164,7 @@ impl Load {
                 let (tx, rx) = mpsc::channel();
                 let handle = std::thread::Builder::new()
                     .name(format!("viewers-{n}"))
-                    .spawn(move || worker(rx, stop_at))
+                    .spawn(move || worker(&rx, stop_at))
                     // A thread that cannot start leaves nothing to measure.
                     .expect("spawn a worker thread");
                 (tx, handle)
@@ -110,85 +172,116 @@ impl Load {
             .collect();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(20)))
+            .max_idle_connections(256)
+            .max_idle_connections_per_host(256)
             .build()
             .into();
         Load {
             workers,
-            next: 0,
             agent,
             whep_url,
             refused: Vec::new(),
-            sessions: std::collections::HashMap::new(),
+            sessions: HashMap::new(),
         }
     }
 
     /// Offers one viewer to the server and hands it to a worker. `decoder`, when given,
     /// receives every access unit. Returns the time of the offer.
-    pub fn add_viewer(
+    pub fn add_viewer(&mut self, id: usize, decoder: Option<SyncSender<Unit>>) -> Result<Instant> {
+        let prepared = prepare(id, decoder)?;
+        let schedule = Schedule {
+            concurrency: 1,
+            spread: None,
+        };
+        self.add_viewers(vec![prepared], schedule, false)
+            .pop()
+            .context("one offer made")?
+            .map(|offered| offered.at)
+    }
+
+    /// Offers the prepared viewers from a pool of threads, as `schedule` says, and hands each
+    /// answered one to a worker (by id, so a viewer's worker is known). With `progress`, says on
+    /// stderr how far it is every second. Returns one result per viewer, in their order.
+    pub fn add_viewers(
         &mut self,
-        id: usize,
-        decoder: Option<SyncSender<Vec<u8>>>,
-    ) -> Result<Instant> {
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("bind a UDP socket")?;
-        socket.set_nonblocking(true)?;
-        let local = socket.local_addr()?;
-        let offered_at = Instant::now();
-        let mut rtc = Rtc::builder()
-            .set_rtp_mode(decoder.is_none())
-            .build(offered_at);
-        rtc.add_local_candidate(Candidate::host(local, "udp")?);
-        let mut change = rtc.sdp_api();
-        change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-        let Some((offer, pending)) = change.apply() else {
-            bail!("str0m made no offer");
-        };
-        let request = ureq::http::Request::builder()
-            .method("POST")
-            .uri(&self.whep_url)
-            .header("content-type", "application/sdp")
-            .body(offer.to_sdp_string().into_bytes())?;
-        let mut response = match self.agent.run(request) {
-            Ok(response) => response,
-            Err(e) => {
-                self.refused.push(format!("viewer {id}: {e}"));
-                bail!("POST /whep: {e}");
+        prepared: Vec<Prepared>,
+        schedule: Schedule,
+        progress: bool,
+    ) -> Vec<Result<Offered>> {
+        let n = prepared.len();
+        let ids: Vec<usize> = prepared.iter().map(|p| p.id).collect();
+        let queue: Mutex<VecDeque<(usize, Prepared)>> =
+            Mutex::new(prepared.into_iter().enumerate().collect());
+        let results: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..n).map(|_| None).collect());
+        let done = AtomicUsize::new(0);
+        let senders: Vec<Sender<Command>> = self.workers.iter().map(|w| w.0.clone()).collect();
+        // A little lead, so that every thread of the pool is up before the first offer.
+        let start = Instant::now() + Duration::from_millis(20);
+        let (agent, url) = (&self.agent, self.whep_url.as_str());
+        std::thread::scope(|scope| {
+            for t in 0..schedule.concurrency.clamp(1, n.max(1)) {
+                let (queue, results, done, senders) = (&queue, &results, &done, &senders);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("offers-{t}"))
+                    .spawn_scoped(scope, move || loop {
+                        // A poisoned lock means another offer thread panicked: stop.
+                        let Some((k, viewer)) = queue.lock().ok().and_then(|mut q| q.pop_front())
+                        else {
+                            return;
+                        };
+                        if let Some(spread) = schedule.spread {
+                            let at = start + spread.mul_f64(k as f64 / n as f64);
+                            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                        }
+                        let id = viewer.id;
+                        let outcome = offer(agent, url, viewer).and_then(|(v, location, o)| {
+                            senders[id % senders.len()]
+                                .send(Command::Add(Box::new(v)))
+                                .map_err(|_| anyhow!("a worker thread has stopped"))?;
+                            Ok((o, location))
+                        });
+                        let entry = match outcome {
+                            Ok((offered, location)) => (Ok(offered), location),
+                            Err(e) => (Err(e), String::new()),
+                        };
+                        if let Ok(mut results) = results.lock() {
+                            results[k] = Some(entry);
+                        }
+                        done.fetch_add(1, Ordering::Relaxed);
+                    });
+                if let Err(e) = spawned {
+                    eprintln!("cannot start an offer thread: {e}");
+                    break;
+                }
             }
-        };
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().unwrap_or_default();
-        if status != 201 {
-            self.refused.push(format!("viewer {id}: {status}"));
-            bail!("POST /whep answered {status}: {body}");
+            if progress && n > 1 {
+                let mut next = Instant::now() + Duration::from_secs(1);
+                // Ends once every offer is done; the threads' HTTP timeouts bound that.
+                while done.load(Ordering::Relaxed) < n {
+                    std::thread::sleep(Duration::from_millis(20));
+                    if Instant::now() >= next {
+                        next += Duration::from_secs(1);
+                        eprintln!("  offers: {} of {n} answered", done.load(Ordering::Relaxed));
+                    }
+                }
+            }
+        });
+        let results = results.into_inner().unwrap_or_default();
+        let mut out = Vec::with_capacity(n);
+        for (id, entry) in ids.into_iter().zip(results) {
+            let (result, location) =
+                entry.unwrap_or_else(|| (Err(anyhow!("no offer thread ran it")), String::new()));
+            match &result {
+                Ok(_) => {
+                    self.sessions
+                        .insert(id, (id % self.workers.len(), location));
+                }
+                Err(e) => self.refused.push(format!("viewer {id}: {e:#}")),
+            }
+            out.push(result);
         }
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let answer = SdpAnswer::from_sdp_string(&body).context("the answer parses")?;
-        rtc.sdp_api().accept_answer(pending, answer)?;
-        let viewer = Viewer {
-            rtc,
-            socket,
-            local,
-            timeout: offered_at,
-            decoder,
-            counters: Counters {
-                id,
-                offered_at: Some(offered_at),
-                ..Counters::default()
-            },
-        };
-        let worker = self.next % self.workers.len();
-        self.next += 1;
-        self.workers[worker]
-            .0
-            .send(Command::Add(Box::new(viewer)))
-            .map_err(|_| anyhow::anyhow!("a worker thread has stopped"))?;
-        self.sessions.insert(id, (worker, location));
-        Ok(offered_at)
+        out
     }
 
     /// Viewer `id` leaves: with `delete`, it ends its session with WHEP's `DELETE` first (a
@@ -219,7 +312,7 @@ impl Load {
         self.workers[worker]
             .0
             .send(Command::Remove(id))
-            .map_err(|_| anyhow::anyhow!("a worker thread has stopped"))?;
+            .map_err(|_| anyhow!("a worker thread has stopped"))?;
         Ok(status)
     }
 
@@ -249,32 +342,182 @@ impl Load {
     }
 }
 
-/// One worker: polls its sockets and runs its viewers until told to stop or `stop_at`.
-fn worker(commands: Receiver<Command>, stop_at: Instant) {
-    let mut viewers: Vec<Viewer> = Vec::new();
-    let mut fds: Vec<libc::pollfd> = Vec::new();
-    let mut buf = vec![0u8; 2048];
+/// Posts a prepared viewer's offer to WHEP and applies the answer. Returns the viewer, its
+/// session's location and the offer's times.
+fn offer(agent: &ureq::Agent, url: &str, prepared: Prepared) -> Result<(Viewer, String, Offered)> {
+    let Prepared {
+        id,
+        mut rtc,
+        socket,
+        local,
+        offer,
+        pending,
+        decoder,
+    } = prepared;
+    let request = ureq::http::Request::builder()
+        .method("POST")
+        .uri(url)
+        .header("content-type", "application/sdp")
+        .body(offer.into_bytes())?;
+    let at = Instant::now();
+    let mut response = agent.run(request).context("POST /whep")?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    let answered = Instant::now();
+    if status != 201 {
+        bail!("POST /whep answered {status}: {}", body.trim());
+    }
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let answer = SdpAnswer::from_sdp_string(&body).context("the answer parses")?;
+    rtc.sdp_api().accept_answer(pending, answer)?;
+    let viewer = Viewer {
+        rtc,
+        socket,
+        local,
+        timeout: answered,
+        decoder,
+        counters: Counters {
+            id,
+            offered_at: Some(at),
+            ..Counters::default()
+        },
+    };
+    Ok((viewer, location, Offered { id, at, answered }))
+}
+
+/// Datagrams read by one `recvmmsg` call.
+const BATCH: usize = 32;
+/// Room for one datagram; the server's are at most its MTU (about 1200 bytes).
+const DATAGRAM: usize = 2048;
+
+/// One worker's receive buffers for `recvmmsg`.
+struct Batch {
+    bufs: Vec<u8>,
+    addrs: Vec<libc::sockaddr_in>,
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            bufs: vec![0; BATCH * DATAGRAM],
+            // SAFETY: sockaddr_in, iovec and mmsghdr are plain C structs for which all zero
+            // bytes are a valid value (null pointers, zero lengths).
+            addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            iovs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            msgs: vec![unsafe { std::mem::zeroed() }; BATCH],
+        }
+    }
+
+    /// Reads up to `BATCH` datagrams from `fd` without blocking; returns how many.
+    fn receive(&mut self, fd: libc::c_int) -> usize {
+        for i in 0..BATCH {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.bufs[i * DATAGRAM..].as_mut_ptr().cast(),
+                iov_len: DATAGRAM,
+            };
+            // SAFETY: as in `new`, all zero bytes are a valid msghdr.
+            let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+            header.msg_name = std::ptr::from_mut(&mut self.addrs[i]).cast();
+            header.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            header.msg_iov = std::ptr::from_mut(&mut self.iovs[i]);
+            header.msg_iovlen = 1;
+            self.msgs[i] = libc::mmsghdr {
+                msg_hdr: header,
+                msg_len: 0,
+            };
+        }
+        // SAFETY: `msgs` holds BATCH headers whose name and iovec pointers point into `addrs`,
+        // `iovs` and `bufs`, all alive and unmoved for the duration of the call, with the sizes
+        // given.
+        let got = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        usize::try_from(got).unwrap_or(0)
+    }
+
+    /// Datagram `i` of the last `receive`: its bytes and sender.
+    fn datagram(&self, i: usize) -> (&[u8], SocketAddr) {
+        let len = (self.msgs[i].msg_len as usize).min(DATAGRAM);
+        let addr = &self.addrs[i];
+        let source = SocketAddr::from((
+            Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
+            u16::from_be(addr.sin_port),
+        ));
+        (&self.bufs[i * DATAGRAM..i * DATAGRAM + len], source)
+    }
+}
+
+/// One worker: waits in `epoll` on its viewers' sockets and runs their str0m sessions until
+/// told to stop or `stop_at`.
+fn worker(commands: &Receiver<Command>, stop_at: Instant) {
+    // SAFETY: epoll_create1 takes a flag and returns a new descriptor or -1.
+    let raw = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if raw < 0 {
+        eprintln!("epoll_create1: {}", std::io::Error::last_os_error());
+        return;
+    }
+    // SAFETY: `raw` is a descriptor we just opened and own; OwnedFd closes it at the end.
+    let epoll = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut slots: Vec<Option<Viewer>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut batch = Batch::new();
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     while Instant::now() < stop_at {
         loop {
             match commands.try_recv() {
                 Ok(Command::Add(viewer)) => {
                     let mut viewer = *viewer;
                     drain(&mut viewer, Instant::now());
-                    fds.push(libc::pollfd {
-                        fd: viewer.socket.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    });
-                    viewers.push(viewer);
+                    let slot = free.pop().unwrap_or(slots.len());
+                    let mut event = libc::epoll_event {
+                        events: libc::EPOLLIN as u32,
+                        u64: slot as u64,
+                    };
+                    // SAFETY: both descriptors are open; `event` is a valid epoll_event.
+                    let added = unsafe {
+                        libc::epoll_ctl(
+                            epoll.as_raw_fd(),
+                            libc::EPOLL_CTL_ADD,
+                            viewer.socket.as_raw_fd(),
+                            &mut event,
+                        )
+                    };
+                    if added < 0 {
+                        eprintln!("epoll_ctl: {}", std::io::Error::last_os_error());
+                        viewer.counters.dead = true;
+                    }
+                    if slot == slots.len() {
+                        slots.push(Some(viewer));
+                    } else {
+                        slots[slot] = Some(viewer);
+                    }
                 }
                 Ok(Command::Remove(id)) => {
-                    if let Some(index) = viewers.iter().position(|v| v.counters.id == id) {
-                        viewers.swap_remove(index);
-                        fds.swap_remove(index);
+                    let found = slots
+                        .iter()
+                        .position(|s| s.as_ref().is_some_and(|v| v.counters.id == id));
+                    if let Some(slot) = found {
+                        // Closing the socket takes it out of the epoll set.
+                        slots[slot] = None;
+                        free.push(slot);
                     }
                 }
                 Ok(Command::Snapshot(reply)) => {
-                    let _ = reply.send(viewers.iter().map(|v| v.counters.clone()).collect());
+                    let counters = slots.iter().flatten().map(|v| v.counters.clone());
+                    let _ = reply.send(counters.collect());
                 }
                 Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => break,
@@ -282,8 +525,9 @@ fn worker(commands: Receiver<Command>, stop_at: Instant) {
         }
         // Wake up for the nearest str0m deadline, and at least every 5 ms for commands.
         let now = Instant::now();
-        let next = viewers
+        let next = slots
             .iter()
+            .flatten()
             .filter(|v| !v.counters.dead)
             .map(|v| v.timeout)
             .min()
@@ -293,20 +537,22 @@ fn worker(commands: Receiver<Command>, stop_at: Instant) {
             .min(Duration::from_millis(5));
         // Round up so that a deadline 0.3 ms away does not spin.
         let wait_ms = wait.as_micros().div_ceil(1000) as libc::c_int;
-        for fd in &mut fds {
-            fd.revents = 0;
-        }
-        // SAFETY: `fds` is a live, correctly sized array of pollfd for the duration of the call.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
+        // SAFETY: `events` is a live array of `events.len()` epoll_event.
+        let ready = unsafe {
+            libc::epoll_wait(
+                epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as libc::c_int,
+                wait_ms,
+            )
+        };
         let now = Instant::now();
-        if ready > 0 {
-            for (viewer, fd) in viewers.iter_mut().zip(&fds) {
-                if fd.revents & libc::POLLIN != 0 {
-                    receive(viewer, &mut buf, now);
-                }
+        for event in &events[..usize::try_from(ready).unwrap_or(0)] {
+            if let Some(Some(viewer)) = slots.get_mut(event.u64 as usize) {
+                receive(viewer, &mut batch, now);
             }
         }
-        for viewer in &mut viewers {
+        for viewer in slots.iter_mut().flatten() {
             if !viewer.counters.dead && viewer.timeout <= now {
                 if viewer.rtc.handle_input(Input::Timeout(now)).is_err() {
                     viewer.counters.dead = true;
@@ -318,28 +564,35 @@ fn worker(commands: Receiver<Command>, stop_at: Instant) {
     }
 }
 
-/// Reads what is waiting on the viewer's socket (at most 256 datagrams, so one busy viewer
-/// cannot starve the others) and feeds it to str0m.
-fn receive(viewer: &mut Viewer, buf: &mut [u8], now: Instant) {
-    for _ in 0..256 {
-        let (len, source) = match viewer.socket.recv_from(buf) {
-            Ok(got) => got,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-            Err(_) => return,
-        };
-        if viewer.counters.dead {
-            continue;
+/// Reads what is waiting on the viewer's socket, a batch of datagrams a system call (at most
+/// 8 batches, so one busy viewer cannot starve the others; the rest wakes the next
+/// `epoll_wait`), and feeds it to str0m.
+fn receive(viewer: &mut Viewer, batch: &mut Batch, now: Instant) {
+    let fd = viewer.socket.as_raw_fd();
+    for _ in 0..8 {
+        let got = batch.receive(fd);
+        for i in 0..got {
+            if viewer.counters.dead {
+                break;
+            }
+            let (datagram, source) = batch.datagram(i);
+            // Datagrams str0m cannot classify are not ours to count.
+            let Ok(receive) = Receive::new(Protocol::Udp, source, viewer.local, datagram) else {
+                continue;
+            };
+            if viewer
+                .rtc
+                .handle_input(Input::Receive(now, receive))
+                .is_err()
+            {
+                viewer.counters.dead = true;
+                break;
+            }
+            drain(viewer, now);
         }
-        // Datagrams str0m cannot classify are not ours to count.
-        let Ok(receive) = Receive::new(Protocol::Udp, source, viewer.local, &buf[..len]) else {
-            continue;
-        };
-        let input = Input::Receive(now, receive);
-        if viewer.rtc.handle_input(input).is_err() {
-            viewer.counters.dead = true;
+        if got < BATCH {
             return;
         }
-        drain(viewer, now);
     }
 }
 
@@ -384,16 +637,16 @@ fn drain(viewer: &mut Viewer, now: Instant) {
                         viewer.counters.idr_seen = annex_b_has_idr(&data.data);
                     }
                     viewer.counters.count_range(first, last, now);
-                    // Access units before the first IDR cannot be decoded: ffmpeg would drop
-                    // them, and then its pictures would no longer pair with what was written.
+                    // Access units before the first IDR cannot be decoded.
                     if let Some(decoder) =
                         viewer.decoder.as_ref().filter(|_| viewer.counters.idr_seen)
                     {
-                        let mut au = Vec::with_capacity(data.data.len() + AUD.len());
-                        au.extend_from_slice(&data.data);
-                        au.extend_from_slice(&AUD);
+                        let unit = Unit {
+                            arrived: now,
+                            data: data.data,
+                        };
                         // A decoder that falls behind loses frames rather than stalling us.
-                        let _ = decoder.try_send(au);
+                        let _ = decoder.try_send(unit);
                     }
                 }
                 Event::IceConnectionStateChange(str0m::IceConnectionState::Disconnected)
