@@ -3,6 +3,7 @@
 //! - `cargo xtask ci`: what CI checks: formatting, clippy (warnings are errors), the docs
 //!   (warnings are errors) and every test, end-to-end ones included.
 //! - `cargo xtask bench`: the benchmarks, in release mode; their figures go into BENCHMARKS.md.
+//!   `cargo xtask bench viewers [--quick]` runs the viewer-load bench's matrix (`bench/`).
 //! - `cargo xtask pi`: rtcgear for the Raspberry Pi (aarch64 and armv7), cross-built and
 //!   packaged as a `.deb` and a tarball; `cargo xtask pi-test` tests those builds under qemu
 //!   and streams from an emulated server to Chromium. See the `pi` module.
@@ -48,6 +49,10 @@ fn print_help() {
          Tasks:\n  \
          ci      fmt --check, clippy -D warnings, docs -D warnings, every test\n  \
          bench   the benchmarks in release mode (extra arguments go to cargo bench)\n  \
+         bench viewers [--quick] [FLAGS]: the viewer-load bench's matrix against the release\n          \
+         `rtcgear serve` (N = 1..500 at 720p and 480p, the join storm); writes\n          \
+         bench/viewers.{{md,json,svg}} (--quick: a short run, into target/bench/); FLAGS\n          \
+         of `rtcgear-bench viewers` replace the matrix's\n  \
          pi      rtcgear for the Raspberry Pi: installs what the cross build needs (rustup\n          \
          targets; cross gcc and the target's libraries through apt-get), builds it in release\n          \
          mode, packages it in target/pi/dist/ (a .deb and a tarball, each with the systemd\n          \
@@ -123,9 +128,114 @@ fn ci(root: &Path, extra: &[String]) -> Result<(), String> {
 }
 
 fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
+    if extra.first().map(String::as_str) == Some("viewers") {
+        return bench_viewers(root, &extra[1..]);
+    }
     let mut args = vec!["bench", "--workspace", "--locked"];
     args.extend(extra.iter().map(String::as_str));
     step(root, "benchmarks", &args, &[])
+}
+
+/// The viewer-load matrix of BENCHMARKS.md: every size and number of viewers, and the join storm.
+const VIEWERS_FULL: [(&str, &str); 5] = [
+    ("--viewers", "1,10,50,100,200,500"),
+    ("--size", "1280x720,640x480"),
+    ("--seconds", "8"),
+    ("--join-storm", "100"),
+    ("--storm-watchers", "0"),
+];
+
+/// `--quick`: a short run that shows the bench works, not figures to publish.
+const VIEWERS_QUICK: [(&str, &str); 5] = [
+    ("--viewers", "1,10,50"),
+    ("--size", "640x480"),
+    ("--seconds", "3"),
+    ("--join-storm", "30"),
+    ("--storm-watchers", "0"),
+];
+
+/// `cargo xtask bench viewers [--quick] [rtcgear-bench viewers flags]`: builds `rtcgear` and
+/// the bench in release mode and runs the matrix. The full run writes `bench/viewers.svg` (the
+/// plot BENCHMARKS.md shows), `bench/viewers.json` and `bench/viewers.md` (the table); a quick
+/// one writes them under `target/bench/`. A flag given here replaces the matrix's.
+fn bench_viewers(root: &Path, extra: &[String]) -> Result<(), String> {
+    let quick = extra.iter().any(|a| a == "--quick");
+    let extra: Vec<&str> = extra
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--quick")
+        .collect();
+    step(
+        root,
+        "release build",
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "rtcgear",
+            "-p",
+            "rtcgear-bench",
+        ],
+        &[],
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|dir| {
+            if dir.is_absolute() {
+                dir
+            } else {
+                root.join(dir)
+            }
+        })
+        .unwrap_or_else(|| root.join("target"));
+    let out = if quick {
+        target.join("bench")
+    } else {
+        root.join("bench")
+    };
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let matrix = if quick { VIEWERS_QUICK } else { VIEWERS_FULL };
+    let mut args: Vec<String> = vec!["viewers".into()];
+    for (flag, value) in matrix {
+        let given = extra
+            .iter()
+            .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+        if !given {
+            args.extend([flag.to_string(), value.to_string()]);
+        }
+    }
+    let svg = out.join("viewers.svg");
+    let json = out.join("viewers.json");
+    args.extend(["--plot".into(), svg.display().to_string()]);
+    args.extend(["--json".into(), json.display().to_string()]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let bench = target.join("release").join("rtcgear-bench");
+    eprintln!("\n==> viewers: {} {}", bench.display(), args.join(" "));
+    let started = Instant::now();
+    // The bench prints its progress on stderr and the final table on stdout, kept for the file.
+    let output = Command::new(&bench)
+        .args(&args)
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bench.display()))?;
+    let table = String::from_utf8_lossy(&output.stdout);
+    print!("{table}");
+    eprintln!("<== viewers: {:.0} s", started.elapsed().as_secs_f64());
+    if !output.status.success() {
+        return Err(format!("the viewer bench failed ({})", output.status));
+    }
+    let md = out.join("viewers.md");
+    std::fs::write(&md, table.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", md.display()))?;
+    eprintln!(
+        "viewers: wrote {}, {} and {}",
+        md.display(),
+        json.display(),
+        svg.display()
+    );
+    Ok(())
 }
 
 /// The fuzz targets of `fuzz/`, in the order `cargo xtask fuzz` runs them.
