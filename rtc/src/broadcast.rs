@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::media::{MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::rtp::{Extension, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Rtc};
 use tracing::{debug, info, warn};
 
@@ -296,7 +296,12 @@ impl Broadcast {
         };
         let ufrag = creds.ufrag.clone();
         // RTP mode: every viewer gets the payloads packetized once for all (see `packetize`).
+        // The only header extension is the MID that BUNDLE needs: nothing here estimates
+        // bandwidth, so transport-wide congestion feedback (a datagram from every viewer
+        // every few tens of milliseconds) and send times would be work for nothing.
         let mut rtc = codec::configure(Rtc::builder(), self.config.h264_profile)
+            .clear_extension_map()
+            .set_extension(MID_EXTENSION_ID, Extension::RtpMid)
             .set_rtp_mode(true)
             .set_ice_lite(self.config.ice_lite)
             .set_stats_interval(Some(health::STATS_INTERVAL))
@@ -639,16 +644,21 @@ impl Broadcast {
     }
 }
 
-/// How many sent packets each viewer keeps for retransmission, and for how long (str0m's
-/// defaults: its video send buffer and 3 s).
-pub(crate) const RTX_CACHE_PACKETS: usize = 1000;
-pub(crate) const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+/// How many sent packets each viewer keeps for retransmission (1 s of a 10 Mbit/s stream),
+/// and for how long: several round trips of a slow path (str0m's default is 3 s). The payloads
+/// are shared between viewers, but each entry's header is the viewer's own, so this cache is
+/// most of a viewer's memory.
+pub(crate) const RTX_CACHE_PACKETS: usize = 1024;
+pub(crate) const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
 
 /// The largest share of a viewer's bytes in the last second that retransmissions may take.
 pub(crate) const RTX_MAX_SHARE: f32 = 0.5;
 
 /// The longest [`Output::Timeout`] when nothing is scheduled.
 const IDLE: Duration = Duration::from_secs(60);
+
+/// The id str0m's default extension map gives the MID; the offer's own id wins in the answer.
+const MID_EXTENSION_ID: u8 = 4;
 
 impl fmt::Debug for Broadcast {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

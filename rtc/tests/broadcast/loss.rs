@@ -55,8 +55,9 @@ fn two_percent_loss_still_plays_and_spares_the_others() {
             lossy_client.plis,
             sim.sent.iter().filter(|(_, k, _)| *k).count(),
         );
+        // Viewers send little (receiver reports, NACKs), so 2% of it may well be nothing.
         assert!(
-            link.down_lost() * 100 >= link.down_sent && link.up_lost() > 0,
+            link.down_lost() * 100 >= link.down_sent,
             "seed {seed}: the link really lost packets"
         );
         let nacks = lossy_client.ingress.as_ref().map_or(0, |s| s.nacks);
@@ -105,17 +106,19 @@ fn two_percent_loss_still_plays_and_spares_the_others() {
 
 /// Bursts of loss (tens of packets in a row, retransmissions included) that NACK cannot mend
 /// in time: the lossy viewer's picture breaks, its PLIs bring keyframes through the limiter
-/// (never closer than the keyframe interval), and it plays again after each; the clean viewer
-/// still gets every frame intact.
+/// (never closer than the keyframe interval), and it plays again after each and once the
+/// path is clean for the last 2 s; the clean viewer still gets every frame intact.
 #[test]
 fn loss_bursts_recover_through_pli_and_a_keyframe() {
     let burst = |seed| {
         NetemConfig::new()
             .latency(Duration::from_millis(20))
             .loss(
+                // Bursts of 40 packets on average (a packet a frame here: 1.3 s), longer than
+                // sent packets are kept for resending, a few in the 10 s.
                 GilbertElliot::new()
-                    .good_duration(150.0)
-                    .bad_duration(25.0)
+                    .good_duration(100.0)
+                    .bad_duration(40.0)
                     .loss_in_bad(Probability::new(1.0)),
             )
             .seed(seed)
@@ -125,13 +128,17 @@ fn loss_bursts_recover_through_pli_and_a_keyframe() {
     let lossy_viewer = sim.add_client();
     sim.clients[clean].sends_pli = true;
     sim.connect_all();
-    sim.set_link(lossy_viewer, Link::new(burst(11), burst(12)));
+    // Bursts on the way to the viewer only: it sends a few datagrams a second, so a burst
+    // counted in its packets would silence its PLIs for many seconds.
+    sim.set_link(lossy_viewer, Link::new(burst(11), lossy(0.02, 12)));
     let mut frames = FakeFrames::new();
     let start = sim.now;
-    sim.stream(&mut frames, Duration::from_secs(10), None);
+    sim.stream(&mut frames, Duration::from_secs(8), None);
+    // The last 2 s on a clean path: the viewer must be playing again at the end.
+    let link = sim.clients[lossy_viewer].link.take().expect("a link");
+    sim.stream(&mut frames, Duration::from_secs(2), None);
 
     let lossy_client = &sim.clients[lossy_viewer];
-    let link = lossy_client.link.as_ref().expect("a link");
     let keyframes: Vec<_> = sim
         .sent
         .iter()
