@@ -18,6 +18,7 @@ mod server;
 mod soak;
 mod viewer;
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -289,9 +290,9 @@ fn load_average() -> Option<f64> {
         .ok()
 }
 
-/// Waits (at most `limit`) until every viewer of `ids` has its first frame, saying every
-/// second how many do.
-fn wait_playing(load: &Load, ids: &[usize], limit: Duration) -> Vec<Counters> {
+/// Waits (at most `limit`) until every answered viewer of `ids` has its first frame, saying
+/// every second how many do.
+fn wait_playing(load: &Load, ids: &Range<usize>, limit: Duration) -> Vec<Counters> {
     let deadline = Instant::now() + limit;
     let mut next_progress = Instant::now() + Duration::from_secs(1);
     loop {
@@ -305,14 +306,16 @@ fn wait_playing(load: &Load, ids: &[usize], limit: Duration) -> Vec<Counters> {
             .filter(|c| c.first_frame_at.is_some())
             .count();
         let now = Instant::now();
-        if playing == ids.len() || now >= deadline {
+        // Viewers whose offer failed never reach a worker: wait for those that did.
+        if playing == counters.len() || now >= deadline {
             return counters;
         }
         if now >= next_progress {
             next_progress += Duration::from_secs(1);
-            eprintln!("  playing: {playing} of {}", ids.len());
+            eprintln!("  playing: {playing} of {}", counters.len());
         }
-        std::thread::sleep(Duration::from_millis(10));
+        // Each look interrupts the workers; 20 ms is finer than what it measures needs.
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -346,13 +349,13 @@ fn run(
             .map(|id| viewer::prepare(id, None))
             .collect::<Result<Vec<_>>>()?;
         load.add_viewers(prepared, gentle, true);
-        let ids: Vec<usize> = (0..watchers).collect();
-        wait_playing(&load, &ids, Duration::from_secs(30));
+        wait_playing(&load, &(0..watchers), Duration::from_secs(30));
     }
 
     // The measured viewers, and which of them are decoded: spread over the group, so that a
     // storm's sample holds early and late offers.
-    let ids: Vec<usize> = (watchers..total).collect();
+    let group = watchers..total;
+    let ids: Vec<usize> = group.clone().collect();
     let sample = args.sample.min(n);
     let sampled: Vec<usize> = (0..sample).map(|k| ids[k * n / sample.max(1)]).collect();
     let mut decoders: Vec<(usize, Decoder)> = Vec::new();
@@ -392,7 +395,7 @@ fn run(
     let offers_span_ms = first_offer.zip(last_offer).map(|(a, b)| ms(b - a));
     let mut answers: Vec<f64> = offered.iter().map(|o| ms(o.answered - o.at)).collect();
 
-    let counters = wait_playing(&load, &ids, Duration::from_secs(30));
+    let counters = wait_playing(&load, &group, Duration::from_secs(30));
     let playing = counters
         .iter()
         .filter(|c| c.first_frame_at.is_some())
