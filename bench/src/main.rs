@@ -422,10 +422,20 @@ fn run(
     let decoder_list: Vec<&Decoder> = decoders.iter().map(|(_, d)| d).collect();
     let before = load.snapshot();
     let (server_a, own_a, dec_a) = cpu_now(&server, &decoder_list);
+    let drops_a = server::udp_receive_buffer_errors();
     let window_start = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(args.seconds));
     let after = load.snapshot();
     let (server_b, own_b, dec_b) = cpu_now(&server, &decoder_list);
+    let udp_receive_drops = drops_a
+        .zip(server::udp_receive_buffer_errors())
+        .map(|(a, b)| b.saturating_sub(a));
+    if let Some(drops) = udp_receive_drops.filter(|&d| d > 0) {
+        eprintln!(
+            "  {drops} datagrams dropped by full UDP receive buffers during the window: RTP \
+             loss may be the load client's"
+        );
+    }
     let window_end = Instant::now();
     let window = (window_end - window_start).as_secs_f64();
     let rss = server::rss_kib(&server.pid().to_string()).unwrap_or(0);
@@ -547,5 +557,6 @@ fn run(
         load_cpu_per_viewer_pct: load_cpu_pct / total.max(1) as f64,
         decoders_cpu_pct: 100.0 * (dec_b - dec_a) / window,
         loadavg_1m: loadavg,
+        udp_receive_drops,
     })
 }

@@ -76,6 +76,10 @@ pub struct RunResult {
     /// The machine's load average (1 minute) as the run began.
     #[serde(default)]
     pub loadavg_1m: Option<f64>,
+    /// Datagrams dropped by full UDP receive buffers on the machine during the window (the
+    /// viewers' and the server's sockets): non-zero means RTP loss may be the load client's.
+    #[serde(default)]
+    pub udp_receive_drops: Option<u64>,
 }
 
 /// Nearest-rank percentile of `values` (sorted here), or `None` when empty.

@@ -93,6 +93,7 @@ pub struct Prepared {
 pub fn prepare(id: usize, decoder: Option<SyncSender<Unit>>) -> Result<Prepared> {
     let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("bind a UDP socket")?;
     socket.set_nonblocking(true)?;
+    set_receive_buffer(&socket, RECEIVE_BUFFER);
     let local = socket.local_addr()?;
     let mut rtc = Rtc::builder()
         .set_rtp_mode(decoder.is_none())
@@ -112,6 +113,28 @@ pub fn prepare(id: usize, decoder: Option<SyncSender<Unit>>) -> Result<Prepared>
         pending,
         decoder,
     })
+}
+
+/// Each viewer socket's receive buffer: room for a 720p keyframe's burst while its worker is
+/// busy with other viewers, so that the load client does not drop what the server sent (the
+/// kernel caps it at `net.core.rmem_max`; the run reports the machine's UDP receive-buffer
+/// drops over its window).
+const RECEIVE_BUFFER: libc::c_int = 1 << 20;
+
+fn set_receive_buffer(socket: &UdpSocket, bytes: libc::c_int) {
+    // SAFETY: the descriptor is open and the option value is a c_int of the size given.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::from_ref(&bytes).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        eprintln!("SO_RCVBUF: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// How a batch of prepared viewers makes its offers.
