@@ -157,7 +157,8 @@ const VIEWERS_QUICK: [(&str, &str); 5] = [
 /// `cargo xtask bench viewers [--quick] [rtcgear-bench viewers flags]`: builds `rtcgear` and
 /// the bench in release mode and runs the matrix. The full run writes `bench/viewers.svg` (the
 /// plot BENCHMARKS.md shows), `bench/viewers.json` and `bench/viewers.md` (the table); a quick
-/// one writes them under `target/bench/`. A flag given here replaces the matrix's.
+/// one writes them under `target/bench/`. A flag given here replaces the matrix's (`--json`
+/// moves the table too: it is written beside the JSON, as `.md`).
 fn bench_viewers(root: &Path, extra: &[String]) -> Result<(), String> {
     let quick = extra.iter().any(|a| a == "--quick");
     let extra: Vec<&str> = extra
@@ -196,19 +197,31 @@ fn bench_viewers(root: &Path, extra: &[String]) -> Result<(), String> {
     };
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let matrix = if quick { VIEWERS_QUICK } else { VIEWERS_FULL };
+    let given = |flag: &str| {
+        extra
+            .iter()
+            .position(|a| *a == flag || a.starts_with(&format!("{flag}=")))
+            .map(|i| match extra[i].split_once('=') {
+                Some((_, value)) => value.to_string(),
+                None => extra.get(i + 1).map_or(String::new(), |v| v.to_string()),
+            })
+    };
     let mut args: Vec<String> = vec!["viewers".into()];
     for (flag, value) in matrix {
-        let given = extra
-            .iter()
-            .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
-        if !given {
+        if given(flag).is_none() {
             args.extend([flag.to_string(), value.to_string()]);
         }
     }
-    let svg = out.join("viewers.svg");
-    let json = out.join("viewers.json");
-    args.extend(["--plot".into(), svg.display().to_string()]);
-    args.extend(["--json".into(), json.display().to_string()]);
+    // `--plot` and `--json` given here replace the default files; the table goes beside the
+    // JSON.
+    let svg = given("--plot").map_or_else(|| out.join("viewers.svg"), PathBuf::from);
+    let json = given("--json").map_or_else(|| out.join("viewers.json"), PathBuf::from);
+    if given("--plot").is_none() {
+        args.extend(["--plot".into(), svg.display().to_string()]);
+    }
+    if given("--json").is_none() {
+        args.extend(["--json".into(), json.display().to_string()]);
+    }
     args.extend(extra.iter().map(|a| a.to_string()));
     let bench = target.join("release").join("rtcgear-bench");
     eprintln!("\n==> viewers: {} {}", bench.display(), args.join(" "));
@@ -226,7 +239,7 @@ fn bench_viewers(root: &Path, extra: &[String]) -> Result<(), String> {
     if !output.status.success() {
         return Err(format!("the viewer bench failed ({})", output.status));
     }
-    let md = out.join("viewers.md");
+    let md = json.with_extension("md");
     std::fs::write(&md, table.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", md.display()))?;
     eprintln!(
