@@ -732,4 +732,40 @@ mod tests {
         assert!(annex_b_has_idr(&[0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x65, 2]));
         assert!(!annex_b_has_idr(&[0, 0, 0, 1, 0x41, 1]));
     }
+
+    #[test]
+    fn recvmmsg_reads_datagrams_in_batches_with_their_senders() {
+        let receiver = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        receiver.set_nonblocking(true).expect("non-blocking");
+        let sender = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let to = receiver.local_addr().expect("address");
+        for i in 0..40u8 {
+            sender.send_to(&[i; 3], to).expect("send");
+        }
+        let mut batch = Batch::new();
+        let mut got = Vec::new();
+        // Loopback delivers at once, but give a slow machine a few tries; bounded.
+        for _ in 0..100 {
+            let n = batch.receive(receiver.as_raw_fd());
+            assert!(n <= BATCH);
+            for i in 0..n {
+                let (bytes, source) = batch.datagram(i);
+                assert_eq!(source, sender.local_addr().expect("address"));
+                got.push(bytes.to_vec());
+            }
+            if got.len() == 40 {
+                break;
+            }
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let expected: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 3]).collect();
+        assert_eq!(got, expected);
+        assert_eq!(
+            batch.receive(receiver.as_raw_fd()),
+            0,
+            "nothing left, no blocking"
+        );
+    }
 }
