@@ -12,7 +12,9 @@
 //!   routes them to their viewer: by the sender's address once it is known, before that by
 //!   the ICE username of the browser's STUN request (so many viewers share one socket);
 //! - encoded access units from the one shared encoder go to
-//!   [`handle_frame`](Broadcast::handle_frame), which writes them to every connected viewer;
+//!   [`handle_frame`](Broadcast::handle_frame), which cuts each into RTP payloads once and
+//!   writes the same payloads to every connected viewer (str0m's RTP mode: each session adds
+//!   only its own header and encryption);
 //! - time goes to [`handle_timeout`](Broadcast::handle_timeout).
 //!
 //! Out of [`poll_output`](Broadcast::poll_output) come datagrams to send, events
