@@ -342,9 +342,7 @@ impl Broadcast {
         // A browser asks again for a packet until it comes, so at a low bitrate a few losses
         // cross that line, the answers are dropped, and the picture freezes. Retransmissions
         // only load this viewer's own path, so allow them up to half of it.
-        if let Some(stream) = rtc.direct_api().stream_tx_by_mid(media.0, None) {
-            stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_MAX_SHARE));
-        }
+        new_resend_cache(&mut rtc, media.0);
         let id = ViewerId(self.next_id);
         let mut viewer = Viewer {
             rtc,
@@ -648,11 +646,11 @@ impl Broadcast {
 /// and for how long: several round trips of a slow path (str0m's default is 3 s). The payloads
 /// are shared between viewers, but each entry's header is the viewer's own, so this cache is
 /// most of a viewer's memory.
-pub(crate) const RTX_CACHE_PACKETS: usize = 1024;
-pub(crate) const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
+const RTX_CACHE_PACKETS: usize = 1024;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
 
 /// The largest share of a viewer's bytes in the last second that retransmissions may take.
-pub(crate) const RTX_MAX_SHARE: f32 = 0.5;
+const RTX_MAX_SHARE: f32 = 0.5;
 
 /// The longest [`Output::Timeout`] when nothing is scheduled.
 const IDLE: Duration = Duration::from_secs(60);
@@ -793,6 +791,14 @@ fn send_gop(id: ViewerId, viewer: &mut Viewer, gop: &GopCache, out: &mut Pending
     debug!(%id, frames = count, bytes = gop.bytes, "GOP cache sent");
     viewer.state = State::Streaming;
     mark_dirty(id, viewer, &mut out.dirty);
+}
+
+/// Gives `rtc`'s video stream on `mid` an empty resend cache of rtcgear's size and share (see
+/// [`RTX_CACHE_PACKETS`] and [`RTX_MAX_SHARE`]); str0m makes a new one each time.
+pub(crate) fn new_resend_cache(rtc: &mut Rtc, mid: Mid) {
+    if let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None) {
+        stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_MAX_SHARE));
+    }
 }
 
 /// Packetizes an access unit for every viewer at once.

@@ -21,7 +21,7 @@ use str0m::media::Mid;
 use str0m::Rtc;
 use tracing::{debug, info};
 
-use crate::broadcast::{later, RTX_CACHE_AGE, RTX_CACHE_PACKETS, RTX_MAX_SHARE};
+use crate::broadcast::{later, new_resend_cache};
 use crate::ViewerId;
 
 /// This many keyframe requests within [`REQUEST_WINDOW`] mean a viewer is behind.
@@ -139,14 +139,8 @@ impl Health {
         }
         self.behind = true;
         info!(%id, why, "viewer cannot keep up: no delta frames for it until the next keyframe");
-        forget_sent(rtc, mid);
-    }
-}
-
-/// Empties the retransmission cache of `rtc`'s stream on `mid` (str0m makes a new one).
-fn forget_sent(rtc: &mut Rtc, mid: Mid) {
-    if let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None) {
-        stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_MAX_SHARE));
+        // An empty cache: nothing it skips is sent again.
+        new_resend_cache(rtc, mid);
     }
 }
 
