@@ -3,9 +3,10 @@
 # cargo fmt --check, clippy (-D warnings), the docs (-D warnings) and all tests, the end-to-end
 # ones in headless Chromium and against aiortc included; then the V4L2 camera source against a
 # real kernel device (the vivid driver in a small VM, ../shared/tools/v4l2-vm.sh, with
-# v4l2loopback built for it by scripts/v4l2loopback.sh to pass a camera's H.264 through); then the
-# Raspberry Pi build: rtcgear cross-built for aarch64 and packaged, and the emulated server
-# (qemu) streaming to Chromium (RTCGEAR_PI=0 turns it off). The Pi builds' unit tests under
+# v4l2loopback built for it by scripts/v4l2loopback.sh to pass a camera's H.264 through), and
+# `rtcgear serve` of that camera in a VM with a network (scripts/vivid-serve.sh) played by
+# Chromium; then the Raspberry Pi build: rtcgear cross-built for aarch64 and packaged, and the
+# emulated server (qemu) streaming to Chromium (RTCGEAR_PI=0 turns it off). The Pi builds' unit tests under
 # qemu take longer than CI's time allows: `cargo xtask pi --test` runs everything for both Pis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,9 @@ if [ "$(id -u)" = 0 ] && [ "${RTCGEAR_V4L2_VM:-1}" = 1 ] && [ -f ../shared/tools
   V4L2VM_WORK="$PWD/target/v4l2-vm" V4L2VM_QUIET=1 RTCGEAR_V4L2_VM=1 \
     RTCGEAR_V4L2LOOPBACK_KO="$loopback_ko" \
     cargo test --locked -p rtcgear-capture --features v4l2 --test v4l2_vm -- --nocapture
+  echo "==> the vivid camera served from a VM (scripts/vivid-serve.sh), played by Chromium here"
+  V4L2VM_WORK="$PWD/target/v4l2-vm" RTCGEAR_V4L2_VM=1 \
+    cargo test --locked -p rtcgear --test v4l2_vm -- --nocapture
 else
   echo "skipping the V4L2 VM test: it needs root and ../shared/tools/v4l2-vm.sh (RTCGEAR_V4L2_VM=0 turns it off)"
 fi
