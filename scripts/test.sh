@@ -25,7 +25,7 @@ if [ "$(id -u)" = 0 ] && [ "${RTCGEAR_V4L2_VM:-1}" = 1 ] && [ -f ../shared/tools
     RTCGEAR_V4L2LOOPBACK_KO="$loopback_ko" \
     cargo test --locked -p rtcgear-capture --features v4l2 --test v4l2_vm -- --nocapture
   echo "==> the vivid camera served from a VM (scripts/vivid-serve.sh), played by Chromium here"
-  V4L2VM_WORK="$PWD/target/v4l2-vm" RTCGEAR_V4L2_VM=1 \
+  V4L2VM_WORK="$PWD/target/v4l2-vm" RTCGEAR_V4L2_VM=1 RTCGEAR_V4L2LOOPBACK_KO="$loopback_ko" \
     cargo test --locked -p rtcgear --test v4l2_vm -- --nocapture
 else
   echo "skipping the V4L2 VM test: it needs root and ../shared/tools/v4l2-vm.sh (RTCGEAR_V4L2_VM=0 turns it off)"

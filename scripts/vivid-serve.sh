@@ -14,7 +14,7 @@
 #
 # Usage:  scripts/vivid-serve.sh [RTCGEAR_SERVE_ARGS...]
 #   e.g.  scripts/vivid-serve.sh --size 640x480 --fps 15     then open http://127.0.0.1:8080/
-# The arguments go after `rtcgear serve --source /dev/video0 --bind 0.0.0.0 --port HTTP_PORT
+# The arguments go after `rtcgear serve --source SOURCE --bind 0.0.0.0 --port HTTP_PORT
 # --udp-port UDP_PORT --public-ip 127.0.0.1`. The guest's console (and the server's log) goes to
 # standard output. The VM stops when this script is killed or when V4L2VM_TIMEOUT runs out.
 #
@@ -22,6 +22,14 @@
 #   RTCGEAR         the rtcgear binary          (default target/debug/rtcgear, else target/release)
 #   HTTP_PORT       loopback port of the page   (default 8080)
 #   UDP_PORT        loopback media port         (default 50000)
+#   SOURCE          the server's --source       (default /dev/video0, vivid)
+#   V4L2LOOPBACK_KO a v4l2loopback.ko built for the VM's kernel (scripts/v4l2loopback.sh): loaded
+#                   as /dev/video9, a device that delivers whatever is written into it
+#   FEED            a shell command run (in the background, as this machine's root) before the
+#                   server starts; with V4L2LOOPBACK_KO the server waits until the FEED has given
+#                   /dev/video9 a format. A camera that delivers H.264, for instance:
+#                     FEED='ffmpeg -re -stream_loop -1 -i /path/clip.h264 -c copy -f v4l2 /dev/video9'
+#                     SOURCE=/dev/video9 scripts/vivid-serve.sh --format h264
 #   V4L2VM_WORK     the VM tool's work folder   (default target/v4l2-vm)
 #   V4L2VM_VIVID    vivid module parameters     (default "n_devs=1 node_types=0x1")
 #   V4L2VM_TIMEOUT  wall-clock limit, seconds   (default 600)
@@ -53,9 +61,17 @@ fi
 [ -n "${RTCGEAR:-}" ] || die "no rtcgear binary: build it (cargo build -p rtcgear) or set RTCGEAR"
 [ -x "$RTCGEAR" ] || die "RTCGEAR=$RTCGEAR is not an executable"
 RTCGEAR=$(readlink -f "$RTCGEAR")
-case "$RTCGEAR" in /proc/*|/sys/*|/dev/*|/tmp/*)
-  die "RTCGEAR=$RTCGEAR: the VM sees this machine's files except /proc, /sys, /dev and /tmp" ;;
-esac
+SOURCE=${SOURCE:-/dev/video0}
+LOOPBACK_KO=${V4L2LOOPBACK_KO:-}
+for path in "$RTCGEAR" "$LOOPBACK_KO"; do
+  case "$path" in /proc/*|/sys/*|/dev/*|/tmp/*)
+    die "$path: the VM sees this machine's files except those in /proc, /sys, /dev and /tmp" ;;
+  esac
+done
+if [ -n "$LOOPBACK_KO" ]; then
+  [ -f "$LOOPBACK_KO" ] || die "V4L2LOOPBACK_KO=$LOOPBACK_KO is missing"
+  LOOPBACK_KO=$(readlink -f "$LOOPBACK_KO")
+fi
 
 # ------------------------------------------------------- 1. the kernel and busybox, cached
 CACHE=$WORK/cache
@@ -93,13 +109,15 @@ for module in vivid virtio_pci virtio_net 9pnet_virtio 9p; do
 done
 # The server's command line, one argument a line (busybox sh has no arrays).
 {
-  printf '%s\n' "$RTCGEAR" serve --source /dev/video0 --bind 0.0.0.0 --port "$HTTP_PORT" \
+  printf '%s\n' "$RTCGEAR" serve --source "$SOURCE" --bind 0.0.0.0 --port "$HTTP_PORT" \
     --udp-port "$UDP_PORT" --public-ip 127.0.0.1
   for arg in "$@"; do printf '%s\n' "$arg"; done
 } > "$INITRAMFS/command"
+printf '%s\n' "${FEED:-}" > "$INITRAMFS/feed"
 cat > "$INITRAMFS/config" <<EOF
 VIVID_PARAMS='$VIVID_PARAMS'
 RUST_LOG='${RUST_LOG:-info}'
+LOOPBACK_KO='$LOOPBACK_KO'
 EOF
 cat > "$INITRAMFS/init" <<'EOF'
 #!/bin/busybox sh
@@ -123,6 +141,19 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro hostroo
   || { say "NO_HOST_ROOT"; poweroff -f; }
 mount -t proc proc /host/proc; mount -t sysfs sys /host/sys
 mount -o bind /dev /host/dev; mount -t tmpfs tmp /host/tmp
+if [ -n "$LOOPBACK_KO" ]; then
+  insmod "/host$LOOPBACK_KO" devices=1 video_nr=9 exclusive_caps=0 card_label=loopback \
+    || { say "INSMOD_FAIL $LOOPBACK_KO"; poweroff -f; }
+fi
+if [ -n "$(cat /feed)" ]; then
+  say "FEED $(cat /feed)"
+  HOME=/tmp chroot /host /bin/sh -c "$(cat /feed)" &
+  if [ -n "$LOOPBACK_KO" ]; then   # the writer sets the format the camera side then offers
+    i=0; while [ -z "$(cat /sys/class/video4linux/video9/format 2>/dev/null)" ] && [ $i -lt 300 ]; do
+      sleep 0.1; i=$((i + 1)); done
+    say "LOOPBACK_FORMAT $(cat /sys/class/video4linux/video9/format 2>/dev/null)"
+  fi
+fi
 set --; while IFS= read -r arg; do set -- "$@" "$arg"; done < /command
 say "SERVING $*"
 RUST_LOG="$RUST_LOG" HOME=/tmp chroot /host "$@"
