@@ -8,8 +8,8 @@
 # media port. The guest has no default route: it reaches 10.0.2.2 (this machine's loopback, where
 # the browser's datagrams come from) and nothing else.
 # Inside, this machine's root directory is mounted read-only over 9p and `rtcgear` runs chrooted
-# into it, with the VM's own /dev, /proc and /sys, so the host's binary and its libraries run as
-# they are. The media port is the same number on both sides and the server announces 127.0.0.1
+# into it, with the VM's own /dev, /proc and /sys (and a scratch /dev/shm as TMPDIR), so the
+# host's binary and its libraries run as they are. The media port is the same number on both sides and the server announces 127.0.0.1
 # as its address, so a browser here connects as it would to a local server.
 #
 # Usage:  scripts/vivid-serve.sh [RTCGEAR_SERVE_ARGS...]
@@ -64,8 +64,8 @@ RTCGEAR=$(readlink -f "$RTCGEAR")
 SOURCE=${SOURCE:-/dev/video0}
 LOOPBACK_KO=${V4L2LOOPBACK_KO:-}
 for path in "$RTCGEAR" "$LOOPBACK_KO"; do
-  case "$path" in /proc/*|/sys/*|/dev/*|/tmp/*)
-    die "$path: the VM sees this machine's files except those in /proc, /sys, /dev and /tmp" ;;
+  case "$path" in /proc/*|/sys/*|/dev/*)
+    die "$path: the VM sees this machine's files except those in /proc, /sys and /dev" ;;
   esac
 done
 if [ -n "$LOOPBACK_KO" ]; then
@@ -140,14 +140,16 @@ ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 \
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro hostroot /host \
   || { say "NO_HOST_ROOT"; poweroff -f; }
 mount -t proc proc /host/proc; mount -t sysfs sys /host/sys
-mount -o bind /dev /host/dev; mount -t tmpfs tmp /host/tmp
+mount -o bind /dev /host/dev
+# a writable scratch folder; this machine's /tmp stays visible (a checkout may live there)
+mkdir -p /dev/shm && mount -t tmpfs shm /dev/shm
 if [ -n "$LOOPBACK_KO" ]; then
   insmod "/host$LOOPBACK_KO" devices=1 video_nr=9 exclusive_caps=0 card_label=loopback \
     || { say "INSMOD_FAIL $LOOPBACK_KO"; poweroff -f; }
 fi
 if [ -n "$(cat /feed)" ]; then
   say "FEED $(cat /feed)"
-  HOME=/tmp chroot /host /bin/sh -c "$(cat /feed)" &
+  HOME=/dev/shm TMPDIR=/dev/shm chroot /host /bin/sh -c "$(cat /feed)" &
   if [ -n "$LOOPBACK_KO" ]; then   # the writer sets the format the camera side then offers
     i=0; while [ -z "$(cat /sys/class/video4linux/video9/format 2>/dev/null)" ] && [ $i -lt 300 ]; do
       sleep 0.1; i=$((i + 1)); done
@@ -156,7 +158,7 @@ if [ -n "$(cat /feed)" ]; then
 fi
 set --; while IFS= read -r arg; do set -- "$@" "$arg"; done < /command
 say "SERVING $*"
-RUST_LOG="$RUST_LOG" HOME=/tmp chroot /host "$@"
+RUST_LOG="$RUST_LOG" HOME=/dev/shm TMPDIR=/dev/shm chroot /host "$@"
 say "SERVER_EXIT $?"
 poweroff -f
 EOF

@@ -288,7 +288,7 @@ fn a_camera_with_its_own_h264_is_passed_through_to_chromium() {
     let _turn = one_vm_at_a_time();
     // The camera's encoder: x264 Baseline, a keyframe every second, in MPEG-TS so that FFmpeg
     // can loop it and write Annex B pictures, one write per picture, into the loopback device.
-    // (The VM sees this machine's files, but not its /tmp.)
+    // (The VM sees this machine's files.)
     let feed = vm_work().join("feed");
     std::fs::create_dir_all(&feed).expect("the feed folder is created");
     let clip = feed.join("camera.ts");
