@@ -151,7 +151,19 @@ impl FfmpegSource {
     /// into one) and finds its video stream.
     pub fn open(url: &str, options: FfmpegOptions) -> Result<FfmpegSource, CaptureError> {
         let (target, network) = init(url, &options)?;
-        let input = open_input(&target, url, network, &options)?;
+        let context = open_context(&target, url, network, &options)?;
+        FfmpegSource::from_context(url, options, network, context)
+    }
+
+    /// Decodes the video of an input already open (`url`, found a network stream or not by
+    /// [`init`]).
+    pub(crate) fn from_context(
+        url: &str,
+        options: FfmpegOptions,
+        network: bool,
+        context: ff::format::context::Input,
+    ) -> Result<FfmpegSource, CaptureError> {
+        let input = decoding_input(context, url)?;
         let info = SourceInfo {
             width: even(input.decoder.width()),
             height: even(input.decoder.height()),
@@ -476,7 +488,11 @@ fn open_input(
     network: bool,
     options: &FfmpegOptions,
 ) -> Result<Input, CaptureError> {
-    let context = open_context(target, url, network, options)?;
+    decoding_input(open_context(target, url, network, options)?, url)
+}
+
+/// Finds the video stream of an open input and its decoder; errors name `url`.
+fn decoding_input(context: ff::format::context::Input, url: &str) -> Result<Input, CaptureError> {
     let stream = context
         .streams()
         .best(ff::media::Type::Video)

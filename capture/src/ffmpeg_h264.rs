@@ -8,7 +8,17 @@ use ffmpeg_next as ff;
 use crate::encoded::{AccessUnit, EncodedInfo, EncodedSource};
 use crate::ffmpeg::{ffmpeg_error, init, open_context, resolve, stream_rate, Pacer};
 use crate::h264::{self, AvcConfig, H264Profile};
-use crate::{CaptureError, CaptureTime, FfmpegOptions};
+use crate::{CaptureError, CaptureTime, FfmpegOptions, FfmpegSource};
+
+/// A file or network stream opened once by [`FfmpegH264Source::open_or_decode`]: passed
+/// through, or decoded.
+#[derive(Debug)]
+pub enum FfmpegOpened {
+    /// Its H.264 goes on as it is.
+    Passthrough(FfmpegH264Source),
+    /// Its pictures are decoded, for the reason given (why passthrough was refused).
+    Decoded(FfmpegSource, String),
+}
 
 /// H.264 from a file or network stream, passed on as it is: access units in Annex B form, read
 /// by FFmpeg's demuxers and never decoded, so serving it costs next to no CPU.
@@ -83,6 +93,62 @@ impl FfmpegH264Source {
     pub fn open(url: &str, options: FfmpegOptions) -> Result<FfmpegH264Source, CaptureError> {
         let (target, network) = init(url, &options)?;
         let (input, info) = open_input(&target, url, network, &options)?;
+        Ok(FfmpegH264Source::from_input(
+            url, options, network, input, info,
+        ))
+    }
+
+    /// Opens `url` once and passes its H.264 through when [`open`](Self::open) would and
+    /// `accept` agrees (it sees the stream's size, rate and profile, and gives a reason to
+    /// refuse); otherwise decodes it from the same open input, as
+    /// [`FfmpegSource`](crate::FfmpegSource) does. A server that takes one client, or a start
+    /// delay, is met once.
+    ///
+    /// ```no_run
+    /// use rtcgear_capture::{FfmpegH264Source, FfmpegOpened, FfmpegOptions};
+    ///
+    /// let opened = FfmpegH264Source::open_or_decode("clip.mp4", FfmpegOptions::default(), |info| {
+    ///     if info.width > 1920 {
+    ///         return Err(format!("{}x{} is too large to pass through", info.width, info.height));
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// match opened {
+    ///     FfmpegOpened::Passthrough(source) => println!("passing through {source:?}"),
+    ///     FfmpegOpened::Decoded(source, why) => println!("decoding {source:?}: {why}"),
+    /// }
+    /// # Ok::<(), rtcgear_capture::CaptureError>(())
+    /// ```
+    pub fn open_or_decode(
+        url: &str,
+        options: FfmpegOptions,
+        accept: impl FnOnce(&EncodedInfo) -> Result<(), String>,
+    ) -> Result<FfmpegOpened, CaptureError> {
+        let (target, network) = init(url, &options)?;
+        let context = open_context(&target, url, network, &options)?;
+        let reason = match check(&context, url) {
+            Ok(checked) => match accept(&checked.info) {
+                Ok(()) => {
+                    let (input, info) = checked.into_input(context);
+                    let source = FfmpegH264Source::from_input(url, options, network, input, info);
+                    return Ok(FfmpegOpened::Passthrough(source));
+                }
+                Err(reason) => reason,
+            },
+            Err(CaptureError::NotPassthrough(reason)) => reason,
+            Err(other) => return Err(other),
+        };
+        let source = FfmpegSource::from_context(url, options, network, context)?;
+        Ok(FfmpegOpened::Decoded(source, reason))
+    }
+
+    fn from_input(
+        url: &str,
+        options: FfmpegOptions,
+        network: bool,
+        input: Input,
+        info: EncodedInfo,
+    ) -> FfmpegH264Source {
         tracing::info!(
             "{url}: passing H.264 through ({}x{}, {}, {} fps)",
             info.width,
@@ -91,7 +157,7 @@ impl FfmpegH264Source {
                 .map_or_else(|| "profile from the stream".into(), |p| p.to_string()),
             info.fps
         );
-        Ok(FfmpegH264Source {
+        FfmpegH264Source {
             url: url.to_string(),
             options,
             info,
@@ -104,7 +170,7 @@ impl FfmpegH264Source {
             last_dts: None,
             failures: 0,
             ended: false,
-        })
+        }
     }
 
     /// The path or URL this source reads.
@@ -290,6 +356,35 @@ fn open_input(
     options: &FfmpegOptions,
 ) -> Result<(Input, EncodedInfo), CaptureError> {
     let context = open_context(target, url, network, options)?;
+    Ok(check(&context, url)?.into_input(context))
+}
+
+/// What [`check`] found out about an input that can be passed through.
+struct Checked {
+    stream: usize,
+    time_base: f64,
+    avcc: Option<AvcConfig>,
+    parameter_sets: Vec<u8>,
+    info: EncodedInfo,
+}
+
+impl Checked {
+    fn into_input(self, context: ff::format::context::Input) -> (Input, EncodedInfo) {
+        let input = Input {
+            context,
+            stream: self.stream,
+            time_base: self.time_base,
+            avcc: self.avcc,
+            parameter_sets: self.parameter_sets,
+            started: false,
+        };
+        (input, self.info)
+    }
+}
+
+/// Checks that the video stream of an open input can be passed through
+/// ([`CaptureError::NotPassthrough`] says why not); errors name `url`.
+fn check(context: &ff::format::context::Input, url: &str) -> Result<Checked, CaptureError> {
     let stream = context
         .streams()
         .best(ff::media::Type::Video)
@@ -360,15 +455,11 @@ fn open_input(
         fps: stream_rate(Some(stream)),
         profile,
     };
-    Ok((
-        Input {
-            context,
-            stream: index,
-            time_base,
-            avcc,
-            parameter_sets,
-            started: false,
-        },
+    Ok(Checked {
+        stream: index,
+        time_base,
+        avcc,
+        parameter_sets,
         info,
-    ))
+    })
 }

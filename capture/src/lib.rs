@@ -17,8 +17,9 @@
 //!   `rpicam-vid`;
 //! - video that is H.264 already can skip decoding and encoding: an [`EncodedSource`] yields
 //!   [`AccessUnit`]s (with the `ffmpeg` feature, `FfmpegH264Source` passes files and network
-//!   streams through, and with `v4l2` `V4l2H264Source` the H.264 of cameras that encode it
-//!   themselves), and [`h264`] has the bitstream helpers;
+//!   streams through, and its `open_or_decode` opens one once and decodes it when it cannot be
+//!   passed through; with `v4l2`, `V4l2H264Source` passes through the H.264 of cameras that
+//!   encode it themselves), and [`h264`] has the bitstream helpers;
 //! - [`Stamp`] paints and reads the timestamp barcode from which any receiver measures latency
 //!   and loss.
 //!
@@ -71,7 +72,7 @@ pub use error::CaptureError;
 #[cfg(feature = "ffmpeg")]
 pub use ffmpeg::{FfmpegOptions, FfmpegSource, UrlResolver};
 #[cfg(feature = "ffmpeg")]
-pub use ffmpeg_h264::FfmpegH264Source;
+pub use ffmpeg_h264::{FfmpegH264Source, FfmpegOpened};
 pub use frame::{packed_len, wall_clock_us, CaptureTime, Frame, PixelFormat, Plane};
 pub use pattern::{TestPattern, TestPatternBuilder};
 #[cfg(all(feature = "rpicam", unix))]

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rtcgear_capture::{
-    h264, CaptureError, EncodedSource, FfmpegH264Source, FfmpegOptions, FfmpegSource, PixelFormat,
-    Source,
+    h264, CaptureError, EncodedSource, FfmpegH264Source, FfmpegOpened, FfmpegOptions, FfmpegSource,
+    PixelFormat, Source,
 };
 
 fn ffmpeg() -> Command {
@@ -378,6 +378,70 @@ fn what_browsers_cannot_take_as_it_is_is_refused_with_the_reason() {
     );
     let why = refused(&yuv444);
     assert!(why.contains("4:2:0") || why.contains("profile"), "{why}");
+}
+
+/// `ffmpeg -listen 1` serves one client and then ends: a source that opened it twice (once to
+/// see whether it can pass it through, once to decode) would find nobody the second time.
+#[test]
+fn a_stream_that_cannot_be_passed_through_is_decoded_from_the_same_connection() {
+    let free_port = || {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    };
+    let mut options = FfmpegOptions::default();
+    options.read_timeout = Duration::from_secs(5);
+    let frames = |source: FfmpegSource| {
+        let frames: Vec<_> = source
+            .take(10)
+            .collect::<Result<_, _>>()
+            .expect("frames from the one connection");
+        assert_eq!(frames.len(), 10);
+    };
+
+    // B-frames: refused by the check, decoded.
+    let port = free_port();
+    let _server = LiveServer::start(&h264_mp4(), port);
+    let url = format!("http://127.0.0.1:{port}/live.ts");
+    match FfmpegH264Source::open_or_decode(&url, options.clone(), |_| Ok(())) {
+        Ok(FfmpegOpened::Decoded(source, why)) => {
+            assert!(why.contains("B-frames"), "{why}");
+            frames(source);
+        }
+        other => panic!("expected the stream decoded, got {other:?}"),
+    }
+
+    // Browsers could take it, but the caller refuses (a different size asked for, say).
+    let port = free_port();
+    let _server = LiveServer::start(&passthrough_mp4(), port);
+    let url = format!("http://127.0.0.1:{port}/live.ts");
+    let opened = FfmpegH264Source::open_or_decode(&url, options.clone(), |info| {
+        assert_eq!((info.width, info.height), (320, 240));
+        Err("--size 160x120 differs".into())
+    });
+    match opened {
+        Ok(FfmpegOpened::Decoded(source, why)) => {
+            assert_eq!(why, "--size 160x120 differs");
+            frames(source);
+        }
+        other => panic!("expected the stream decoded, got {other:?}"),
+    }
+
+    // Accepted: passed through.
+    let port = free_port();
+    let _server = LiveServer::start(&passthrough_mp4(), port);
+    let url = format!("http://127.0.0.1:{port}/live.ts");
+    match FfmpegH264Source::open_or_decode(&url, options, |_| Ok(())) {
+        Ok(FfmpegOpened::Passthrough(source)) => {
+            let units: Vec<_> = source
+                .take(10)
+                .collect::<Result<_, _>>()
+                .expect("pictures from the one connection");
+            assert!(units[0].keyframe, "passthrough starts on a keyframe");
+        }
+        other => panic!("expected the stream passed through, got {other:?}"),
+    }
 }
 
 #[test]

@@ -12,8 +12,8 @@ mod stabilize;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use rtcgear_capture::{
-    has_hardware_h264, is_streaming_site, resolve_with_ytdlp, CaptureError, EncodedSource,
-    FfmpegH264Source, FfmpegOptions, FfmpegSource, FrameRate, RpicamH264Source, RpicamOptions,
+    has_hardware_h264, is_streaming_site, resolve_with_ytdlp, EncodedSource, FfmpegH264Source,
+    FfmpegOpened, FfmpegOptions, FfmpegSource, FrameRate, RpicamH264Source, RpicamOptions,
     RpicamSource, Source, SourceExt, SourceSpec, TestPattern, UrlResolver, V4l2Format,
     V4l2H264Source, V4l2Options, V4l2Source,
 };
@@ -465,37 +465,38 @@ fn open_ffmpeg(
         options.resolver = ytdlp.map(|ytdlp| ytdlp.resolver(format!("{flag} {spec}")));
         options
     };
-    let reason = match transcode_reason(args) {
-        Some(reason) => reason.to_string(),
-        None => match FfmpegH264Source::open(url, options()) {
-            Ok(source) => {
-                let info = source.info();
-                match args.size {
-                    Some((width, height)) if (width, height) != (info.width, info.height) => {
-                        format!(
-                            "--size {width}x{height} differs from the source's {}x{}",
-                            info.width, info.height
-                        )
-                    }
-                    _ => {
-                        tracing::info!(
-                            "{flag} {spec}: passing its H.264 through ({}x{}, {}), not decoding",
-                            info.width,
-                            info.height,
-                            info.profile
-                                .map_or_else(|| "profile unknown".into(), |p| p.to_string())
-                        );
-                        return Ok(Opened::Encoded(Box::new(source)));
-                    }
-                }
-            }
-            Err(CaptureError::NotPassthrough(why)) => why,
-            Err(err) => return Err(anyhow::Error::new(err).context(format!("{flag} {spec:?}"))),
-        },
-    };
-    tracing::info!("{flag} {spec}: decoding and encoding again: {reason}");
-    let source = FfmpegSource::open(url, options()).with_context(|| format!("{flag} {spec:?}"))?;
-    Ok(Opened::Frames(Box::new(source)))
+    if let Some(reason) = transcode_reason(args) {
+        tracing::info!("{flag} {spec}: decoding and encoding again: {reason}");
+        let source =
+            FfmpegSource::open(url, options()).with_context(|| format!("{flag} {spec:?}"))?;
+        return Ok(Opened::Frames(Box::new(source)));
+    }
+    // Opened once, whichever way it goes: a server that takes one client serves it either way.
+    let opened = FfmpegH264Source::open_or_decode(url, options(), |info| match args.size {
+        Some((width, height)) if (width, height) != (info.width, info.height) => Err(format!(
+            "--size {width}x{height} differs from the source's {}x{}",
+            info.width, info.height
+        )),
+        _ => Ok(()),
+    })
+    .with_context(|| format!("{flag} {spec:?}"))?;
+    match opened {
+        FfmpegOpened::Passthrough(source) => {
+            let info = source.info();
+            tracing::info!(
+                "{flag} {spec}: passing its H.264 through ({}x{}, {}), not decoding",
+                info.width,
+                info.height,
+                info.profile
+                    .map_or_else(|| "profile unknown".into(), |p| p.to_string())
+            );
+            Ok(Opened::Encoded(Box::new(source)))
+        }
+        FfmpegOpened::Decoded(source, reason) => {
+            tracing::info!("{flag} {spec}: decoding and encoding again: {reason}");
+            Ok(Opened::Frames(Box::new(source)))
+        }
+    }
 }
 
 /// Opens a camera's own H.264 (`--format h264`) to pass it through: nothing here can decode it,
