@@ -105,18 +105,9 @@ impl Default for FfmpegOptions {
 /// # Ok::<(), rtcgear_capture::CaptureError>(())
 /// ```
 pub struct FfmpegSource {
-    url: String,
-    options: FfmpegOptions,
     info: SourceInfo,
-    network: bool,
-    input: Option<Input>,
+    playback: Playback<Input>,
     counter: u64,
-    pacer: Pacer,
-    /// Seconds added to timestamps after each loop, so time keeps going forward.
-    loop_offset_s: f64,
-    last_pts_s: f64,
-    failures: u32,
-    ended: bool,
 }
 
 /// One open input: the demuxer, the decoder and the conversion to I420.
@@ -129,6 +120,62 @@ struct Input {
     draining: bool,
 }
 
+impl Demux for Input {
+    type Item = ff::frame::Video;
+
+    fn open(
+        target: &str,
+        url: &str,
+        network: bool,
+        options: &FfmpegOptions,
+    ) -> Result<Input, CaptureError> {
+        decoding_input(open_context(target, url, network, options)?, url)
+    }
+
+    fn read(&mut self, url: &str) -> Result<Option<(ff::frame::Video, f64)>, CaptureError> {
+        loop {
+            let mut decoded = ff::frame::Video::empty();
+            match self.decoder.receive_frame(&mut decoded) {
+                Ok(()) => {
+                    let pts = decoded.timestamp().or(decoded.pts()).unwrap_or(0);
+                    return Ok(Some((decoded, pts as f64 * self.time_base)));
+                }
+                Err(ff::Error::Eof) => return Ok(None),
+                Err(ff::Error::Other { errno }) if errno == libc_eagain() => {}
+                Err(err) => return Err(ffmpeg_error("decoding", url, err)),
+            }
+            if self.draining {
+                return Ok(None);
+            }
+            let mut packet = ff::Packet::empty();
+            match packet.read(&mut self.context) {
+                Ok(()) => {
+                    if packet.stream() == self.stream {
+                        // A damaged packet costs a picture, not the stream.
+                        if let Err(err) = self.decoder.send_packet(&packet) {
+                            tracing::debug!("{url}: decoder refused a packet: {err}");
+                        }
+                    }
+                }
+                Err(ff::Error::Eof) => {
+                    self.draining = true;
+                    let _ = self.decoder.send_eof();
+                }
+                Err(err) => return Err(ffmpeg_error("reading", url, err)),
+            }
+        }
+    }
+
+    fn rewind(&mut self, url: &str) -> Result<(), CaptureError> {
+        self.context
+            .seek(0, ..)
+            .map_err(|e| ffmpeg_error("seeking to the start", url, e))?;
+        self.decoder.flush();
+        self.draining = false;
+        Ok(())
+    }
+}
+
 /// FFmpeg's scaler, owned by one source.
 struct Scaler(scaling::Context);
 
@@ -139,7 +186,7 @@ unsafe impl Send for Scaler {}
 impl std::fmt::Debug for FfmpegSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FfmpegSource")
-            .field("url", &self.url)
+            .field("url", &self.playback.url)
             .field("info", &self.info)
             .field("counter", &self.counter)
             .finish_non_exhaustive()
@@ -168,7 +215,7 @@ impl FfmpegSource {
             width: even(input.decoder.width()),
             height: even(input.decoder.height()),
             format: PixelFormat::I420,
-            fps: input_rate(&input),
+            fps: stream_rate(input.context.stream(input.stream)),
         };
         tracing::info!(
             "opened {url}: {}x{} {:?} at {} fps",
@@ -178,71 +225,24 @@ impl FfmpegSource {
             info.fps
         );
         Ok(FfmpegSource {
-            url: url.to_string(),
-            options,
             info,
-            network,
-            input: Some(input),
+            playback: Playback::new(url, options, network, input, info.fps),
             counter: 0,
-            pacer: Pacer::default(),
-            loop_offset_s: 0.0,
-            last_pts_s: 0.0,
-            failures: 0,
-            ended: false,
         })
     }
 
     /// The path or URL this source reads.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.playback.url
     }
 
-    /// The next decoded picture, or `Ok(None)` at the end of the input.
-    fn decode_next(&mut self) -> Result<Option<(ff::frame::Video, f64)>, CaptureError> {
-        let url = self.url.clone();
-        let Some(input) = self.input.as_mut() else {
-            return Ok(None);
-        };
-        loop {
-            let mut decoded = ff::frame::Video::empty();
-            match input.decoder.receive_frame(&mut decoded) {
-                Ok(()) => {
-                    let pts = decoded.timestamp().or(decoded.pts()).unwrap_or(0);
-                    return Ok(Some((decoded, pts as f64 * input.time_base)));
-                }
-                Err(ff::Error::Eof) => return Ok(None),
-                Err(ff::Error::Other { errno }) if errno == libc_eagain() => {}
-                Err(err) => return Err(ffmpeg_error("decoding", &url, err)),
-            }
-            if input.draining {
-                return Ok(None);
-            }
-            let mut packet = ff::Packet::empty();
-            match packet.read(&mut input.context) {
-                Ok(()) => {
-                    if packet.stream() == input.stream {
-                        // A damaged packet costs a picture, not the stream.
-                        if let Err(err) = input.decoder.send_packet(&packet) {
-                            tracing::debug!("{url}: decoder refused a packet: {err}");
-                        }
-                    }
-                }
-                Err(ff::Error::Eof) => {
-                    input.draining = true;
-                    let _ = input.decoder.send_eof();
-                }
-                Err(err) => return Err(ffmpeg_error("reading", &url, err)),
-            }
-        }
-    }
-
-    /// Turns a decoded picture into an I420 [`Frame`].
-    fn convert(&mut self, decoded: &ff::frame::Video) -> Result<Frame, CaptureError> {
-        let (width, height) = (self.info.width, self.info.height);
-        let url = self.url.clone();
-        let Some(input) = self.input.as_mut() else {
-            return Err(CaptureError::InvalidArgument(format!("{url} is closed")));
-        };
+    /// Turns a decoded picture into an I420 [`Frame`] of `width` x `height`.
+    fn convert(
+        input: &mut Input,
+        decoded: &ff::frame::Video,
+        (width, height): (u32, u32),
+        url: &str,
+    ) -> Result<Frame, CaptureError> {
         let direct = decoded.format() == Pixel::YUV420P
             && (decoded.width(), decoded.height()) == (width, height);
         let converted;
@@ -270,7 +270,7 @@ impl FfmpegSource {
                                 scaling::Flags::BILINEAR,
                             )
                             .map_err(|e| {
-                                ffmpeg_error("setting up the conversion to I420", &url, e)
+                                ffmpeg_error("setting up the conversion to I420", url, e)
                             })?,
                         ))
                         .0
@@ -279,7 +279,7 @@ impl FfmpegSource {
             let mut out = ff::frame::Video::empty();
             scaler
                 .run(decoded, &mut out)
-                .map_err(|e| ffmpeg_error("converting to I420", &url, e))?;
+                .map_err(|e| ffmpeg_error("converting to I420", url, e))?;
             converted = out;
             &converted
         };
@@ -296,102 +296,21 @@ impl FfmpegSource {
         }
         Frame::from_planes(width, height, PixelFormat::I420, planes)
     }
-
-    fn reopen(&mut self) -> Result<(), CaptureError> {
-        self.input = None;
-        let target = resolve(&self.url, &self.options)?;
-        let input = open_input(&target, &self.url, self.network, &self.options)?;
-        self.input = Some(input);
-        self.pacer.reset();
-        Ok(())
-    }
-
-    /// Restarts a file from its beginning, keeping time going forward.
-    fn rewind(&mut self) -> Result<(), CaptureError> {
-        let url = self.url.clone();
-        let period = 1.0 / self.info.fps.as_f64();
-        let Some(input) = self.input.as_mut() else {
-            return Ok(());
-        };
-        input
-            .context
-            .seek(0, ..)
-            .map_err(|e| ffmpeg_error("seeking to the start", &url, e))?;
-        input.decoder.flush();
-        input.draining = false;
-        self.loop_offset_s = self.last_pts_s + period;
-        self.pacer.reset();
-        Ok(())
-    }
 }
 
 impl Iterator for FfmpegSource {
     type Item = Result<Frame, CaptureError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        // Bounded: each round either yields, or rewinds/reopens once and tries again.
-        for _ in 0..3 {
-            if self.ended {
-                return None;
-            }
-            if self.input.is_none() {
-                // Reopening a dropped network stream, with backoff.
-                let pause = Duration::from_millis(250 * u64::from(self.failures.min(16)));
-                thread::sleep(pause);
-                if let Err(err) = self.reopen() {
-                    self.failures += 1;
-                    return Some(Err(err));
-                }
-                tracing::info!("{}: reopened", self.url);
-            }
-            match self.decode_next() {
-                Ok(Some((decoded, pts_s))) => {
-                    self.failures = 0;
-                    let pts_s = pts_s + self.loop_offset_s;
-                    self.last_pts_s = pts_s;
-                    if self.options.paced {
-                        self.pacer.pace(pts_s);
-                    }
-                    let frame = self.convert(&decoded).map(|frame| {
-                        let frame = frame.with_meta(self.counter, CaptureTime::now());
-                        self.counter += 1;
-                        frame
-                    });
-                    return Some(frame);
-                }
-                Ok(None) if self.options.looping && !self.network => {
-                    if let Err(err) = self.rewind() {
-                        self.ended = true;
-                        return Some(Err(err));
-                    }
-                }
-                Ok(None) if self.network && self.options.reconnect => {
-                    self.input = None;
-                    self.failures += 1;
-                    return Some(Err(CaptureError::Io {
-                        context: format!("{} ended; reconnecting", self.url),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "end of stream",
-                        ),
-                    }));
-                }
-                Ok(None) => {
-                    self.ended = true;
-                    return None;
-                }
-                Err(err) => {
-                    if self.network && self.options.reconnect {
-                        self.input = None;
-                        self.failures += 1;
-                    } else {
-                        self.ended = true;
-                    }
-                    return Some(Err(err));
-                }
-            }
-        }
-        None
+        let size = (self.info.width, self.info.height);
+        let frame = self
+            .playback
+            .next(|input, decoded, url| FfmpegSource::convert(input, &decoded, size, url))?;
+        Some(frame.map(|frame| {
+            let frame = frame.with_meta(self.counter, CaptureTime::now());
+            self.counter += 1;
+            frame
+        }))
     }
 }
 
@@ -420,6 +339,153 @@ pub(crate) fn resolve(url: &str, options: &FfmpegOptions) -> Result<String, Capt
     match &options.resolver {
         Some(resolver) => resolver.resolve(url),
         None => Ok(url.to_string()),
+    }
+}
+
+/// What an FFmpeg-backed source reads from one open input: decoded pictures
+/// ([`FfmpegSource`]) or access units ([`FfmpegH264Source`](crate::FfmpegH264Source)).
+pub(crate) trait Demux: Sized {
+    /// One thing read.
+    type Item;
+
+    /// Opens `target` (a reopen, after [`resolve`]); errors name `url`.
+    fn open(
+        target: &str,
+        url: &str,
+        network: bool,
+        options: &FfmpegOptions,
+    ) -> Result<Self, CaptureError>;
+
+    /// The next item and its presentation time in seconds, or `Ok(None)` at the end of the
+    /// input; errors name `url`.
+    fn read(&mut self, url: &str) -> Result<Option<(Self::Item, f64)>, CaptureError>;
+
+    /// Goes back to the start of a file.
+    fn rewind(&mut self, url: &str) -> Result<(), CaptureError>;
+}
+
+/// How an FFmpeg-backed source plays its input, whatever it reads: at the pace of the stream's
+/// timestamps, a file looped with time going forward, and a network stream that drops or ends
+/// reopened with backoff while errors say why.
+pub(crate) struct Playback<D> {
+    pub(crate) url: String,
+    options: FfmpegOptions,
+    network: bool,
+    /// `None` while a dropped network stream waits to be reopened.
+    pub(crate) input: Option<D>,
+    /// One frame's duration: where time goes on after the last picture when a file loops.
+    period_s: f64,
+    pacer: Pacer,
+    /// Seconds added to timestamps after each loop, so time keeps going forward.
+    loop_offset_s: f64,
+    last_pts_s: f64,
+    failures: u32,
+    ended: bool,
+}
+
+impl<D: Demux> Playback<D> {
+    pub(crate) fn new(
+        url: &str,
+        options: FfmpegOptions,
+        network: bool,
+        input: D,
+        fps: FrameRate,
+    ) -> Playback<D> {
+        Playback {
+            url: url.to_string(),
+            options,
+            network,
+            input: Some(input),
+            period_s: 1.0 / fps.as_f64(),
+            pacer: Pacer::default(),
+            loop_offset_s: 0.0,
+            last_pts_s: 0.0,
+            failures: 0,
+            ended: false,
+        }
+    }
+
+    /// The next item, paced and then passed through `finish` (with the input it came from), or
+    /// an error that says why there is none now (a dropped stream yields errors while it is
+    /// reopened), or `None` at the end.
+    pub(crate) fn next<T>(
+        &mut self,
+        finish: impl FnOnce(&mut D, D::Item, &str) -> Result<T, CaptureError>,
+    ) -> Option<Result<T, CaptureError>> {
+        // Bounded: each round either yields, or rewinds/reopens once and tries again.
+        for _ in 0..3 {
+            if self.ended {
+                return None;
+            }
+            if self.input.is_none() {
+                // Reopening a dropped network stream, with backoff.
+                let pause = Duration::from_millis(250 * u64::from(self.failures.min(16)));
+                thread::sleep(pause);
+                if let Err(err) = self.reopen() {
+                    self.failures += 1;
+                    return Some(Err(err));
+                }
+                tracing::info!("{}: reopened", self.url);
+            }
+            let input = self.input.as_mut()?;
+            match input.read(&self.url) {
+                Ok(Some((item, pts_s))) => {
+                    self.failures = 0;
+                    let pts_s = pts_s + self.loop_offset_s;
+                    self.last_pts_s = pts_s;
+                    if self.options.paced {
+                        self.pacer.pace(pts_s);
+                    }
+                    return Some(finish(input, item, &self.url));
+                }
+                Ok(None) if self.options.looping && !self.network => {
+                    if let Err(err) = input.rewind(&self.url) {
+                        self.ended = true;
+                        return Some(Err(err));
+                    }
+                    self.loop_offset_s = self.last_pts_s + self.period_s;
+                    self.pacer.reset();
+                }
+                Ok(None) if self.network && self.options.reconnect => {
+                    self.input = None;
+                    self.failures += 1;
+                    return Some(Err(CaptureError::Io {
+                        context: format!("{} ended; reconnecting", self.url),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "end of stream",
+                        ),
+                    }));
+                }
+                Ok(None) => {
+                    self.ended = true;
+                    return None;
+                }
+                // What cannot be passed through does not become passable by reconnecting.
+                Err(err @ CaptureError::NotPassthrough(_)) => {
+                    self.ended = true;
+                    return Some(Err(err));
+                }
+                Err(err) => {
+                    if self.network && self.options.reconnect {
+                        self.input = None;
+                        self.failures += 1;
+                    } else {
+                        self.ended = true;
+                    }
+                    return Some(Err(err));
+                }
+            }
+        }
+        None
+    }
+
+    fn reopen(&mut self) -> Result<(), CaptureError> {
+        self.input = None;
+        let target = resolve(&self.url, &self.options)?;
+        self.input = Some(D::open(&target, &self.url, self.network, &self.options)?);
+        self.pacer.reset();
+        Ok(())
     }
 }
 
@@ -482,15 +548,6 @@ pub(crate) fn open_context(
     ff::format::input_with_dictionary(&target, dict).map_err(|e| ffmpeg_error("opening", url, e))
 }
 
-fn open_input(
-    target: &str,
-    url: &str,
-    network: bool,
-    options: &FfmpegOptions,
-) -> Result<Input, CaptureError> {
-    decoding_input(open_context(target, url, network, options)?, url)
-}
-
 /// Finds the video stream of an open input and its decoder; errors name `url`.
 fn decoding_input(context: ff::format::context::Input, url: &str) -> Result<Input, CaptureError> {
     let stream = context
@@ -528,10 +585,6 @@ fn decoding_input(context: ff::format::context::Input, url: &str) -> Result<Inpu
         scaler: None,
         draining: false,
     })
-}
-
-fn input_rate(input: &Input) -> FrameRate {
-    stream_rate(input.context.stream(input.stream))
 }
 
 /// A stream's frame rate: its average, or its base rate, or 30 when it says nothing sane.

@@ -1,12 +1,9 @@
 //! H.264 passthrough from files and network streams: FFmpeg demuxes, nothing decodes.
-
-use std::time::Duration;
-
 use ff::codec::Id;
 use ffmpeg_next as ff;
 
 use crate::encoded::{AccessUnit, EncodedInfo, EncodedSource};
-use crate::ffmpeg::{ffmpeg_error, init, open_context, resolve, stream_rate, Pacer};
+use crate::ffmpeg::{ffmpeg_error, init, open_context, stream_rate, Demux, Playback};
 use crate::h264::{self, AvcConfig, H264Profile};
 use crate::{CaptureError, CaptureTime, FfmpegOptions, FfmpegSource};
 
@@ -49,19 +46,9 @@ pub enum FfmpegOpened {
 /// # Ok::<(), CaptureError>(())
 /// ```
 pub struct FfmpegH264Source {
-    url: String,
-    options: FfmpegOptions,
     info: EncodedInfo,
-    network: bool,
-    input: Option<Input>,
+    playback: Playback<Input>,
     counter: u64,
-    pacer: Pacer,
-    loop_offset_s: f64,
-    last_pts_s: f64,
-    /// The last decoding timestamp read, to notice pictures that come out of order.
-    last_dts: Option<i64>,
-    failures: u32,
-    ended: bool,
 }
 
 /// One open input: the demuxer and how to turn its packets into Annex B.
@@ -76,12 +63,15 @@ struct Input {
     parameter_sets: Vec<u8>,
     /// Whether a keyframe has been passed on since opening: until then pictures are dropped.
     started: bool,
+    /// The last decoding timestamp read, to notice pictures that come out of order.
+    last_dts: Option<i64>,
+    info: EncodedInfo,
 }
 
 impl std::fmt::Debug for FfmpegH264Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FfmpegH264Source")
-            .field("url", &self.url)
+            .field("url", &self.playback.url)
             .field("info", &self.info)
             .field("counter", &self.counter)
             .finish_non_exhaustive()
@@ -158,40 +148,41 @@ impl FfmpegH264Source {
             info.fps
         );
         FfmpegH264Source {
-            url: url.to_string(),
-            options,
             info,
-            network,
-            input: Some(input),
+            playback: Playback::new(url, options, network, input, info.fps),
             counter: 0,
-            pacer: Pacer::default(),
-            loop_offset_s: 0.0,
-            last_pts_s: 0.0,
-            last_dts: None,
-            failures: 0,
-            ended: false,
         }
     }
 
     /// The path or URL this source reads.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.playback.url
+    }
+}
+
+impl Demux for Input {
+    type Item = (Vec<u8>, bool);
+
+    fn open(
+        target: &str,
+        url: &str,
+        network: bool,
+        options: &FfmpegOptions,
+    ) -> Result<Input, CaptureError> {
+        open_input(target, url, network, options).map(|(input, _)| input)
     }
 
-    /// The next access unit and its presentation time, or `Ok(None)` at the end of the input.
-    fn read_next(&mut self) -> Result<Option<(Vec<u8>, bool, f64)>, CaptureError> {
-        let Some(input) = self.input.as_mut() else {
-            return Ok(None);
-        };
+    /// The next access unit (and whether it is a keyframe) and its presentation time.
+    fn read(&mut self, url: &str) -> Result<Option<((Vec<u8>, bool), f64)>, CaptureError> {
         // Bounded by the input: each round reads one packet.
         loop {
             let mut packet = ff::Packet::empty();
-            match packet.read(&mut input.context) {
+            match packet.read(&mut self.context) {
                 Ok(()) => {}
                 Err(ff::Error::Eof) => return Ok(None),
-                Err(err) => return Err(ffmpeg_error("reading", &self.url, err)),
+                Err(err) => return Err(ffmpeg_error("reading", url, err)),
             }
-            if packet.stream() != input.stream {
+            if packet.stream() != self.stream {
                 continue;
             }
             let Some(data) = packet.data().filter(|d| !d.is_empty()) else {
@@ -201,68 +192,40 @@ impl FfmpegH264Source {
                 let reordered = pts < dts || self.last_dts.is_some_and(|last| pts < last);
                 if reordered {
                     return Err(CaptureError::NotPassthrough(format!(
-                        "{}: pictures arrive out of order (B-frames), which browsers' WebRTC \
-                         decoders do not expect",
-                        self.url
+                        "{url}: pictures arrive out of order (B-frames), which browsers' WebRTC \
+                         decoders do not expect"
                     )));
                 }
                 self.last_dts = Some(dts);
             }
-            let mut unit = Vec::with_capacity(data.len() + input.parameter_sets.len() + 16);
-            match &input.avcc {
+            let mut unit = Vec::with_capacity(data.len() + self.parameter_sets.len() + 16);
+            match &self.avcc {
                 Some(avcc) => avcc.to_annexb(data, &mut unit)?,
                 None => {
                     if h264::is_keyframe(data) && !h264::has_sps(data) {
-                        unit.extend_from_slice(&input.parameter_sets);
+                        unit.extend_from_slice(&self.parameter_sets);
                     }
                     unit.extend_from_slice(data);
                 }
             }
             let keyframe = h264::is_keyframe(&unit);
-            if !input.started {
+            if !self.started {
                 if !keyframe {
                     continue;
                 }
-                input.started = true;
+                self.started = true;
             }
             let pts = packet.pts().or(packet.dts()).unwrap_or(0);
-            return Ok(Some((unit, keyframe, pts as f64 * input.time_base)));
+            return Ok(Some(((unit, keyframe), pts as f64 * self.time_base)));
         }
     }
 
-    fn reopen(&mut self) -> Result<(), CaptureError> {
-        self.input = None;
-        let target = resolve(&self.url, &self.options)?;
-        let (input, info) = open_input(&target, &self.url, self.network, &self.options)?;
-        if (info.width, info.height) != (self.info.width, self.info.height) {
-            tracing::info!(
-                "{}: the stream is now {}x{}",
-                self.url,
-                info.width,
-                info.height
-            );
-            self.info = info;
-        }
-        self.input = Some(input);
-        self.pacer.reset();
-        self.last_dts = None;
-        Ok(())
-    }
-
-    /// Restarts a file from its beginning, keeping time going forward.
-    fn rewind(&mut self) -> Result<(), CaptureError> {
-        let period = 1.0 / self.info.fps.as_f64();
-        let Some(input) = self.input.as_mut() else {
-            return Ok(());
-        };
-        input
-            .context
+    fn rewind(&mut self, url: &str) -> Result<(), CaptureError> {
+        self.context
             .seek(0, ..)
-            .map_err(|e| ffmpeg_error("seeking to the start", &self.url, e))?;
-        input.started = false;
-        self.loop_offset_s = self.last_pts_s + period;
+            .map_err(|e| ffmpeg_error("seeking to the start", url, e))?;
+        self.started = false;
         self.last_dts = None;
-        self.pacer.reset();
         Ok(())
     }
 }
@@ -271,74 +234,27 @@ impl Iterator for FfmpegH264Source {
     type Item = Result<AccessUnit, CaptureError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        // Bounded: each round either yields, or rewinds/reopens once and tries again.
-        for _ in 0..3 {
-            if self.ended {
-                return None;
+        let unit = self.playback.next(|input, (data, keyframe), url| {
+            // A reopened stream may have changed size.
+            if (input.info.width, input.info.height) != (self.info.width, self.info.height) {
+                tracing::info!(
+                    "{url}: the stream is now {}x{}",
+                    input.info.width,
+                    input.info.height
+                );
+                self.info = input.info;
             }
-            if self.input.is_none() {
-                let pause = Duration::from_millis(250 * u64::from(self.failures.min(16)));
-                std::thread::sleep(pause);
-                if let Err(err) = self.reopen() {
-                    self.failures += 1;
-                    return Some(Err(err));
-                }
-                tracing::info!("{}: reopened", self.url);
-            }
-            match self.read_next() {
-                Ok(Some((data, keyframe, pts_s))) => {
-                    self.failures = 0;
-                    let pts_s = pts_s + self.loop_offset_s;
-                    self.last_pts_s = pts_s;
-                    if self.options.paced {
-                        self.pacer.pace(pts_s);
-                    }
-                    let unit = AccessUnit {
-                        data,
-                        keyframe,
-                        counter: self.counter,
-                        time: CaptureTime::now(),
-                    };
-                    self.counter += 1;
-                    return Some(Ok(unit));
-                }
-                Ok(None) if self.options.looping && !self.network => {
-                    if let Err(err) = self.rewind() {
-                        self.ended = true;
-                        return Some(Err(err));
-                    }
-                }
-                Ok(None) if self.network && self.options.reconnect => {
-                    self.input = None;
-                    self.failures += 1;
-                    return Some(Err(CaptureError::Io {
-                        context: format!("{} ended; reconnecting", self.url),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "end of stream",
-                        ),
-                    }));
-                }
-                Ok(None) => {
-                    self.ended = true;
-                    return None;
-                }
-                Err(err @ CaptureError::NotPassthrough(_)) => {
-                    self.ended = true;
-                    return Some(Err(err));
-                }
-                Err(err) => {
-                    if self.network && self.options.reconnect {
-                        self.input = None;
-                        self.failures += 1;
-                    } else {
-                        self.ended = true;
-                    }
-                    return Some(Err(err));
-                }
-            }
+            Ok(AccessUnit {
+                data,
+                keyframe,
+                counter: self.counter,
+                time: CaptureTime::now(),
+            })
+        })?;
+        if unit.is_ok() {
+            self.counter += 1;
         }
-        None
+        Some(unit)
     }
 }
 
@@ -377,6 +293,8 @@ impl Checked {
             avcc: self.avcc,
             parameter_sets: self.parameter_sets,
             started: false,
+            last_dts: None,
+            info: self.info,
         };
         (input, self.info)
     }
