@@ -619,6 +619,16 @@ fn wait_live(url: &str, limit: Duration) -> String {
     }
 }
 
+/// Runs `rtcgear serve` on a free loopback port with `flags`, expecting it to refuse to start:
+/// returns its exit code and its stderr.
+fn serve_refused(flags: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut args = vec!["serve", "--bind", "127.0.0.1", "--port", "0"];
+    args.extend_from_slice(flags);
+    let mut running = Running::spawn_with_env(&args, env);
+    let status = running.wait(QUICK);
+    (status.code(), running.stderr_text())
+}
+
 /// Stops a served child with SIGTERM and returns its log.
 fn stop(mut running: Running) -> String {
     running.signal("TERM");
@@ -667,22 +677,7 @@ fn a_pi_camera_is_served_through_rpicam_vid_passing_hardware_h264_through() {
     assert!(log.contains("no Pi hardware H.264 encoder"), "{log}");
 
     // No camera 5: the child's own words, naming the flag.
-    let out = {
-        let mut running = Running::spawn_with_env(
-            &[
-                "serve",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--source",
-                "pi:5",
-            ],
-            &env,
-        );
-        let status = running.wait(QUICK);
-        (status.code(), running.stderr_text())
-    };
+    let out = serve_refused(&["--source", "pi:5"], &env);
     assert_eq!(out.0, Some(1), "{}", out.1);
     assert!(out.1.contains("--source \"pi:5\""), "{}", out.1);
     assert!(out.1.contains("no cameras available"), "{}", out.1);
@@ -760,23 +755,10 @@ fn a_video_page_is_resolved_by_yt_dlp_to_its_stream() {
     );
 
     // Any other site's page, with --stream-mode; and a yt-dlp that fails says why.
-    let out = {
-        let mut running = Running::spawn_with_env(
-            &[
-                "serve",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--stream-mode",
-                "--source",
-                "https://video.example/watch/1",
-            ],
-            &env,
-        );
-        let status = running.wait(QUICK);
-        (status.code(), running.stderr_text())
-    };
+    let out = serve_refused(
+        &["--stream-mode", "--source", "https://video.example/watch/1"],
+        &env,
+    );
     assert_eq!(out.0, Some(1), "{}", out.1);
     assert!(out.1.contains("--stream-mode"), "{}", out.1);
     assert!(out.1.contains("unexpected arguments"), "{}", out.1);
