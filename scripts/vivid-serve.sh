@@ -27,7 +27,8 @@
 #                   as /dev/video9, a device that delivers whatever is written into it
 #   FEED            a shell command run (in the background, as this machine's root) before the
 #                   server starts; with V4L2LOOPBACK_KO the server waits until the FEED has given
-#                   /dev/video9 a format. A camera that delivers H.264, for instance:
+#                   /dev/video9 a format (LOOPBACK_WAIT seconds at most, default 30). A camera
+#                   that delivers H.264, for instance:
 #                     FEED='ffmpeg -re -stream_loop -1 -i /path/clip.h264 -c copy -f v4l2 /dev/video9'
 #                     SOURCE=/dev/video9 scripts/vivid-serve.sh --format h264
 #   V4L2VM_WORK     the VM tool's work folder   (default target/v4l2-vm)
@@ -92,7 +93,7 @@ KERNEL=$KROOT/vmlinux                      # the tool's uncompressed kernel boot
   || die "the VM tool's cache in $WORK has no kernel $KVER: remove $CACHE and run again"
 
 # ------------------------------------------------------------------ 2. the initramfs
-RUN=$WORK/serve
+RUN=$WORK/serve-$HTTP_PORT              # one per port: two VMs at once do not collide
 INITRAMFS=$RUN/initramfs
 rm -rf "$RUN"; mkdir -p "$INITRAMFS"/{bin,dev,proc,sys,tmp,host,modules}
 cp "$BB" "$INITRAMFS/bin/busybox"
@@ -113,21 +114,22 @@ done
     --udp-port "$UDP_PORT" --public-ip 127.0.0.1
   for arg in "$@"; do printf '%s\n' "$arg"; done
 } > "$INITRAMFS/command"
-printf '%s\n' "${FEED:-}" > "$INITRAMFS/feed"
-cat > "$INITRAMFS/config" <<EOF
-VIVID_PARAMS='$VIVID_PARAMS'
-RUST_LOG='${RUST_LOG:-info}'
-LOOPBACK_KO='$LOOPBACK_KO'
-EOF
+# Settings as files, read whole by the guest: no quoting to get wrong.
+mkdir -p "$INITRAMFS/settings"
+printf '%s' "${FEED:-}" > "$INITRAMFS/settings/feed"
+printf '%s' "$VIVID_PARAMS" > "$INITRAMFS/settings/vivid"
+printf '%s' "${RUST_LOG:-info}" > "$INITRAMFS/settings/rust_log"
+printf '%s' "$LOOPBACK_KO" > "$INITRAMFS/settings/loopback_ko"
+printf '%s' "${LOOPBACK_WAIT:-30}" > "$INITRAMFS/settings/loopback_wait"
 cat > "$INITRAMFS/init" <<'EOF'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-. /config
+setting() { cat "/settings/$1"; }
 say() { echo "@@VIVID-SERVE $*"; }
 while read -r ko; do
-  params=""; [ "$ko" = vivid.ko ] && params="$VIVID_PARAMS"
+  params=""; [ "$ko" = vivid.ko ] && params="$(setting vivid)"
   insmod "/modules/$ko" $params || say "INSMOD_FAIL $ko"
 done < /modules/order
 i=0; while [ ! -e /dev/video0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
@@ -140,25 +142,32 @@ ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 \
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro hostroot /host \
   || { say "NO_HOST_ROOT"; poweroff -f; }
 mount -t proc proc /host/proc; mount -t sysfs sys /host/sys
-mount -o bind /dev /host/dev
-# a writable scratch folder; this machine's /tmp stays visible (a checkout may live there)
+# a writable scratch folder (mounted before /dev is bound, so the chroot sees it); this
+# machine's /tmp stays visible (a checkout may live there)
 mkdir -p /dev/shm && mount -t tmpfs shm /dev/shm
-if [ -n "$LOOPBACK_KO" ]; then
-  insmod "/host$LOOPBACK_KO" devices=1 video_nr=9 exclusive_caps=0 card_label=loopback \
-    || { say "INSMOD_FAIL $LOOPBACK_KO"; poweroff -f; }
+mount -o rbind /dev /host/dev
+# inside the chroot, as on this machine
+CHROOT_ENV="PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/dev/shm TMPDIR=/dev/shm"
+loopback_ko=$(setting loopback_ko)
+if [ -n "$loopback_ko" ]; then
+  insmod "/host$loopback_ko" devices=1 video_nr=9 exclusive_caps=0 card_label=loopback \
+    || { say "INSMOD_FAIL $loopback_ko"; poweroff -f; }
 fi
-if [ -n "$(cat /feed)" ]; then
-  say "FEED $(cat /feed)"
-  HOME=/dev/shm TMPDIR=/dev/shm chroot /host /bin/sh -c "$(cat /feed)" &
-  if [ -n "$LOOPBACK_KO" ]; then   # the writer sets the format the camera side then offers
-    i=0; while [ -z "$(cat /sys/class/video4linux/video9/format 2>/dev/null)" ] && [ $i -lt 300 ]; do
-      sleep 0.1; i=$((i + 1)); done
-    say "LOOPBACK_FORMAT $(cat /sys/class/video4linux/video9/format 2>/dev/null)"
+if [ -n "$(setting feed)" ]; then
+  say "FEED $(setting feed)"
+  env $CHROOT_ENV chroot /host /bin/sh -c "$(setting feed)" &
+  if [ -n "$loopback_ko" ]; then   # the writer sets the format the camera side then offers
+    i=0; limit=$(( $(setting loopback_wait) * 10 ))
+    while [ -z "$(cat /sys/class/video4linux/video9/format 2>/dev/null)" ]; do
+      [ $i -ge $limit ] && { say "NO_LOOPBACK_FORMAT: FEED wrote nothing into /dev/video9"; poweroff -f; }
+      sleep 0.1; i=$((i + 1))
+    done
+    say "LOOPBACK_FORMAT $(cat /sys/class/video4linux/video9/format)"
   fi
 fi
 set --; while IFS= read -r arg; do set -- "$@" "$arg"; done < /command
 say "SERVING $*"
-RUST_LOG="$RUST_LOG" HOME=/dev/shm TMPDIR=/dev/shm chroot /host "$@"
+env $CHROOT_ENV RUST_LOG="$(setting rust_log)" chroot /host "$@"
 say "SERVER_EXIT $?"
 poweroff -f
 EOF
@@ -171,7 +180,8 @@ ACCEL=(-accel tcg -cpu max)
 [ "${V4L2VM_ACCEL:-tcg}" = kvm ] && ACCEL=(-accel kvm -cpu host)
 log "booting (kernel $KVER); http://127.0.0.1:$HTTP_PORT/ once the server is up"
 # Not restrict=on: it drops the guest's UDP answers to forwarded datagrams (ICE never connects).
-exec timeout --kill-after=10 "$VM_TIMEOUT" qemu-system-x86_64 \
+# qemu dies with `timeout` (which this script becomes), even when that is killed outright.
+exec timeout --kill-after=10 "$VM_TIMEOUT" setpriv --pdeathsig KILL qemu-system-x86_64 \
   "${ACCEL[@]}" -smp 2 -m "$MEM" -M pc \
   -nodefaults -display none -no-reboot \
   -kernel "$KERNEL" -initrd "$RUN/initrd.cpio.gz" \

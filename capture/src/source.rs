@@ -41,7 +41,9 @@ impl fmt::Display for FrameRate {
         if self.den == 1 {
             write!(f, "{}", self.num)
         } else {
-            write!(f, "{:.3}", self.as_f64())
+            // Three decimals at most, without trailing zeros: 29.97, 12.5.
+            let text = format!("{:.3}", self.as_f64());
+            f.write_str(text.trim_end_matches('0').trim_end_matches('.'))
         }
     }
 }
@@ -133,7 +135,9 @@ mod tests {
         assert!(FrameRate::new(0, 1).is_none());
         let ntsc = FrameRate::new(30000, 1001).unwrap();
         assert!((ntsc.as_f64() - 29.97).abs() < 0.01);
-        assert_eq!(ntsc.to_string(), "29.970");
+        assert_eq!(ntsc.to_string(), "29.97");
+        assert_eq!(FrameRate::new(25, 2).unwrap().to_string(), "12.5");
+        assert_eq!(FrameRate::new(60, 2).unwrap().to_string(), "30");
         assert_eq!(FrameRate::from_int(25).unwrap().to_string(), "25");
         assert_eq!(
             FrameRate::from_int(25).unwrap().frame_duration(),

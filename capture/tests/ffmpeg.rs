@@ -181,10 +181,25 @@ impl LiveServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("ffmpeg starts");
-        // It listens within a moment; the source's reconnect covers the race anyway.
-        std::thread::sleep(Duration::from_millis(500));
+        // Probing the port would take the one client `-listen 1` serves: watch the kernel's
+        // table of sockets instead (bounded: 10 s).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !listening(port) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         LiveServer(child)
     }
+}
+
+/// Whether a TCP socket listens on 127.0.0.1:`port` (from /proc/net/tcp).
+fn listening(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    // Each line: slot, local address, remote address, state (0A is LISTEN), ...
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
+    })
 }
 
 impl Drop for LiveServer {

@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rtcgear_tests::{free_port, free_udp_port, http, Browser, TempDir};
+use rtcgear_tests::{free_port, free_udp_port, http, Browser};
 use serde_json::{json, Value};
 
 /// vivid offers this size and frame rate exactly; software emulation encodes it in real time.
@@ -36,6 +36,22 @@ const SERVER_START_LIMIT: Duration = Duration::from_secs(240);
 const PLAY_LIMIT: Duration = Duration::from_secs(60);
 /// How long the frames are counted once the video plays.
 const MEASURE: Duration = Duration::from_secs(5);
+/// How far a colour in the decoded picture may be from the one painted, per channel (0-255):
+/// compression and the limited-range conversions move it a little, swapped chroma far more.
+const TOLERANCE: i64 = 56;
+/// Colour bars at 75%: white (grey), yellow, cyan, green, magenta, red, blue, black.
+const BARS_75: [[i64; 3]; 8] = [
+    [191, 191, 191],
+    [191, 191, 0],
+    [0, 191, 191],
+    [0, 191, 0],
+    [191, 0, 191],
+    [191, 0, 0],
+    [0, 0, 191],
+    [0, 0, 0],
+];
+/// How long a line may take to reach the VM's console log after the server answers.
+const LOG_LIMIT: Duration = Duration::from_secs(30);
 
 /// The tests take turns: a VM and a browser each are what two cores hold.
 fn one_vm_at_a_time() -> MutexGuard<'static, ()> {
@@ -49,11 +65,12 @@ fn workspace() -> &'static Path {
         .expect("the cli crate sits in the workspace")
 }
 
-/// The VM tool's work folder, which `scripts/vivid-serve.sh` shares.
+/// The VM tool's work folder, which `scripts/vivid-serve.sh` shares (a relative
+/// `V4L2VM_WORK` is taken from the workspace, as the script takes it).
 fn vm_work() -> PathBuf {
-    std::env::var_os("V4L2VM_WORK")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/v4l2-vm"))
+    let work = std::env::var_os("V4L2VM_WORK")
+        .map_or_else(|| PathBuf::from("target/v4l2-vm"), PathBuf::from);
+    workspace().join(work)
 }
 
 /// `rtcgear serve` in the VM of `scripts/vivid-serve.sh`, its whole process group (the script
@@ -62,18 +79,22 @@ struct Vm {
     child: Child,
     console: PathBuf,
     http_port: u16,
-    _logs: TempDir,
 }
 
 impl Vm {
-    /// Boots the VM with `env` for the script and `args` for `rtcgear serve`, and waits until
-    /// the server answers through the forwarded port.
-    fn serve(env: &[(&str, &str)], args: &[&str]) -> Vm {
-        let logs = TempDir::new("vivid-serve");
-        let console = logs.path().join("console.log");
+    /// Boots the VM `name` with `env` for the script and `args` for `rtcgear serve`, and
+    /// waits until the server answers through the forwarded port. The VM's console (the
+    /// server's log) is kept as `logs/NAME.log` in the VM's work folder.
+    fn serve(name: &str, env: &[(&str, &str)], args: &[&str]) -> Vm {
+        let logs = vm_work().join("logs");
+        std::fs::create_dir_all(&logs).expect("the log folder is created");
+        let console = logs.join(format!("{name}.log"));
         let (http_port, udp_port) = (free_port(), free_udp_port());
         let started = Instant::now();
-        let child = Command::new("bash")
+        // The script becomes `timeout`, which runs qemu: if this test dies without dropping
+        // the VM, the kernel kills both (qemu has its own death signal, set by the script).
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "bash"])
             .arg(workspace().join("scripts/vivid-serve.sh"))
             .args(args)
             .env("RTCGEAR", env!("CARGO_BIN_EXE_rtcgear"))
@@ -88,12 +109,11 @@ impl Vm {
             .stderr(Stdio::inherit())
             .process_group(0)
             .spawn()
-            .expect("bash runs scripts/vivid-serve.sh");
+            .expect("setpriv (util-linux) runs scripts/vivid-serve.sh");
         let mut vm = Vm {
             child,
             console,
             http_port,
-            _logs: logs,
         };
         loop {
             if let Some(status) = vm.child.try_wait().expect("the VM's state") {
@@ -131,6 +151,18 @@ impl Vm {
             .any(|line| words.iter().all(|word| line.contains(word)))
     }
 
+    /// Waits up to `limit` for a line of the console with every one of `words`.
+    fn wait_said(&self, words: &[&str], limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while !self.said(words) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        true
+    }
+
     fn console_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.console).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -142,10 +174,11 @@ impl Vm {
     }
 
     /// Has Chromium play the default stream and checks what it shows: the size, the frame rate
-    /// (at least half of `FPS`, as the emulated VM may fall behind now and then), and a row of
-    /// the picture `row` of the way down with at least `min_colours` clearly different colours.
-    /// Leaves a screenshot as `screenshots/NAME.png` in the VM's work folder.
-    fn play_in_chromium(&self, name: &str, row: f64, min_colours: u64) {
+    /// (at least half of `FPS`, as the emulated VM may fall behind now and then), and the
+    /// picture: `bars` are the colours (RGB) of equal vertical bars across the whole width,
+    /// sampled at their centres `row` of the way down, each within `TOLERANCE` of what Chromium
+    /// shows. Leaves a screenshot as `screenshots/NAME.png` in the VM's work folder.
+    fn play_in_chromium(&self, name: &str, row: f64, bars: &[[i64; 3]]) {
         let browser = Browser::start();
         browser.goto(&format!("http://127.0.0.1:{}/", self.http_port));
         let asked = Instant::now();
@@ -172,34 +205,34 @@ impl Vm {
             "Chromium decoded {frames} frames in {MEASURE:?} (at least {floor} expected){}",
             self.console_tail()
         );
-        // Quantized to 3 bits a channel, so that compression's small errors do not count.
-        let colours = browser.eval(&format!(
+        let seen = browser.eval(&format!(
             "const v = document.getElementById('video'); \
              const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight; \
              const g = c.getContext('2d'); g.drawImage(v, 0, 0); \
-             const row = g.getImageData(0, Math.floor(c.height * {row}), c.width, 1).data; \
-             const seen = new Set(); \
-             for (let x = 0; x < c.width; x++) {{ \
-               const i = 4 * x; seen.add([row[i] >> 5, row[i + 1] >> 5, row[i + 2] >> 5].join()); }} \
-             return seen.size"
+             const y = Math.floor(c.height * {row}), n = {}; \
+             return Array.from({{length: n}}, (_, i) => {{ \
+               const d = g.getImageData(Math.floor((i + 0.5) * c.width / n), y, 1, 1).data; \
+               return [d[0], d[1], d[2]]; }})",
+            bars.len()
         ));
-        let colours = colours.as_u64().unwrap_or(0);
+        let seen: Vec<[i64; 3]> = serde_json::from_value(seen).expect("colours as [r, g, b]");
         let screenshots = vm_work().join("screenshots");
         std::fs::create_dir_all(&screenshots).expect("the screenshot folder is created");
         let screenshot = screenshots.join(format!("{name}.png"));
         browser.screenshot(&screenshot);
+        let close =
+            |a: &[i64; 3], b: &[i64; 3]| a.iter().zip(b).all(|(a, b)| (a - b).abs() <= TOLERANCE);
         assert!(
-            colours >= min_colours,
-            "a row of Chromium's picture has {colours} colours, {min_colours} expected \
-             (screenshot: {})",
+            seen.iter().zip(bars).all(|(seen, bar)| close(seen, bar)),
+            "Chromium's picture has bars {seen:?}, expected {bars:?} (within {TOLERANCE}; \
+             screenshot: {})",
             screenshot.display()
         );
         let stream = self.stream();
         assert_eq!(stream["state"], "live", "the camera's stream: {stream}");
         assert_eq!(stream["viewers"], 1, "the camera's stream: {stream}");
         println!(
-            "{frames} frames of {}x{} in {MEASURE:?}, {colours} colours across a row \
-             (screenshot: {})",
+            "{frames} frames of {}x{} in {MEASURE:?}, bars {seen:?} (screenshot: {})",
             SIZE.0,
             SIZE.1,
             screenshot.display()
@@ -245,26 +278,46 @@ fn a_vivid_camera_in_a_vm_plays_in_chromium() {
     }
     let _turn = one_vm_at_a_time();
     let size = format!("{}x{}", SIZE.0, SIZE.1);
-    let vm = Vm::serve(&[], &["--size", &size, "--fps", &FPS.to_string()]);
+    // vidgear's way of naming the first camera, and `rtcgear devices` beside the server.
+    let devices = format!("'{}' devices", env!("CARGO_BIN_EXE_rtcgear"));
+    let vm = Vm::serve(
+        "vivid",
+        &[("SOURCE", "0"), ("FEED", &devices)],
+        &["--size", &size, "--fps", &FPS.to_string()],
+    );
     let stream = vm.stream();
     assert_eq!(
         (&stream["width"], &stream["height"]),
         (&json!(SIZE.0), &json!(SIZE.1)),
         "the camera's stream: {stream}"
     );
+    for line in [
+        &["/dev/video0  ", "(driver vivid"][..],
+        &["  YUYV "][..],
+        &[&format!("    {size}  "), " 15, 12.5, 10, "][..],
+    ] {
+        assert!(
+            vm.wait_said(line, LOG_LIMIT),
+            "`rtcgear devices` printed no line with {line:?}{}",
+            vm.console_tail()
+        );
+    }
     assert!(
-        vm.said(&["/dev/video0: ", &format!(" {size} at {FPS} fps")]),
+        vm.wait_said(
+            &["/dev/video0: ", &format!(" {size} at {FPS} fps")],
+            LOG_LIMIT
+        ),
         "the server does not say it opened /dev/video0 at {size}, {FPS} fps{}",
         vm.console_tail()
     );
     assert!(
-        vm.said(&["encoded here"]),
+        vm.wait_said(&["encoded here"], LOG_LIMIT),
         "the server does not say it encodes the camera's frames{}",
         vm.console_tail()
     );
-    // vivid paints eight colour bars, with text over their middle: a row near the bottom of
-    // the picture crosses all eight.
-    vm.play_in_chromium("vivid", 0.93, 8);
+    // vivid paints eight 75% colour bars, with text over their middle: a row near the bottom
+    // of the picture crosses all eight.
+    vm.play_in_chromium("vivid", 0.93, &BARS_75);
 }
 
 #[test]
@@ -288,27 +341,34 @@ fn a_camera_with_its_own_h264_is_passed_through_to_chromium() {
     let _turn = one_vm_at_a_time();
     // The camera's encoder: x264 Baseline, a keyframe every second, in MPEG-TS so that FFmpeg
     // can loop it and write Annex B pictures, one write per picture, into the loopback device.
-    // (The VM sees this machine's files.)
+    // The picture is PAL's 75% colour bars (the first one white). (The VM sees this machine's
+    // files.)
     let feed = vm_work().join("feed");
     std::fs::create_dir_all(&feed).expect("the feed folder is created");
     let clip = feed.join("camera.ts");
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
         .args(["-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={}x{}:rate={FPS}", SIZE.0, SIZE.1))
+        .arg(format!("pal75bars=size={}x{}:rate={FPS}", SIZE.0, SIZE.1))
         .args(["-t", "4", "-c:v", "libx264", "-profile:v", "baseline"])
         .args(["-g", &FPS.to_string(), "-pix_fmt", "yuv420p"])
         .arg(&clip)
         .status()
         .expect("ffmpeg runs");
     assert!(status.success(), "ffmpeg made no clip: {status}");
+    // Then `rtcgear devices`, once the writer's first picture has made the device offer H.264
+    // (asked again every 2 s, ten times at most).
     let writer = format!(
-        "exec ffmpeg -hide_banner -loglevel error -nostdin -re -stream_loop -1 -i {} \
-         -c copy -f v4l2 /dev/video9",
-        clip.display()
+        "ffmpeg -hide_banner -loglevel error -nostdin -re -stream_loop -1 -i '{}' \
+         -c copy -f v4l2 /dev/video9 & \
+         for i in 1 2 3 4 5 6 7 8 9 10; do listed=$('{}' devices); \
+           case \"$listed\" in *H264*) break ;; esac; sleep 2; done; echo \"$listed\"",
+        clip.display(),
+        env!("CARGO_BIN_EXE_rtcgear")
     );
     let ko = ko.display().to_string();
     let vm = Vm::serve(
+        "h264-camera",
         &[
             ("V4L2LOOPBACK_KO", &ko),
             ("FEED", &writer),
@@ -317,12 +377,21 @@ fn a_camera_with_its_own_h264_is_passed_through_to_chromium() {
         &["--format", "h264"],
     );
     assert!(
-        vm.said(&["/dev/video9", "passing the camera's H.264 through"]),
+        vm.wait_said(&["H264 ", "(passed through with --format h264)"], LOG_LIMIT),
+        "`rtcgear devices` does not list /dev/video9's H.264{}",
+        vm.console_tail()
+    );
+    assert!(
+        vm.wait_said(
+            &["/dev/video9", "passing the camera's H.264 through"],
+            LOG_LIMIT
+        ),
         "the server does not say it passes the camera's H.264 through{}",
         vm.console_tail()
     );
-    // testsrc2 paints six colour bars, with moving shapes over parts of them.
-    vm.play_in_chromium("h264-camera", 0.5, 6);
+    let mut bars = BARS_75;
+    bars[0] = [255, 255, 255];
+    vm.play_in_chromium("h264-camera", 0.5, &bars);
     assert!(
         !vm.said(&["encoded here"]),
         "the server encodes the H.264 camera's pictures again{}",
