@@ -10,7 +10,9 @@
 //! - [`SourceExt`] adds transforms to any source: [`SourceExt::scale`], [`SourceExt::resize`],
 //!   [`SourceExt::grayscale`] and your own closures with [`SourceExt::map_frames`];
 //! - [`Frame::to_format`] converts between pixel formats through SIMD kernels;
-//! - [`SourceSpec`] parses the one source string (`test`, a camera, a file, a URL), and with
+//! - [`SourceSpec`] parses the one source string (`test`, a camera, a file, a URL), [`open`]
+//!   opens it as `rtcgear serve --source` does (passed through or decoded, with
+//!   [`OpenOptions`]' hints), and with
 //!   the `ffmpeg` feature `FfmpegSource` plays files and network streams, and with the `v4l2`
 //!   feature (Linux) `V4l2Source` captures from cameras and lists them, and with the `rpicam`
 //!   feature `RpicamSource` and `RpicamH264Source` run Raspberry Pi cameras through
@@ -56,6 +58,7 @@ mod ffmpeg;
 mod ffmpeg_h264;
 mod frame;
 pub mod h264;
+mod open;
 mod pattern;
 #[cfg(all(feature = "rpicam", unix))]
 mod rpicam;
@@ -74,6 +77,7 @@ pub use ffmpeg::{FfmpegOptions, FfmpegSource, UrlResolver};
 #[cfg(feature = "ffmpeg")]
 pub use ffmpeg_h264::{FfmpegH264Source, FfmpegOpened};
 pub use frame::{packed_len, wall_clock_us, CaptureTime, Frame, PixelFormat, Plane};
+pub use open::{open, OpenOptions, OpenedSource, PiCodec};
 pub use pattern::{TestPattern, TestPatternBuilder};
 #[cfg(all(feature = "rpicam", unix))]
 pub use rpicam::{

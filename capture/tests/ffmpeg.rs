@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rtcgear_capture::{
-    h264, CaptureError, EncodedSource, FfmpegH264Source, FfmpegOpened, FfmpegOptions, FfmpegSource,
-    PixelFormat, Source,
+    h264, open, CaptureError, EncodedSource, FfmpegH264Source, FfmpegOpened, FfmpegOptions,
+    FfmpegSource, OpenOptions, OpenedSource, PixelFormat, Source, SourceSpec,
 };
 
 fn ffmpeg() -> Command {
@@ -457,6 +457,53 @@ fn a_stream_that_cannot_be_passed_through_is_decoded_from_the_same_connection() 
         }
         other => panic!("expected the stream passed through, got {other:?}"),
     }
+}
+
+/// The library's `--source`: one call from a source string to the right source.
+#[test]
+fn a_source_string_opens_passed_through_or_decoded_as_the_options_ask() {
+    let baseline = passthrough_mp4();
+    let spec: SourceSpec = baseline.to_str().expect("UTF-8").parse().expect("a file");
+    let mut options = OpenOptions::default();
+    options.looping = true;
+    match open(&spec, &options).expect("the clip opens") {
+        (OpenedSource::Encoded(source), false) => {
+            assert_eq!((source.info().width, source.info().height), (320, 240));
+        }
+        other => panic!("expected passthrough of a file (not live), got {other:?}"),
+    }
+    // Another size, grey pictures, a reason of the caller's or a bitrate: decoded, and made so.
+    for change in [
+        |o: &mut OpenOptions| o.size = Some((160, 120)),
+        |o: &mut OpenOptions| o.gray = true,
+        |o: &mut OpenOptions| o.decode_reason = Some("a stabilizer needs the pictures".into()),
+        |o: &mut OpenOptions| o.bitrate_kbps = Some(500),
+    ] {
+        let mut options = options.clone();
+        change(&mut options);
+        let (opened, _) = open(&spec, &options).expect("the clip opens");
+        let OpenedSource::Frames(source) = opened else {
+            panic!("expected decoding with {options:?}, got {opened:?}");
+        };
+        let info = source.info();
+        let want = options.size.unwrap_or((320, 240));
+        assert_eq!((info.width, info.height), want, "{options:?}");
+        assert_eq!(info.format, PixelFormat::I420, "{options:?}");
+        let frame = source.take(1).next().expect("a frame").expect("no error");
+        assert_eq!((frame.width(), frame.height()), want);
+        // Grey is I420 with neutral chroma; testsrc2's colours are anything but.
+        let chroma = frame.plane(1);
+        let neutral = (0..chroma.rows()).all(|y| chroma.row(y).iter().all(|&c| c == 128));
+        assert_eq!(neutral, options.gray, "{options:?}");
+    }
+    // What cannot be: a capture format for a file, a file that is not there.
+    let mut with_format = options.clone();
+    with_format.camera_format = Some("mjpeg".into());
+    let err = open(&spec, &with_format).expect_err("a capture format is for cameras");
+    assert!(err.to_string().contains("V4L2 cameras only"), "{err}");
+    let missing: SourceSpec = "/no/such/clip.mp4".parse().expect("a file");
+    let err = open(&missing, &options).expect_err("no file");
+    assert!(err.to_string().contains("no such file"), "{err}");
 }
 
 #[test]

@@ -12,10 +12,8 @@ mod stabilize;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use rtcgear_capture::{
-    has_hardware_h264, is_streaming_site, resolve_with_ytdlp, EncodedSource, FfmpegH264Source,
-    FfmpegOpened, FfmpegOptions, FfmpegSource, FrameRate, RpicamH264Source, RpicamOptions,
-    RpicamSource, Source, SourceExt, SourceSpec, TestPattern, UrlResolver, V4l2Format,
-    V4l2H264Source, V4l2Options, V4l2Source,
+    EncodedSource, FrameRate, OpenOptions, OpenedSource, PiCodec, Source, SourceSpec, TestPattern,
+    V4l2Format, V4l2Source,
 };
 use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
 use rtcgear_server::{IceServer, Server, ServerConfig, StreamConfig};
@@ -390,14 +388,9 @@ fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
-/// What a `--source` or `--stream` value opened: frames to encode, or H.264 to pass through.
-enum Opened {
-    Frames(Box<dyn Source>),
-    Encoded(Box<dyn EncodedSource>),
-}
-
-/// Why H.264 from `spec` is not passed through, when the flags ask for something only
-/// decoding and encoding again can do.
+/// Why H.264 is not passed through, when the flags ask for something only decoding and
+/// encoding again can do (--bitrate is the library's to weigh: a Pi's hardware encoder takes
+/// it).
 fn transcode_reason(args: &ServeArgs) -> Option<&'static str> {
     if args.transcode {
         Some("--transcode asks for it")
@@ -405,272 +398,65 @@ fn transcode_reason(args: &ServeArgs) -> Option<&'static str> {
         Some("--format gray needs the pictures")
     } else if args.stabilize {
         Some("--stabilize needs the pictures")
-    } else if args.bitrate.is_some() {
-        Some("--bitrate sets the encoder's rate")
     } else {
         None
     }
 }
 
-/// A video site's page that yt-dlp resolved at start. Its media URLs expire after some hours,
-/// so every reopen of a stream that dropped asks yt-dlp again.
-struct YtDlp {
-    /// The media URL found at start, for the first open of each source made from the page.
-    first: String,
-    max_height: Option<u32>,
-}
-
-impl YtDlp {
-    /// A resolver for one source: the URL found at start once, then yt-dlp's answer anew.
-    fn resolver(&self, label: String) -> UrlResolver {
-        let first = std::sync::Mutex::new(Some(self.first.clone()));
-        let max_height = self.max_height;
-        UrlResolver::new(move |page| {
-            // A poisoned lock only loses the URL found at start: yt-dlp is asked instead.
-            if let Some(url) = first.lock().ok().and_then(|mut first| first.take()) {
-                return Ok(url);
-            }
-            tracing::info!("{label}: asking yt-dlp again (its stream URLs expire)");
-            let resolved = resolve_with_ytdlp(page, max_height, YT_DLP_LIMIT)?;
-            tracing::info!("{label}: yt-dlp found a stream on {}", host_of(&resolved));
-            Ok(resolved)
-        })
-    }
-}
-
-/// How long yt-dlp may take to resolve a page.
-const YT_DLP_LIMIT: Duration = Duration::from_secs(60);
-
-/// The host of a URL, for logs: resolved URLs are long and carry signatures.
-fn host_of(url: &str) -> &str {
-    url.split("://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or("?")
-}
-
-/// Opens a file or network stream: passed through when it is H.264 that browsers play as it
-/// is and no transform is asked for, decoded otherwise. The log says which and why.
-fn open_ffmpeg(
-    flag: &str,
-    spec: &str,
-    url: &str,
-    args: &ServeArgs,
-    ytdlp: Option<&YtDlp>,
-) -> anyhow::Result<Opened> {
-    let options = || {
-        let mut options = FfmpegOptions::default();
-        options.looping = args.looping;
-        options.start_delay = Duration::from_secs_f64(args.start_delay);
-        options.resolver = ytdlp.map(|ytdlp| ytdlp.resolver(format!("{flag} {spec}")));
-        options
-    };
-    if let Some(reason) = transcode_reason(args) {
-        tracing::info!("{flag} {spec}: decoding and encoding again: {reason}");
-        let source =
-            FfmpegSource::open(url, options()).with_context(|| format!("{flag} {spec:?}"))?;
-        return Ok(Opened::Frames(Box::new(source)));
-    }
-    // Opened once, whichever way it goes: a server that takes one client serves it either way.
-    let opened = FfmpegH264Source::open_or_decode(url, options(), |info| match args.size {
-        Some((width, height)) if (width, height) != (info.width, info.height) => Err(format!(
-            "--size {width}x{height} differs from the source's {}x{}",
-            info.width, info.height
-        )),
-        _ => Ok(()),
-    })
-    .with_context(|| format!("{flag} {spec:?}"))?;
-    match opened {
-        FfmpegOpened::Passthrough(source) => {
-            let info = source.info();
-            tracing::info!(
-                "{flag} {spec}: passing its H.264 through ({}x{}, {}), not decoding",
-                info.width,
-                info.height,
-                info.profile
-                    .map_or_else(|| "profile unknown".into(), |p| p.to_string())
-            );
-            Ok(Opened::Encoded(Box::new(source)))
-        }
-        FfmpegOpened::Decoded(source, reason) => {
-            tracing::info!("{flag} {spec}: decoding and encoding again: {reason}");
-            Ok(Opened::Frames(Box::new(source)))
-        }
-    }
-}
-
-/// Opens a camera's own H.264 (`--format h264`) to pass it through: nothing here can decode it,
-/// so flags that need the pictures are refused with the reason.
-fn open_camera_h264(
-    flag: &str,
-    spec: &str,
-    path: &std::path::Path,
-    options: V4l2Options,
-    args: &ServeArgs,
-) -> anyhow::Result<Opened> {
-    if let Some(reason) = transcode_reason(args) {
-        bail!(
-            "--format h264 passes the camera's H.264 through, but {reason}: pick a raw camera \
-             format (--format yuyv, nv12, yu12 or mjpeg) to have it encoded here"
-        );
-    }
-    let camera = V4l2H264Source::open(path, options).with_context(|| format!("{flag} {spec:?}"))?;
-    let info = camera.info();
-    if let Some((width, height)) = args.size.filter(|&size| size != (info.width, info.height)) {
-        tracing::info!(
-            "{flag} {spec}: --size {width}x{height}: the camera's nearest H.264 mode is {}x{}, \
-             passed through at that size",
-            info.width,
-            info.height
-        );
-    }
-    tracing::info!(
-        "{flag} {spec}: passing the camera's H.264 through ({}x{} at {} fps, {}), not decoding",
-        info.width,
-        info.height,
-        info.fps,
-        info.profile
-            .map_or_else(|| "profile unknown".into(), |p| p.to_string())
-    );
-    Ok(Opened::Encoded(Box::new(camera)))
-}
-
-/// Builds the source a `--source` or `--stream` value names, and says whether it is live (a
-/// network stream that must keep being read even when nobody watches).
-fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<(Opened, bool)> {
+/// Builds the source a `--source` or `--stream` value names (through
+/// `rtcgear_capture::open`, with the stabilizer on top when asked for), and says whether it
+/// is live (a network stream or camera, to keep reading even when nobody watches).
+fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<(OpenedSource, bool)> {
     let parsed: SourceSpec = spec
         .parse()
         .map_err(|e| anyhow::anyhow!("{flag} {spec:?}: {e}"))?;
-    // A camera is live too: reading it while idle keeps its queued frames fresh.
-    let live = matches!(
-        parsed,
-        SourceSpec::Url(_) | SourceSpec::Camera(_) | SourceSpec::PiCamera(_)
-    );
-    if args.format.is_some() && !gray(args) && !matches!(parsed, SourceSpec::Camera(_)) {
-        bail!(
-            "--format {}: a capture format applies to V4L2 cameras only; other sources take \
-             --format gray",
-            args.format.as_deref().unwrap_or_default()
-        );
+    let camera_format = args.format.clone().filter(|_| !gray(args));
+    if let Some(format) = camera_format.as_deref() {
+        if !matches!(parsed, SourceSpec::Camera(_)) {
+            bail!(
+                "--format {format}: a capture format applies to V4L2 cameras only; other \
+                 sources take --format gray"
+            );
+        }
     }
-    let source: Box<dyn Source> = match &parsed {
-        SourceSpec::TestPattern => {
-            let (width, height) = args.size.unwrap_or((1280, 720));
-            let fps = FrameRate::from_int(args.fps).context("--fps must be above 0")?;
-            let pattern = TestPattern::new(width, height, fps)
-                .with_context(|| format!("{flag} test: cannot make the test pattern"))?;
-            let pattern: Box<dyn Source> = if gray(args) {
-                Box::new(pattern.grayscale())
-            } else {
-                Box::new(pattern)
-            };
-            return Ok((Opened::Frames(stabilized(pattern, args)?), false));
+    if camera_format.as_deref() == Some("h264") {
+        // Said here, where the flags have names: the library would say the same without them.
+        let reason =
+            transcode_reason(args).or(args.bitrate.map(|_| "--bitrate sets the encoder's rate"));
+        if let Some(reason) = reason {
+            bail!(
+                "--format h264 passes the camera's H.264 through, but {reason}: pick a raw \
+                 camera format (--format yuyv, nv12, yu12 or mjpeg) to have it encoded here"
+            );
         }
-        SourceSpec::File(path) => {
-            if !path.is_file() {
-                bail!("{flag} {spec:?}: no such file");
-            }
-            let path = path
-                .to_str()
-                .with_context(|| format!("{flag} {spec:?}: the path is not UTF-8"))?;
-            match open_ffmpeg(flag, spec, path, args, None)? {
-                Opened::Frames(frames) => frames,
-                encoded => return Ok((encoded, live)),
-            }
-        }
-        SourceSpec::Url(url) => {
-            let ytdlp = if args.stream_mode || is_streaming_site(url) {
-                let max_height = args.size.map(|(_, height)| height);
-                tracing::info!("{flag} {spec}: asking yt-dlp for its media stream");
-                // Asked here first, so that a page yt-dlp cannot resolve stops the start with
-                // its reason.
-                let first = resolve_with_ytdlp(url, max_height, YT_DLP_LIMIT)
-                    .with_context(|| format!("{flag} {spec:?} (--stream-mode)"))?;
-                tracing::info!(
-                    "{flag} {spec}: yt-dlp found a stream on {}",
-                    host_of(&first)
-                );
-                Some(YtDlp { first, max_height })
-            } else {
-                None
-            };
-            match open_ffmpeg(flag, spec, url, args, ytdlp.as_ref())? {
-                Opened::Frames(frames) => frames,
-                encoded => return Ok((encoded, live)),
-            }
-        }
-        SourceSpec::Camera(path) => {
-            // --size and --fps are hints: the camera takes its nearest mode, and a resize below
-            // makes up the difference only when its size is not the one asked for.
-            let mut options = V4l2Options::default();
-            options.size = args.size;
-            options.fps = Some(args.fps);
-            options.format = match args.format.as_deref() {
-                None | Some("gray") => None,
-                Some(format) => Some(
-                    format
-                        .parse()
-                        .map_err(|e| anyhow::anyhow!("--format {format}: {e}"))?,
-                ),
-            };
-            if options.format == Some(V4l2Format::H264) {
-                return open_camera_h264(flag, spec, path, options, args)
-                    .map(|opened| (opened, live));
-            }
-            Box::new(V4l2Source::open(path, options).with_context(|| format!("{flag} {spec:?}"))?)
-        }
-        SourceSpec::PiCamera(camera) => {
-            let mut options = RpicamOptions::camera(*camera);
-            options.size = args.size.unwrap_or((1280, 720));
-            options.fps = args.fps;
-            // The hardware encoder takes the rate itself, so --bitrate does not stop
-            // passthrough here.
-            options.bitrate_kbps = args.bitrate;
-            let reason = match args.pi_codec.as_str() {
-                "yuv420" => Some("--pi-codec yuv420"),
-                _ if args.transcode => Some("--transcode asks for it"),
-                _ if gray(args) => Some("--format gray needs the pictures"),
-                _ if args.stabilize => Some("--stabilize needs the pictures"),
-                "h264" => None,
-                _ if has_hardware_h264() => None,
-                _ => Some("this machine has no Pi hardware H.264 encoder (Pi 5, or not a Pi)"),
-            };
-            match reason {
-                None => {
-                    let camera = RpicamH264Source::open(options)
-                        .with_context(|| format!("{flag} {spec:?}"))?;
-                    tracing::info!(
-                        "{flag} {spec}: passing the Pi's hardware H.264 through ({})",
-                        camera
-                            .info()
-                            .profile
-                            .map_or_else(|| "profile unknown".into(), |p| p.to_string())
-                    );
-                    return Ok((Opened::Encoded(Box::new(camera)), live));
-                }
-                Some(reason) => {
-                    tracing::info!("{flag} {spec}: raw frames encoded here: {reason}");
-                    Box::new(
-                        RpicamSource::open(options).with_context(|| format!("{flag} {spec:?}"))?,
-                    )
-                }
-            }
-        }
-        other => bail!("{flag} {spec:?}: {other} is not supported by this version"),
+    }
+    FrameRate::from_int(args.fps).context("--fps must be above 0")?;
+    let mut options = OpenOptions::default();
+    options.size = args.size;
+    options.fps = args.fps;
+    options.camera_format = camera_format;
+    options.gray = gray(args);
+    options.decode_reason = transcode_reason(args).map(str::to_string);
+    options.bitrate_kbps = args.bitrate;
+    options.looping = args.looping;
+    options.start_delay = Duration::from_secs_f64(args.start_delay);
+    options.stream_mode = args.stream_mode;
+    options.pi_codec = match args.pi_codec.as_str() {
+        "h264" => PiCodec::H264,
+        "yuv420" => PiCodec::Yuv420,
+        _ => PiCodec::Auto,
     };
-    let info = source.info();
-    let source = match args.size {
-        Some((width, height)) if (info.width, info.height) != (width, height) => {
-            Box::new(source.resize(width, height))
+    let (opened, live) = rtcgear_capture::open(&parsed, &options).with_context(|| {
+        if args.stream_mode {
+            format!("{flag} {spec:?} (--stream-mode)")
+        } else {
+            format!("{flag} {spec:?}")
         }
-        _ => source,
-    };
-    let source: Box<dyn Source> = if gray(args) {
-        Box::new(source.grayscale())
-    } else {
-        source
-    };
-    Ok((Opened::Frames(stabilized(source, args)?), live))
+    })?;
+    Ok(match opened {
+        OpenedSource::Frames(frames) => (OpenedSource::Frames(stabilized(frames, args)?), live),
+        encoded => (encoded, live),
+    })
 }
 
 /// Wraps the source in the stabilizer when --stabilize asks for it.
@@ -716,10 +502,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config
     };
     let mut builder = Server::builder().config(config);
-    let add = |name: &str, source: Opened, live: bool| {
+    let add = |name: &str, source: OpenedSource, live: bool| {
         let label = if name.is_empty() { "default" } else { name };
         let stream = match source {
-            Opened::Frames(source) => {
+            OpenedSource::Frames(source) => {
                 let info = source.info();
                 tracing::info!(
                     "stream {label:?}: {}x{} at {} fps, encoded here",
@@ -729,7 +515,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 );
                 StreamConfig::new(name, source)
             }
-            Opened::Encoded(source) => {
+            OpenedSource::Encoded(source) => {
                 let info = source.info();
                 tracing::info!(
                     "stream {label:?}: {}x{} at {} fps, H.264 passed through",

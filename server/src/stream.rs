@@ -78,6 +78,38 @@ impl StreamConfig {
         StreamConfig::with_input(name.into(), Input::Encoded(Box::new(source)))
     }
 
+    /// A stream of what a source string names (`test`, a camera, a Pi camera, a file, a
+    /// network stream or a video site's page), opened as `rtcgear serve --source` opens it:
+    /// H.264 that browsers play is passed through unless `options` need the pictures, and a
+    /// live source (a network stream, a camera) keeps being read while nobody watches. See
+    /// [`rtcgear_capture::open`]. Files and URLs need `rtcgear-capture`'s `ffmpeg` feature, V4L2
+    /// cameras its `v4l2` feature and Pi cameras its `rpicam` feature: a program turns them on
+    /// by depending on `rtcgear-capture` with them.
+    ///
+    /// ```
+    /// use rtcgear_capture::OpenOptions;
+    /// use rtcgear_server::StreamConfig;
+    ///
+    /// let mut options = OpenOptions::default();
+    /// options.size = Some((640, 360));
+    /// let stream = StreamConfig::open("yard", "test", &options)?;
+    /// assert_eq!(stream.name(), "yard");
+    /// # Ok::<(), rtcgear_capture::CaptureError>(())
+    /// ```
+    pub fn open(
+        name: impl Into<String>,
+        source: &str,
+        options: &rtcgear_capture::OpenOptions,
+    ) -> Result<StreamConfig, rtcgear_capture::CaptureError> {
+        let spec: rtcgear_capture::SourceSpec = source.parse()?;
+        let (opened, live) = rtcgear_capture::open(&spec, options)?;
+        let stream = match opened {
+            rtcgear_capture::OpenedSource::Frames(frames) => StreamConfig::new(name, frames),
+            rtcgear_capture::OpenedSource::Encoded(h264) => StreamConfig::passthrough(name, h264),
+        };
+        Ok(stream.pause_source_when_idle(!live))
+    }
+
     fn with_input(name: String, input: Input) -> StreamConfig {
         StreamConfig {
             name,
