@@ -82,10 +82,8 @@ impl FfmpegH264Source {
     /// Opens `url` and checks that its video can be passed through as it is.
     pub fn open(url: &str, options: FfmpegOptions) -> Result<FfmpegH264Source, CaptureError> {
         let (target, network) = init(url, &options)?;
-        let (input, info) = open_input(&target, url, network, &options)?;
-        Ok(FfmpegH264Source::from_input(
-            url, options, network, input, info,
-        ))
+        let input = Input::open(&target, url, network, &options)?;
+        Ok(FfmpegH264Source::from_input(url, options, network, input))
     }
 
     /// Opens `url` once and passes its H.264 through when [`open`](Self::open) would and
@@ -119,8 +117,8 @@ impl FfmpegH264Source {
         let reason = match check(&context, url) {
             Ok(checked) => match accept(&checked.info) {
                 Ok(()) => {
-                    let (input, info) = checked.into_input(context);
-                    let source = FfmpegH264Source::from_input(url, options, network, input, info);
+                    let input = checked.into_input(context);
+                    let source = FfmpegH264Source::from_input(url, options, network, input);
                     return Ok(FfmpegOpened::Passthrough(source));
                 }
                 Err(reason) => reason,
@@ -137,8 +135,8 @@ impl FfmpegH264Source {
         options: FfmpegOptions,
         network: bool,
         input: Input,
-        info: EncodedInfo,
     ) -> FfmpegH264Source {
+        let info = input.info;
         tracing::info!(
             "{url}: passing H.264 through ({}x{}, {}, {} fps)",
             info.width,
@@ -163,13 +161,16 @@ impl FfmpegH264Source {
 impl Demux for Input {
     type Item = (Vec<u8>, bool);
 
+    /// Opens `target` and checks that its video stream can be passed through; errors name
+    /// `url`.
     fn open(
         target: &str,
         url: &str,
         network: bool,
         options: &FfmpegOptions,
     ) -> Result<Input, CaptureError> {
-        open_input(target, url, network, options).map(|(input, _)| input)
+        let context = open_context(target, url, network, options)?;
+        Ok(check(&context, url)?.into_input(context))
     }
 
     /// The next access unit (and whether it is a keyframe) and its presentation time.
@@ -264,17 +265,6 @@ impl EncodedSource for FfmpegH264Source {
     }
 }
 
-/// Opens `target` and checks that its video stream can be passed through; errors name `url`.
-fn open_input(
-    target: &str,
-    url: &str,
-    network: bool,
-    options: &FfmpegOptions,
-) -> Result<(Input, EncodedInfo), CaptureError> {
-    let context = open_context(target, url, network, options)?;
-    Ok(check(&context, url)?.into_input(context))
-}
-
 /// What [`check`] found out about an input that can be passed through.
 struct Checked {
     stream: usize,
@@ -285,8 +275,8 @@ struct Checked {
 }
 
 impl Checked {
-    fn into_input(self, context: ff::format::context::Input) -> (Input, EncodedInfo) {
-        let input = Input {
+    fn into_input(self, context: ff::format::context::Input) -> Input {
+        Input {
             context,
             stream: self.stream,
             time_base: self.time_base,
@@ -295,8 +285,7 @@ impl Checked {
             started: false,
             last_dts: None,
             info: self.info,
-        };
-        (input, self.info)
+        }
     }
 }
 

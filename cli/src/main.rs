@@ -87,7 +87,8 @@ struct ServeArgs {
     #[arg(long, value_parser = parse_size, value_name = "WxH")]
     size: Option<(u32, u32)>,
 
-    /// The test pattern's frame rate.
+    /// Frames a second: the test pattern's and a Pi camera's, and a hint to V4L2 cameras (which
+    /// take their nearest rate).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=240))]
     fps: u32,
 
@@ -430,7 +431,6 @@ fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<(Open
             );
         }
     }
-    FrameRate::from_int(args.fps).context("--fps must be above 0")?;
     let mut options = OpenOptions::default();
     options.size = args.size;
     options.fps = args.fps;
