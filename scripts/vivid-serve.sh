@@ -95,6 +95,8 @@ KERNEL=$KROOT/vmlinux                      # the tool's uncompressed kernel boot
 # ------------------------------------------------------------------ 2. the initramfs
 RUN=$WORK/serve-$HTTP_PORT              # one per port: two VMs at once do not collide
 INITRAMFS=$RUN/initramfs
+# Earlier runs' folders, from VMs that their time limit has ended by now.
+find "$WORK" -maxdepth 1 -name 'serve-*' -mmin +$((VM_TIMEOUT / 60 + 2)) -exec rm -rf {} +
 rm -rf "$RUN"; mkdir -p "$INITRAMFS"/{bin,dev,proc,sys,tmp,host,modules}
 cp "$BB" "$INITRAMFS/bin/busybox"
 : > "$INITRAMFS/modules/order"
@@ -173,6 +175,7 @@ poweroff -f
 EOF
 chmod +x "$INITRAMFS/init"
 (cd "$INITRAMFS" && find . | "$BB" cpio -o -H newc 2>/dev/null | gzip -1 > "$RUN/initrd.cpio.gz")
+rm -rf "$INITRAMFS"
 
 # --------------------------------------------------------------------------- 3. boot
 # KVM here is often unusable for a stock kernel (see the VM tool), so this uses TCG unless told.
