@@ -1,4 +1,7 @@
-//! [`Broadcast`]: one encoded stream, many str0m sessions.
+//! [`Broadcast`]: one encoded stream, many str0m sessions. The state machine: it routes
+//! datagrams to viewers, moves each viewer through its states, hands frames to those that
+//! want them and drains their sessions. What one viewer is and how frames are written to it
+//! is in `viewer`, the cache of the last GOP in `gop`, whether a viewer keeps up in `health`.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -7,105 +10,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
-use str0m::media::{MediaKind, MediaTime, Mid, Pt};
+use str0m::media::Mid;
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{Extension, RtpWrite, SeqNo};
+use str0m::rtp::Extension;
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Rtc};
 use tracing::{debug, info, warn};
 
 use crate::codec;
-use crate::health::{self, Health};
+use crate::config::BroadcastConfig;
+use crate::error::RtcError;
+use crate::gop::GopCache;
+use crate::health;
 use crate::keyframe::KeyframeLimiter;
 use crate::offer::{self, Summary};
+use crate::output::{BroadcastEvent, DisconnectReason, Output, ViewerId};
 use crate::packetize::{self, Packet};
 use crate::stun;
-use crate::{BroadcastConfig, RtcError};
-
-/// Identifies one viewer (one browser session) of a [`Broadcast`].
-///
-/// Ids are never reused within one `Broadcast`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ViewerId(u64);
-
-impl ViewerId {
-    /// The number behind the id, for logs, metrics and URLs.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-
-    /// The id with this number, as [`ViewerId::get`] gave it (from a URL, say). An id that
-    /// no viewer has is harmless: [`Broadcast::remove_viewer`] answers `false` for it.
-    pub fn from_raw(number: u64) -> ViewerId {
-        ViewerId(number)
-    }
-}
-
-impl fmt::Display for ViewerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "viewer-{}", self.0)
-    }
-}
-
-/// What [`Broadcast::poll_output`] hands the driver.
-#[derive(Debug)]
-pub enum Output {
-    /// Send `contents` from the local address `source` to `destination`.
-    Transmit {
-        /// One of the configured host candidates.
-        source: SocketAddr,
-        /// The viewer's address.
-        destination: SocketAddr,
-        /// One UDP datagram.
-        contents: Vec<u8>,
-    },
-    /// Something the driver should know about.
-    Event(BroadcastEvent),
-    /// Nothing more is pending: call [`Broadcast::handle_timeout`] at this instant at the
-    /// latest, or earlier when a datagram, a frame or an offer arrives.
-    Timeout(Instant),
-}
-
-/// Events of a [`Broadcast`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BroadcastEvent {
-    /// ICE and DTLS are up; the viewer gets video from the next keyframe on.
-    ViewerConnected(ViewerId),
-    /// The viewer is gone and its id is forgotten. Every id that
-    /// [`Broadcast::handle_offer`] returned ends with exactly one of these.
-    ViewerDisconnected(ViewerId, DisconnectReason),
-    /// Ask the encoder for an IDR: a viewer has joined, or one lost pictures (PLI/FIR).
-    ///
-    /// Requests are coalesced and rate limited (see [`BroadcastConfig::keyframe_interval`]),
-    /// so the driver can pass each one straight on to the encoder.
-    KeyframeNeeded,
-}
-
-/// Why a viewer left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DisconnectReason {
-    /// [`Broadcast::remove_viewer`] was called.
-    Removed,
-    /// Nothing arrived from the viewer for [`BroadcastConfig::ice_timeout`], or ICE gave up
-    /// on every candidate pair.
-    IceTimeout,
-    /// The viewer closed the connection (DTLS close_notify).
-    Closed,
-    /// str0m reported an error for this session; the log has details.
-    Failed,
-}
-
-impl fmt::Display for DisconnectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DisconnectReason::Removed => "removed",
-            DisconnectReason::IceTimeout => "ICE timed out",
-            DisconnectReason::Closed => "closed by the viewer",
-            DisconnectReason::Failed => "failed",
-        })
-    }
-}
+use crate::time::{later, media_time};
+use crate::viewer::{h264_media, new_resend_cache, State, Viewer};
 
 /// A Sans-IO WebRTC broadcast of one H.264 stream to many browsers.
 ///
@@ -125,50 +47,6 @@ pub struct Broadcast {
     out: Pending,
 }
 
-/// The most frames a GOP cache holds (see [`BroadcastConfig::gop_cache`]): 16 s at 30 fps.
-/// str0m takes at most 512 frames written between two polls.
-pub const GOP_CACHE_MAX_FRAMES: usize = 480;
-
-/// The most bytes a GOP cache holds (see [`BroadcastConfig::gop_cache`]).
-pub const GOP_CACHE_MAX_BYTES: usize = 24 << 20;
-
-/// The frames from the last keyframe on, each with its capture instant, RTP time and
-/// payloads.
-#[derive(Default)]
-struct GopCache {
-    frames: Vec<(Instant, MediaTime, Arc<[Packet]>)>,
-    bytes: usize,
-    /// The GOP outgrew the limits: nothing is cached until the next keyframe.
-    overflowed: bool,
-}
-
-impl GopCache {
-    fn add(&mut self, capture: Instant, rtp_time: MediaTime, keyframe: bool, data: Arc<[Packet]>) {
-        if keyframe {
-            self.frames.clear();
-            self.bytes = 0;
-            self.overflowed = false;
-        } else if self.frames.is_empty() || self.overflowed {
-            return;
-        }
-        let size: usize = data.iter().map(|packet| packet.payload.len()).sum();
-        if self.frames.len() >= GOP_CACHE_MAX_FRAMES || self.bytes + size > GOP_CACHE_MAX_BYTES {
-            warn!(
-                frames = self.frames.len(),
-                bytes = self.bytes,
-                "the keyframe interval is too long for the GOP cache; new viewers wait for the \
-                 next keyframe"
-            );
-            self.frames.clear();
-            self.bytes = 0;
-            self.overflowed = true;
-            return;
-        }
-        self.bytes += size;
-        self.frames.push((capture, rtp_time, data));
-    }
-}
-
 /// Everything output-related, apart from the viewers so both can be borrowed at once.
 struct Pending {
     /// The latest `now` the driver has told us.
@@ -182,40 +60,6 @@ struct Pending {
     keyframes: KeyframeLimiter,
     /// [`BroadcastConfig::gop_cache`].
     gop_cache: bool,
-}
-
-struct Viewer {
-    rtc: Rtc,
-    state: State,
-    /// The video m-line and the H.264 payload type chosen for it.
-    media: (Mid, Pt),
-    /// The extended RTP sequence number of the next packet.
-    next_seq: u64,
-    ufrag: String,
-    /// Remote addresses that route to this viewer.
-    addrs: Vec<SocketAddr>,
-    /// str0m's next timeout, valid while `dirty` is false.
-    timeout: Instant,
-    last_receive: Instant,
-    dirty: bool,
-    /// Set when we decided to drop the viewer; it goes once drained.
-    leaving: Option<DisconnectReason>,
-    /// Connected, with the GOP cache to be sent once drained.
-    gop_pending: bool,
-    /// Whether it keeps up, or skips to the next keyframe.
-    health: Health,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Waiting for ICE and DTLS.
-    Connecting,
-    /// Connected; waiting for a keyframe to start on.
-    WaitingKeyframe,
-    /// Getting every frame.
-    Streaming,
-    /// [`Broadcast::remove_viewer`] started a close; draining the close_notify.
-    Closing,
 }
 
 /// The result of polling one viewer once.
@@ -272,7 +116,7 @@ impl Broadcast {
             return Err(RtcError::NoCandidates);
         }
         let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| RtcError::MalformedSdp {
-            source: tidy_parse_error(&e.to_string()).into(),
+            source: offer::tidy_parse_error(&e.to_string()).into(),
         })?;
         let summary = Summary::of(offer_sdp);
         if let Some(setup) = summary.fixed_setup {
@@ -343,21 +187,8 @@ impl Broadcast {
         // cross that line, the answers are dropped, and the picture freezes. Retransmissions
         // only load this viewer's own path, so allow them up to half of it.
         new_resend_cache(&mut rtc, media.0);
-        let id = ViewerId(self.next_id);
-        let mut viewer = Viewer {
-            rtc,
-            state: State::Connecting,
-            media,
-            next_seq: first_sequence_number(),
-            ufrag,
-            addrs: Vec::new(),
-            timeout: now,
-            last_receive: now,
-            dirty: true,
-            leaving: None,
-            gop_pending: false,
-            health: Health::default(),
-        };
+        let id = ViewerId::from_raw(self.next_id);
+        let mut viewer = Viewer::new(rtc, media, ufrag, now);
         // Negotiating was a mutation; str0m wants it drained before the next one.
         let queued = self.out.transmits.len();
         flush(id, &mut viewer, &mut self.out);
@@ -411,7 +242,7 @@ impl Broadcast {
             viewer.addrs.push(source);
             self.by_addr.insert(source, id);
         }
-        mark_dirty(id, viewer, &mut self.out.dirty);
+        viewer.mark_dirty(id, &mut self.out.dirty);
         true
     }
 
@@ -451,15 +282,15 @@ impl Broadcast {
                 continue;
             }
             let packets = packets.get_or_insert_with(|| packetize_frame(data));
-            if write_frame(viewer, capture, rtp_time, packets) {
+            if viewer.write_frame(capture, rtp_time, packets) {
                 if viewer.state == State::WaitingKeyframe {
                     debug!(%id, "first keyframe written");
                     viewer.state = State::Streaming;
                 }
                 // Timestamps the queued packets so the next drain sends them at once.
-                send_now(id, viewer, now);
+                viewer.send_now(id, now);
             }
-            mark_dirty(id, viewer, &mut self.out.dirty);
+            viewer.mark_dirty(id, &mut self.out.dirty);
         }
         if self.config.gop_cache {
             let packets = packets.unwrap_or_else(|| packetize_frame(data));
@@ -484,7 +315,7 @@ impl Broadcast {
                 }
                 viewer.rtc.disconnect();
                 viewer.leaving.get_or_insert(DisconnectReason::IceTimeout);
-                mark_dirty(id, viewer, &mut self.out.dirty);
+                viewer.mark_dirty(id, &mut self.out.dirty);
                 continue;
             }
             // A dirty viewer is drained (and gets a fresh timeout) before its next input.
@@ -496,7 +327,7 @@ impl Broadcast {
                 viewer.rtc.disconnect();
                 viewer.leaving.get_or_insert(DisconnectReason::Failed);
             }
-            mark_dirty(id, viewer, &mut self.out.dirty);
+            viewer.mark_dirty(id, &mut self.out.dirty);
         }
         // A viewer still waiting for its first keyframe asks again once the last request
         // has had `keyframe_retry` to arrive; the encoder may have missed it.
@@ -525,7 +356,7 @@ impl Broadcast {
             debug!(%id, error = %e, "closing failed; disconnecting at once");
             viewer.rtc.disconnect();
         }
-        mark_dirty(id, viewer, &mut self.out.dirty);
+        viewer.mark_dirty(id, &mut self.out.dirty);
         self.out
             .events
             .push_back(BroadcastEvent::ViewerDisconnected(id, reason));
@@ -642,16 +473,6 @@ impl Broadcast {
     }
 }
 
-/// How many sent packets each viewer keeps for retransmission (1 s of a 10 Mbit/s stream),
-/// and for how long: several round trips of a slow path (str0m's default is 3 s). The payloads
-/// are shared between viewers, but each entry's header is the viewer's own, so this cache is
-/// most of a viewer's memory.
-const RTX_CACHE_PACKETS: usize = 1024;
-const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
-
-/// The largest share of a viewer's bytes in the last second that retransmissions may take.
-const RTX_MAX_SHARE: f32 = 0.5;
-
 /// The longest [`Output::Timeout`] when nothing is scheduled.
 const IDLE: Duration = Duration::from_secs(60);
 
@@ -702,7 +523,7 @@ fn flush(id: ViewerId, viewer: &mut Viewer, out: &mut Pending) {
     }
     if viewer.leaving.is_some() || !viewer.rtc.is_alive() {
         // `poll_output` removes leaving viewers when it drains them.
-        mark_dirty(id, viewer, &mut out.dirty);
+        viewer.mark_dirty(id, &mut out.dirty);
     }
 }
 
@@ -722,16 +543,20 @@ fn handle_event(id: ViewerId, viewer: &mut Viewer, event: Event, out: &mut Pendi
         }
         Event::KeyframeRequest(request) if viewer.state == State::Streaming => {
             debug!(%id, kind = ?request.kind, "keyframe request");
-            let (rtc, mid) = (&mut viewer.rtc, viewer.media.0);
-            if viewer.health.keyframe_request(id, out.now, rtc, mid)
-                && out.keyframes.request(out.now, false)
-            {
+            let verdict = viewer.health.keyframe_request(id, out.now);
+            if verdict.fell_behind {
+                // Nothing it skips is sent again (see `health`).
+                viewer.forget_resends();
+            }
+            if verdict.pass_on && out.keyframes.request(out.now, false) {
                 out.events.push_back(BroadcastEvent::KeyframeNeeded);
             }
         }
         Event::MediaEgressStats(stats) if viewer.state == State::Streaming => {
-            let (rtc, mid) = (&mut viewer.rtc, viewer.media.0);
-            viewer.health.loss_report(id, stats.loss, rtc, mid);
+            let verdict = viewer.health.loss_report(id, stats.loss);
+            if verdict.fell_behind {
+                viewer.forget_resends();
+            }
         }
         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
             viewer.rtc.disconnect();
@@ -744,61 +569,29 @@ fn handle_event(id: ViewerId, viewer: &mut Viewer, event: Event, out: &mut Pendi
     }
 }
 
-/// The m-line `mid` and the payload type to send H.264 on, if `mid` is a video m-line we
-/// send on and a usable H.264 payload type was negotiated for it.
-fn h264_media(rtc: &mut Rtc, mid: Mid, stream: Option<u32>) -> Option<(Mid, Pt)> {
-    let media = rtc.media(mid)?;
-    if media.kind() != MediaKind::Video || !media.direction().is_sending() || media.disabled() {
-        return None;
-    }
-    let remote = media.remote_pts();
-    let (_, pt) = rtc
-        .codec_config()
-        .params()
-        .iter()
-        .filter(|params| remote.contains(&params.pt()))
-        .filter_map(|params| Some((codec::score(params, stream)?, params.pt())))
-        .max_by_key(|&(score, _)| score)?;
-    debug!(%mid, %pt, "sending H.264");
-    Some((mid, pt))
-}
-
 /// Sends the cached GOP to a viewer that has just connected and been drained, so it starts
-/// at once. The frames go out in one burst, their RTP times squeezed one tick apart just
-/// before the newest frame's own, so the decoder catches up at once and the live frames that
-/// follow keep their spacing.
+/// at once. The frames go out in one burst (see [`GopCache::squeezed`]).
 fn send_gop(id: ViewerId, viewer: &mut Viewer, gop: &GopCache, out: &mut Pending) {
     if !viewer.gop_pending || viewer.dirty || viewer.leaving.is_some() {
         return;
     }
     viewer.gop_pending = false;
-    let Some(&(newest_capture, newest_rtp, _)) = gop.frames.last() else {
+    let Some(newest_capture) = gop.newest_capture() else {
         debug!(%id, "no GOP cached; waiting for the next keyframe");
         return;
     };
     if viewer.state != State::WaitingKeyframe {
         return;
     }
-    let count = gop.frames.len() as u64;
-    let newest = newest_rtp.numer();
-    for (i, (_, _, packets)) in gop.frames.iter().enumerate() {
-        let rtp_time = MediaTime::from_90khz(newest.saturating_sub(count - 1 - i as u64));
-        if !write_frame(viewer, newest_capture, rtp_time, packets) {
+    for (rtp_time, packets) in gop.squeezed() {
+        if !viewer.write_frame(newest_capture, rtp_time, packets) {
             return;
         }
     }
-    send_now(id, viewer, out.now);
-    debug!(%id, frames = count, bytes = gop.bytes, "GOP cache sent");
+    viewer.send_now(id, out.now);
+    debug!(%id, frames = gop.len(), bytes = gop.bytes(), "GOP cache sent");
     viewer.state = State::Streaming;
-    mark_dirty(id, viewer, &mut out.dirty);
-}
-
-/// Gives `rtc`'s video stream on `mid` an empty resend cache of rtcgear's size and share (see
-/// [`RTX_CACHE_PACKETS`] and [`RTX_MAX_SHARE`]); str0m makes a new one each time.
-pub(crate) fn new_resend_cache(rtc: &mut Rtc, mid: Mid) {
-    if let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None) {
-        stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_MAX_SHARE));
-    }
+    viewer.mark_dirty(id, &mut out.dirty);
 }
 
 /// Packetizes an access unit for every viewer at once.
@@ -806,111 +599,10 @@ fn packetize_frame(data: &[u8]) -> Arc<[Packet]> {
     packetize::packetize(data, packetize::MAX_PAYLOAD).into()
 }
 
-/// Queues one frame's packets on the viewer's video stream, with its own sequence numbers.
-/// `false` if the viewer has no video stream to write to (it cannot have frames).
-fn write_frame(
-    viewer: &mut Viewer,
-    capture: Instant,
-    rtp_time: MediaTime,
-    packets: &[Packet],
-) -> bool {
-    let (mid, pt) = viewer.media;
-    let mut api = viewer.rtc.direct_api();
-    let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-        return false;
-    };
-    // RTP time wraps at 32 bits, as the header carries it.
-    let time = rtp_time.numer() as u32;
-    for packet in packets {
-        let seq = SeqNo::from(viewer.next_seq);
-        viewer.next_seq += 1;
-        stream.write_rtp(
-            RtpWrite::new(pt, seq, time, capture, Arc::clone(&packet.payload))
-                .marker(packet.marker)
-                .nackable(true),
-        );
-    }
-    true
-}
-
-/// Lets str0m timestamp what was just written, so that draining the viewer sends it without
-/// waiting for the next timeout round.
-fn send_now(id: ViewerId, viewer: &mut Viewer, now: Instant) {
-    if let Err(e) = viewer.rtc.handle_input(Input::Timeout(now)) {
-        warn!(%id, error = %e, "str0m failed sending a frame; dropping the viewer");
-        viewer.rtc.disconnect();
-        viewer.leaving.get_or_insert(DisconnectReason::Failed);
-    }
-}
-
-/// A random first sequence number, as RFC 3550 asks, below 2^15 so that the rollover counter
-/// starts at 0 however long the first frames are.
-fn first_sequence_number() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    random % (1 << 15)
-}
-
-fn mark_dirty(id: ViewerId, viewer: &mut Viewer, dirty: &mut VecDeque<ViewerId>) {
-    if !viewer.dirty {
-        viewer.dirty = true;
-        dirty.push_back(id);
-    }
-}
-
 fn transmit_output(transmit: str0m::net::Transmit) -> Output {
     Output::Transmit {
         source: transmit.source,
         destination: transmit.destination,
         contents: transmit.contents.into(),
-    }
-}
-
-/// `t + d`, or a time too far ahead to matter if that overflows (a `Duration::MAX` timeout).
-pub(crate) fn later(t: Instant, d: Duration) -> Instant {
-    t.checked_add(d).or_else(|| t.checked_add(FAR)).unwrap_or(t)
-}
-
-/// "Never", in practice: a hundred years.
-const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// `elapsed` on the 90 kHz RTP video clock.
-fn media_time(elapsed: Duration) -> MediaTime {
-    let ticks = elapsed.as_secs() * 90_000 + u64::from(elapsed.subsec_nanos()) * 9 / 100_000;
-    MediaTime::from_90khz(ticks)
-}
-
-/// The SDP parser's message on one line, without the memory address it puts in (which means
-/// nothing to whoever sent the offer).
-fn tidy_parse_error(message: &str) -> String {
-    let mut out = Vec::new();
-    for line in message.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let line = match line.find(" at PointerOffset(") {
-            Some(start) => {
-                let end = line[start..]
-                    .find(')')
-                    .map_or(line.len(), |e| start + e + 1);
-                format!("{}{}", &line[..start], &line[end..])
-            }
-            None => line.to_string(),
-        };
-        out.push(line);
-    }
-    out.join("; ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tidy_parse_error;
-
-    #[test]
-    fn parse_errors_read_on_one_line_without_addresses() {
-        let raw = "SDP parse: Parse error at PointerOffset(0x7fb4d8000f60)\nUnexpected `g`\nExpected `v`\nsdp line";
-        assert_eq!(
-            tidy_parse_error(raw),
-            "SDP parse: Parse error; Unexpected `g`; Expected `v`; sdp line"
-        );
     }
 }

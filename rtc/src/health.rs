@@ -13,16 +13,17 @@
 //!
 //! Viewers that keep up never notice any of this, and one that is behind costs the others
 //! nothing: at most one keyframe every [`BEHIND_REQUEST_INTERVAL`].
+//!
+//! [`Health`] only decides: it touches no session. What follows from its [`Verdict`] (passing
+//! a request on, emptying the viewer's resend cache) is the broadcast's to do.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use str0m::media::Mid;
-use str0m::Rtc;
 use tracing::{debug, info};
 
-use crate::broadcast::{later, new_resend_cache};
-use crate::ViewerId;
+use crate::output::ViewerId;
+use crate::time::later;
 
 /// This many keyframe requests within [`REQUEST_WINDOW`] mean a viewer is behind.
 pub(crate) const REPEATED_REQUESTS: usize = 3;
@@ -47,6 +48,19 @@ pub(crate) const SUSTAINED_LOSS: f32 = 0.1;
 /// See [`SUSTAINED_LOSS`].
 pub(crate) const LOSSY_REPORTS: u32 = 2;
 
+/// What a viewer's [`Health`] says after a keyframe request or a loss report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub(crate) struct Verdict {
+    /// Pass the keyframe request on (to the keyframe limiter, which spaces and coalesces
+    /// everyone's). Never set for a loss report.
+    pub(crate) pass_on: bool,
+    /// The viewer has just fallen behind. It should also lose what it could still ask to be
+    /// sent again (its session's retransmission cache): it skips those frames anyway, and
+    /// retransmitting them would only fill its path.
+    pub(crate) fell_behind: bool,
+}
+
 /// One viewer's record (see the module documentation).
 #[derive(Debug, Default)]
 pub(crate) struct Health {
@@ -65,18 +79,9 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    /// Notes a keyframe request from viewer `id`; `true` if it should be passed on (to the
-    /// keyframe limiter, which spaces and coalesces everyone's). A viewer that falls behind
-    /// here also loses what it could still ask to be sent again (`rtc`'s retransmission
-    /// cache for `mid`): it skips those frames anyway, and retransmitting them would only
-    /// fill its path.
-    pub(crate) fn keyframe_request(
-        &mut self,
-        id: ViewerId,
-        now: Instant,
-        rtc: &mut Rtc,
-        mid: Mid,
-    ) -> bool {
+    /// Notes a keyframe request from viewer `id`: whether to pass it on, and whether the
+    /// viewer has just fallen behind.
+    pub(crate) fn keyframe_request(&mut self, id: ViewerId, now: Instant) -> Verdict {
         while self
             .requests
             .front()
@@ -86,32 +91,39 @@ impl Health {
         }
         self.requests.push_back(now);
         let on_probation = self.resumed.is_some_and(|t| now < later(t, PROBATION));
-        if self.requests.len() >= REPEATED_REQUESTS || on_probation {
-            self.fall_behind(id, rtc, mid, "asks for keyframes again and again");
-        }
-        if !self.behind {
-            return true;
-        }
-        if self
+        let fell_behind = (self.requests.len() >= REPEATED_REQUESTS || on_probation)
+            && self.fall_behind(id, "asks for keyframes again and again");
+        let pass_on = if !self.behind {
+            true
+        } else if self
             .passed
             .is_some_and(|t| now < later(t, BEHIND_REQUEST_INTERVAL))
         {
-            return false;
+            false
+        } else {
+            self.passed = Some(now);
+            true
+        };
+        Verdict {
+            pass_on,
+            fell_behind,
         }
-        self.passed = Some(now);
-        true
     }
 
     /// Notes the loss that viewer `id`'s receiver reports gave in its latest statistics
-    /// (`None` when no report came since the last).
-    pub(crate) fn loss_report(&mut self, id: ViewerId, loss: Option<f32>, rtc: &mut Rtc, mid: Mid) {
+    /// (`None` when no report came since the last): whether the viewer has just fallen
+    /// behind.
+    pub(crate) fn loss_report(&mut self, id: ViewerId, loss: Option<f32>) -> Verdict {
         match loss {
             Some(loss) if loss >= SUSTAINED_LOSS => self.lossy_reports += 1,
             Some(_) => self.lossy_reports = 0,
             None => {}
         }
-        if self.lossy_reports >= LOSSY_REPORTS {
-            self.fall_behind(id, rtc, mid, "loses packets steadily");
+        let fell_behind =
+            self.lossy_reports >= LOSSY_REPORTS && self.fall_behind(id, "loses packets steadily");
+        Verdict {
+            pass_on: false,
+            fell_behind,
         }
     }
 
@@ -133,14 +145,14 @@ impl Health {
         true
     }
 
-    fn fall_behind(&mut self, id: ViewerId, rtc: &mut Rtc, mid: Mid, why: &str) {
+    /// Puts the viewer behind; `true` if it was not already.
+    fn fall_behind(&mut self, id: ViewerId, why: &str) -> bool {
         if self.behind {
-            return;
+            return false;
         }
         self.behind = true;
         info!(%id, why, "viewer cannot keep up: no delta frames for it until the next keyframe");
-        // An empty cache: nothing it skips is sent again.
-        new_resend_cache(rtc, mid);
+        true
     }
 }
 
@@ -154,10 +166,16 @@ mod tests {
 
     const ID: fn() -> ViewerId = || ViewerId::from_raw(1);
 
-    /// A keyframe request at `now`, from a viewer without a stream to forget.
+    /// A keyframe request at `now`: whether it is passed on.
     fn ask(health: &mut Health, now: Instant) -> bool {
-        let mut rtc = Rtc::new(now);
-        health.keyframe_request(ID(), now, &mut rtc, Mid::from("0"))
+        health.keyframe_request(ID(), now).pass_on
+    }
+
+    /// A loss report: whether the viewer fell behind with it.
+    fn report(health: &mut Health, loss: Option<f32>) -> bool {
+        let verdict = health.loss_report(ID(), loss);
+        assert!(!verdict.pass_on, "a loss report is no keyframe request");
+        verdict.fell_behind
     }
 
     #[test]
@@ -177,9 +195,17 @@ mod tests {
         assert!(ask(&mut health, t0));
         assert!(ask(&mut health, ms(t0, 500)));
         // The third within 3 s: behind. The first request behind still goes out.
-        assert!(ask(&mut health, ms(t0, 1000)));
+        let verdict = health.keyframe_request(ID(), ms(t0, 1000));
+        assert_eq!(
+            verdict,
+            Verdict {
+                pass_on: true,
+                fell_behind: true
+            }
+        );
         assert!(!health.wants(ID(), false, ms(t0, 1010)));
-        assert!(!ask(&mut health, ms(t0, 1500)));
+        let verdict = health.keyframe_request(ID(), ms(t0, 1500));
+        assert_eq!(verdict, Verdict::default(), "behind already: nothing new");
         assert!(!ask(&mut health, ms(t0, 2999)));
         assert!(ask(&mut health, ms(t0, 3000)), "one every 2 s");
         assert!(!health.wants(ID(), false, ms(t0, 3010)));
@@ -190,18 +216,17 @@ mod tests {
     #[test]
     fn sustained_loss_skips_deltas_until_a_keyframe() {
         let t0 = Instant::now();
-        let mut rtc = Rtc::new(t0);
-        let mid = Mid::from("0");
         let mut health = Health::default();
-        health.loss_report(ID(), Some(0.3), &mut rtc, mid);
-        health.loss_report(ID(), Some(0.02), &mut rtc, mid);
-        health.loss_report(ID(), Some(0.3), &mut rtc, mid);
-        health.loss_report(ID(), None, &mut rtc, mid);
+        assert!(!report(&mut health, Some(0.3)));
+        assert!(!report(&mut health, Some(0.02)));
+        assert!(!report(&mut health, Some(0.3)));
+        assert!(!report(&mut health, None));
         assert!(health.wants(ID(), false, t0), "not two in a row");
-        health.loss_report(ID(), Some(0.5), &mut rtc, mid);
+        assert!(report(&mut health, Some(0.5)), "two in a row: behind");
+        assert!(!report(&mut health, Some(0.5)), "behind already");
         assert!(!health.wants(ID(), false, t0));
         assert!(health.wants(ID(), true, t0));
-        health.loss_report(ID(), Some(0.5), &mut rtc, mid);
+        assert!(!report(&mut health, Some(0.5)));
         assert!(
             health.wants(ID(), false, t0),
             "counted afresh after the keyframe"

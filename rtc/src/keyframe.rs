@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::broadcast::later;
+use crate::time::later;
 
 /// Decides when the driver should ask the encoder for an IDR.
 ///

@@ -115,15 +115,18 @@ mod broadcast;
 mod codec;
 mod config;
 mod error;
+mod gop;
 mod health;
 mod keyframe;
 mod offer;
+mod output;
 mod packetize;
 mod stun;
+mod time;
+mod viewer;
 
-pub use broadcast::{
-    Broadcast, BroadcastEvent, DisconnectReason, Output, ViewerId, GOP_CACHE_MAX_BYTES,
-    GOP_CACHE_MAX_FRAMES,
-};
+pub use broadcast::Broadcast;
 pub use config::BroadcastConfig;
 pub use error::RtcError;
+pub use gop::{GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_FRAMES};
+pub use output::{BroadcastEvent, DisconnectReason, Output, ViewerId};

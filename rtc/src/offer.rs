@@ -1,4 +1,5 @@
-//! A quick look at an offer before str0m negotiates it, for precise errors.
+//! A quick look at an offer before str0m negotiates it, and at the parser's complaints, for
+//! precise errors.
 
 /// What [`Summary::of`] found in an SDP text.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -48,6 +49,25 @@ pub(crate) fn video_mids(sdp: &str) -> Vec<&str> {
     mids
 }
 
+/// The SDP parser's message on one line, without the memory address it puts in (which means
+/// nothing to whoever sent the offer).
+pub(crate) fn tidy_parse_error(message: &str) -> String {
+    let mut out = Vec::new();
+    for line in message.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let line = match line.find(" at PointerOffset(") {
+            Some(start) => {
+                let end = line[start..]
+                    .find(')')
+                    .map_or(line.len(), |e| start + e + 1);
+                format!("{}{}", &line[..start], &line[end..])
+            }
+            None => line.to_string(),
+        };
+        out.push(line);
+    }
+    out.join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +93,14 @@ mod tests {
     #[test]
     fn empty_input() {
         assert_eq!(Summary::of(""), Summary::default());
+    }
+
+    #[test]
+    fn parse_errors_read_on_one_line_without_addresses() {
+        let raw = "SDP parse: Parse error at PointerOffset(0x7fb4d8000f60)\nUnexpected `g`\nExpected `v`\nsdp line";
+        assert_eq!(
+            tidy_parse_error(raw),
+            "SDP parse: Parse error; Unexpected `g`; Expected `v`; sdp line"
+        );
     }
 }

@@ -1,0 +1,97 @@
+//! The public vocabulary of a broadcast's output: viewer ids, [`Output`], events and
+//! disconnect reasons.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Identifies one viewer (one browser session) of a [`Broadcast`](crate::Broadcast).
+///
+/// Ids are never reused within one `Broadcast`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViewerId(u64);
+
+impl ViewerId {
+    /// The number behind the id, for logs, metrics and URLs.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The id with this number, as [`ViewerId::get`] gave it (from a URL, say). An id that
+    /// no viewer has is harmless: [`Broadcast::remove_viewer`](crate::Broadcast::remove_viewer)
+    /// answers `false` for it.
+    pub fn from_raw(number: u64) -> ViewerId {
+        ViewerId(number)
+    }
+}
+
+impl fmt::Display for ViewerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "viewer-{}", self.0)
+    }
+}
+
+/// What [`Broadcast::poll_output`](crate::Broadcast::poll_output) hands the driver.
+#[derive(Debug)]
+pub enum Output {
+    /// Send `contents` from the local address `source` to `destination`.
+    Transmit {
+        /// One of the configured host candidates.
+        source: SocketAddr,
+        /// The viewer's address.
+        destination: SocketAddr,
+        /// One UDP datagram.
+        contents: Vec<u8>,
+    },
+    /// Something the driver should know about.
+    Event(BroadcastEvent),
+    /// Nothing more is pending: call
+    /// [`Broadcast::handle_timeout`](crate::Broadcast::handle_timeout) at this instant at the
+    /// latest, or earlier when a datagram, a frame or an offer arrives.
+    Timeout(Instant),
+}
+
+/// Events of a [`Broadcast`](crate::Broadcast).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BroadcastEvent {
+    /// ICE and DTLS are up; the viewer gets video from the next keyframe on.
+    ViewerConnected(ViewerId),
+    /// The viewer is gone and its id is forgotten. Every id that
+    /// [`Broadcast::handle_offer`](crate::Broadcast::handle_offer) returned ends with exactly
+    /// one of these.
+    ViewerDisconnected(ViewerId, DisconnectReason),
+    /// Ask the encoder for an IDR: a viewer has joined, or one lost pictures (PLI/FIR).
+    ///
+    /// Requests are coalesced and rate limited (see
+    /// [`BroadcastConfig::keyframe_interval`](crate::BroadcastConfig::keyframe_interval)), so
+    /// the driver can pass each one straight on to the encoder.
+    KeyframeNeeded,
+}
+
+/// Why a viewer left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// [`Broadcast::remove_viewer`](crate::Broadcast::remove_viewer) was called.
+    Removed,
+    /// Nothing arrived from the viewer for
+    /// [`BroadcastConfig::ice_timeout`](crate::BroadcastConfig::ice_timeout), or ICE gave up on
+    /// every candidate pair.
+    IceTimeout,
+    /// The viewer closed the connection (DTLS close_notify).
+    Closed,
+    /// str0m reported an error for this session; the log has details.
+    Failed,
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DisconnectReason::Removed => "removed",
+            DisconnectReason::IceTimeout => "ICE timed out",
+            DisconnectReason::Closed => "closed by the viewer",
+            DisconnectReason::Failed => "failed",
+        })
+    }
+}
