@@ -67,7 +67,7 @@ mod spec;
 mod stamp;
 mod transform;
 #[cfg(all(feature = "v4l2", target_os = "linux"))]
-mod v4l2;
+pub mod v4l2;
 mod ytdlp;
 
 pub use encoded::{AccessUnit, EncodedInfo, EncodedSource};
