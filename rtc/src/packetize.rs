@@ -163,6 +163,8 @@ fn packet(payload: Vec<u8>) -> Packet {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     /// Reassembles payloads into NAL units, as a receiver does (RFC 6184 section 5.8).
@@ -270,6 +272,102 @@ mod tests {
         assert!(packetize(&[], MAX_PAYLOAD).is_empty());
         assert!(packetize(&[0, 0, 0, 1], MAX_PAYLOAD).is_empty());
         assert!(packetize(&[0, 0, 1, 0x09, 0xf0], MAX_PAYLOAD).is_empty());
+    }
+
+    /// One NAL unit as an encoder writes it: a header (forbidden bit clear, any importance, a
+    /// type a single NAL unit can have), and a body with emulation prevention (no `00 00 0x`
+    /// with x <= 3 inside) ending in the RBSP stop bit, so no start code hides in it.
+    fn arbitrary_nal() -> impl Strategy<Value = Vec<u8>> {
+        let size = prop_oneof![0..64usize, 0..2_000usize, 0..20_000usize];
+        (0u8..4, 1u8..24, size).prop_flat_map(|(nri, kind, size)| {
+            // Bytes below 64 become zeros, so zero runs (and escapes) are common.
+            prop::collection::vec(any::<u8>(), size).prop_map(move |raw| {
+                let mut nal = vec![(nri << 5) | kind];
+                let mut zeros = 0;
+                for byte in raw.into_iter().map(|b| if b < 64 { 0 } else { b }) {
+                    if zeros >= 2 && byte <= 3 {
+                        nal.push(3);
+                        zeros = 0;
+                    }
+                    nal.push(byte);
+                    zeros = if byte == 0 { zeros + 1 } else { 0 };
+                }
+                nal.push(0x80);
+                nal
+            })
+        })
+    }
+
+    /// An access unit: NAL units behind 3- or 4-byte start codes, some followed by zero bytes
+    /// (trailing_zero_8bits), which belong to no NAL unit.
+    fn arbitrary_access_unit() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<u8>)> {
+        let framed = (arbitrary_nal(), any::<bool>(), 0usize..3);
+        prop::collection::vec(framed, 1..8).prop_map(|nals| {
+            let mut access_unit = Vec::new();
+            for (nal, long_code, trailing_zeros) in &nals {
+                if *long_code {
+                    access_unit.push(0);
+                }
+                access_unit.extend_from_slice(&[0, 0, 1]);
+                access_unit.extend_from_slice(nal);
+                access_unit.extend(std::iter::repeat_n(0, *trailing_zeros));
+            }
+            (
+                nals.into_iter().map(|(nal, _, _)| nal).collect(),
+                access_unit,
+            )
+        })
+    }
+
+    proptest! {
+        // Access units of up to 8 NAL units of up to 20 kB: 256 cases take a fraction of a
+        // second in a debug build.
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any access unit cut into payloads for any budget a path allows comes back whole:
+        /// the same NAL units in the same order (but access unit delimiters, left out on
+        /// purpose), no payload over the budget, FU-A fragments of one size but the last, and
+        /// one marker, on the last payload.
+        #[test]
+        fn any_access_unit_round_trips_at_any_budget(
+            (nals, access_unit) in arbitrary_access_unit(),
+            max_payload in 200usize..=1500,
+        ) {
+            let packets = packetize(&access_unit, max_payload);
+            let expected: Vec<Vec<u8>> = nals
+                .into_iter()
+                .filter(|nal| nal[0] & NAL_TYPE_MASK != NAL_AUD)
+                .collect();
+            prop_assert_eq!(depacketize(&packets), expected);
+            prop_assert!(packets.iter().all(|p| p.payload.len() <= max_payload));
+            let markers: Vec<usize> = (0..packets.len()).filter(|&i| packets[i].marker).collect();
+            prop_assert_eq!(markers, packets.len().checked_sub(1).into_iter().collect::<Vec<_>>());
+            for fragments in fu_a_runs(&packets) {
+                let (last, rest) = fragments.split_last().expect("a run has a packet");
+                prop_assert!(rest.iter().all(|p| p.payload.len() == fragments[0].payload.len()));
+                prop_assert!(last.payload.len() <= fragments[0].payload.len());
+            }
+        }
+    }
+
+    /// The packets of each FU-A fragmented NAL unit, start to end.
+    fn fu_a_runs(packets: &[Packet]) -> Vec<&[Packet]> {
+        let mut runs = Vec::new();
+        let mut start = None;
+        for (i, packet) in packets.iter().enumerate() {
+            if packet.payload[0] & NAL_TYPE_MASK != FU_A {
+                continue;
+            }
+            if packet.payload[1] & FU_START != 0 {
+                start = Some(i);
+            }
+            if packet.payload[1] & FU_END != 0 {
+                if let Some(start) = start.take() {
+                    runs.push(&packets[start..=i]);
+                }
+            }
+        }
+        runs
     }
 
     #[test]
