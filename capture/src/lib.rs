@@ -53,9 +53,7 @@ mod convert;
 mod encoded;
 mod error;
 #[cfg(feature = "ffmpeg")]
-mod ffmpeg;
-#[cfg(feature = "ffmpeg")]
-mod ffmpeg_h264;
+pub mod ffmpeg;
 mod frame;
 pub mod h264;
 mod open;
@@ -73,9 +71,7 @@ mod ytdlp;
 pub use encoded::{AccessUnit, EncodedInfo, EncodedSource};
 pub use error::CaptureError;
 #[cfg(feature = "ffmpeg")]
-pub use ffmpeg::{FfmpegOptions, FfmpegSource, UrlResolver};
-#[cfg(feature = "ffmpeg")]
-pub use ffmpeg_h264::{FfmpegH264Source, FfmpegOpened};
+pub use ffmpeg::{FfmpegH264Source, FfmpegOpened, FfmpegOptions, FfmpegSource, UrlResolver};
 pub use frame::{packed_len, wall_clock_us, CaptureTime, Frame, PixelFormat, Plane};
 pub use open::{open, OpenOptions, OpenedSource, PiCodec};
 pub use pattern::{TestPattern, TestPatternBuilder};

@@ -1,11 +1,14 @@
-//! H.264 passthrough from files and network streams: FFmpeg demuxes, nothing decodes.
+//! [`FfmpegH264Source`]: H.264 passthrough from files and network streams: FFmpeg demuxes,
+//! nothing decodes.
+
 use ff::codec::Id;
 use ffmpeg_next as ff;
 
+use super::playback::{ffmpeg_error, init, open_context, stream_rate, Demux, Playback};
+use super::{FfmpegOptions, FfmpegSource};
 use crate::encoded::{AccessUnit, EncodedInfo, EncodedSource};
-use crate::ffmpeg::{ffmpeg_error, init, open_context, stream_rate, Demux, Playback};
 use crate::h264::{self, AvcConfig, H264Profile};
-use crate::{CaptureError, CaptureTime, FfmpegOptions, FfmpegSource};
+use crate::{CaptureError, CaptureTime};
 
 /// A file or network stream opened once by [`FfmpegH264Source::open_or_decode`]: passed
 /// through, or decoded.
@@ -22,7 +25,7 @@ pub enum FfmpegOpened {
 ///
 /// [`open`](Self::open) refuses ([`CaptureError::NotPassthrough`], with the reason) what
 /// browsers could not play as it is: another codec, B-frames, a profile other than Baseline,
-/// Main or High, a picture format other than 8-bit 4:2:0. [`FfmpegSource`](crate::FfmpegSource)
+/// Main or High, a picture format other than 8-bit 4:2:0. [`FfmpegSource`]
 /// decodes those instead.
 ///
 /// It plays like `FfmpegSource`: at the pace of its timestamps, looping files on request, and
@@ -30,7 +33,8 @@ pub enum FfmpegOpened {
 /// keyframe.
 ///
 /// ```no_run
-/// use rtcgear_capture::{CaptureError, EncodedSource, FfmpegH264Source, FfmpegOptions};
+/// use rtcgear_capture::ffmpeg::{FfmpegH264Source, FfmpegOptions};
+/// use rtcgear_capture::{CaptureError, EncodedSource};
 ///
 /// match FfmpegH264Source::open("clip.mp4", FfmpegOptions::default()) {
 ///     Ok(source) => {
@@ -89,11 +93,11 @@ impl FfmpegH264Source {
     /// Opens `url` once and passes its H.264 through when [`open`](Self::open) would and
     /// `accept` agrees (it sees the stream's size, rate and profile, and gives a reason to
     /// refuse); otherwise decodes it from the same open input, as
-    /// [`FfmpegSource`](crate::FfmpegSource) does. A server that takes one client, or a start
+    /// [`FfmpegSource`] does. A server that takes one client, or a start
     /// delay, is met once.
     ///
     /// ```no_run
-    /// use rtcgear_capture::{FfmpegH264Source, FfmpegOpened, FfmpegOptions};
+    /// use rtcgear_capture::ffmpeg::{FfmpegH264Source, FfmpegOpened, FfmpegOptions};
     ///
     /// let opened = FfmpegH264Source::open_or_decode("clip.mp4", FfmpegOptions::default(), |info| {
     ///     if info.width > 1920 {
