@@ -52,8 +52,10 @@
 //!
 //! # Example
 //!
-//! A single-threaded driver. Encoding and signalling are left out; see `server` for the real
-//! one.
+//! A single-threaded driver. Encoding and signalling are left out here; the crate's
+//! `examples/whep.rs` is the same loop made whole (WHEP over plain HTTP, one UDP socket on
+//! 127.0.0.1, rtcgear's test pattern encoded live), runnable with
+//! `cargo run -p rtcgear-rtc --example whep -- --seconds 60`, and `server` is the real driver.
 //!
 //! ```no_run
 //! use std::net::UdpSocket;
