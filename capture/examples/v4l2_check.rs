@@ -13,9 +13,8 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use rtcgear_capture::{
-    CaptureError, Frame, PixelFormat, Source, V4l2Format, V4l2H264Source, V4l2Options, V4l2Source,
-};
+use rtcgear_capture::v4l2::{V4l2Format, V4l2H264Source, V4l2Options, V4l2Source};
+use rtcgear_capture::{CaptureError, Frame, PixelFormat, Source};
 
 const FRAMES: usize = 30;
 

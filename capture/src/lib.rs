@@ -10,20 +10,25 @@
 //! - [`SourceExt`] adds transforms to any source: [`SourceExt::scale`], [`SourceExt::resize`],
 //!   [`SourceExt::grayscale`] and your own closures with [`SourceExt::map_frames`];
 //! - [`Frame::to_format`] converts between pixel formats through SIMD kernels;
-//! - [`SourceSpec`] parses the one source string (`test`, a camera, a file, a URL), [`open`]
+//! - [`SourceSpec`] parses the one source string (`test`, a camera, a file, a URL), and [`open`]
 //!   opens it as `rtcgear serve --source` does (passed through or decoded, with
-//!   [`OpenOptions`]' hints), and with
-//!   the `ffmpeg` feature `FfmpegSource` plays files and network streams, and with the `v4l2`
-//!   feature (Linux) `V4l2Source` captures from cameras and lists them, and with the `rpicam`
-//!   feature `RpicamSource` and `RpicamH264Source` run Raspberry Pi cameras through
-//!   `rpicam-vid`;
+//!   [`OpenOptions`]' hints), and says whether it is live ([`Opened`]);
 //! - video that is H.264 already can skip decoding and encoding: an [`EncodedSource`] yields
-//!   [`AccessUnit`]s (with the `ffmpeg` feature, `FfmpegH264Source` passes files and network
-//!   streams through, and its `open_or_decode` opens one once and decodes it when it cannot be
-//!   passed through; with `v4l2`, `V4l2H264Source` passes through the H.264 of cameras that
-//!   encode it themselves), and [`h264`] has the bitstream helpers;
+//!   [`AccessUnit`]s, and [`h264`] has the bitstream helpers;
 //! - [`Stamp`] paints and reads the timestamp barcode from which any receiver measures latency
 //!   and loss.
+//!
+//! The sources of real video are modules, each behind its cargo feature:
+//!
+//! - `ffmpeg` (feature `ffmpeg`): files and network streams through FFmpeg's libraries, decoded
+//!   (`ffmpeg::FfmpegSource`) or passed through (`ffmpeg::FfmpegH264Source`, whose
+//!   `open_or_decode` opens one once and decodes it when it cannot be passed through);
+//! - `v4l2` (feature `v4l2`, Linux): cameras, their raw or MJPEG pictures
+//!   (`v4l2::V4l2Source`, which also lists the cameras) or their own H.264
+//!   (`v4l2::V4l2H264Source`);
+//! - `rpicam` (feature `rpicam`, Unix): Raspberry Pi cameras through `rpicam-vid`, raw
+//!   (`rpicam::RpicamSource`) or the hardware encoder's H.264 (`rpicam::RpicamH264Source`);
+//! - [`ytdlp`]: a video site's page resolved to its media stream by `yt-dlp`, as [`open`] does.
 //!
 //! I420 is the pipeline's native format: the encoder takes it as it is, and every other format
 //! converts to it.
@@ -59,34 +64,21 @@ pub mod h264;
 mod open;
 mod pattern;
 #[cfg(all(feature = "rpicam", unix))]
-mod rpicam;
+pub mod rpicam;
 mod source;
 mod spec;
 mod stamp;
 mod transform;
 #[cfg(all(feature = "v4l2", target_os = "linux"))]
 pub mod v4l2;
-mod ytdlp;
+pub mod ytdlp;
 
 pub use encoded::{AccessUnit, EncodedInfo, EncodedSource};
 pub use error::CaptureError;
-#[cfg(feature = "ffmpeg")]
-pub use ffmpeg::{FfmpegH264Source, FfmpegOpened, FfmpegOptions, FfmpegSource, UrlResolver};
 pub use frame::{packed_len, wall_clock_us, CaptureTime, Frame, PixelFormat, Plane};
-pub use open::{open, OpenOptions, OpenedSource, PiCodec};
+pub use open::{open, OpenOptions, Opened, OpenedSource, PiCodec};
 pub use pattern::{TestPattern, TestPatternBuilder};
-#[cfg(all(feature = "rpicam", unix))]
-pub use rpicam::{
-    has_hardware_h264, RpicamH264Source, RpicamOptions, RpicamSource, RPICAM_VID_ENV,
-};
 pub use source::{FrameRate, Source, SourceInfo};
 pub use spec::{SourceSpec, NETWORK_SCHEMES};
 pub use stamp::Stamp;
 pub use transform::{Grayscale, MapFrames, Resize, SourceExt, Transform, Transformed};
-#[cfg(all(feature = "v4l2", target_os = "linux"))]
-pub use v4l2::{
-    DeviceInfo, FormatInfo, SizeInfo, V4l2Format, V4l2H264Source, V4l2Options, V4l2Source,
-};
-pub use ytdlp::{
-    format_selector, is_streaming_site, resolve_with_ytdlp, STREAMING_SITES, YT_DLP_ENV,
-};

@@ -4,7 +4,20 @@ use std::time::Duration;
 
 use crate::{CaptureError, EncodedSource, FrameRate, Source, SourceExt, SourceSpec, TestPattern};
 
-/// What [`open`] made of a source string.
+/// What [`open`] made of a source string: the source, and whether it is live.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Opened {
+    /// The source: pictures to encode, or H.264 to pass through.
+    pub source: OpenedSource,
+    /// Whether the source is live: a network stream or a camera, whose pictures come whether
+    /// or not anyone reads them. `rtcgear serve` keeps reading a live source while nobody
+    /// watches (and drops its frames unencoded), so the first viewer sees the present rather
+    /// than what queued up meanwhile; the test pattern and files are not live, and can pause.
+    pub live: bool,
+}
+
+/// The source [`open`] made: pictures or H.264 (see [`Opened`]).
 pub enum OpenedSource {
     /// Pictures, to be encoded.
     Frames(Box<dyn Source>),
@@ -107,7 +120,7 @@ impl OpenOptions {
 }
 
 /// Opens what a source string names, as `rtcgear serve --source` does, and says whether it is
-/// live (a network stream or a camera, to keep reading while nobody watches).
+/// live ([`Opened::live`]: a network stream or a camera, to keep reading while nobody watches).
 ///
 /// The test pattern, a V4L2 camera (`0`, `/dev/video0`), a Raspberry Pi camera (`pi:0`), a
 /// file, a network stream URL, or a video site's page (resolved by `yt-dlp`). H.264 that
@@ -121,18 +134,15 @@ impl OpenOptions {
 ///
 /// let mut options = OpenOptions::default();
 /// options.size = Some((640, 360));
-/// let (opened, live) = open(&"test".parse::<SourceSpec>()?, &options)?;
-/// assert!(!live);
-/// match opened {
+/// let opened = open(&"test".parse::<SourceSpec>()?, &options)?;
+/// assert!(!opened.live);
+/// match opened.source {
 ///     OpenedSource::Frames(source) => assert_eq!(source.info().width, 640),
 ///     OpenedSource::Encoded(_) => unreachable!("the test pattern is pictures"),
 /// }
 /// # Ok::<(), rtcgear_capture::CaptureError>(())
 /// ```
-pub fn open(
-    spec: &SourceSpec,
-    options: &OpenOptions,
-) -> Result<(OpenedSource, bool), CaptureError> {
+pub fn open(spec: &SourceSpec, options: &OpenOptions) -> Result<Opened, CaptureError> {
     // A camera is live too: reading it while idle keeps its queued frames fresh.
     let live = matches!(
         spec,
@@ -145,6 +155,7 @@ pub fn open(
             )));
         }
     }
+    let opened = |source| Opened { source, live };
     let source: Box<dyn Source> = match spec {
         SourceSpec::TestPattern => {
             let (width, height) = options.size.unwrap_or((1280, 720));
@@ -165,11 +176,11 @@ pub fn open(
             })?;
             match media::open(path, options, None)? {
                 OpenedSource::Frames(frames) => frames,
-                encoded => return Ok((encoded, live)),
+                encoded => return Ok(opened(encoded)),
             }
         }
         SourceSpec::Url(url) => {
-            let ytdlp = if options.stream_mode || crate::is_streaming_site(url) {
+            let ytdlp = if options.stream_mode || crate::ytdlp::is_streaming_site(url) {
                 Some(media::YtDlp::first(
                     url,
                     options.size.map(|(_, height)| height),
@@ -179,16 +190,16 @@ pub fn open(
             };
             match media::open(url, options, ytdlp.as_ref())? {
                 OpenedSource::Frames(frames) => frames,
-                encoded => return Ok((encoded, live)),
+                encoded => return Ok(opened(encoded)),
             }
         }
         SourceSpec::Camera(path) => match camera::open(path, options)? {
             OpenedSource::Frames(frames) => frames,
-            encoded => return Ok((encoded, live)),
+            encoded => return Ok(opened(encoded)),
         },
         SourceSpec::PiCamera(number) => match pi::open(*number, options)? {
             OpenedSource::Frames(frames) => frames,
-            encoded => return Ok((encoded, live)),
+            encoded => return Ok(opened(encoded)),
         },
     };
     let info = source.info();
@@ -203,7 +214,7 @@ pub fn open(
     } else {
         source
     };
-    Ok((OpenedSource::Frames(source), live))
+    Ok(opened(OpenedSource::Frames(source)))
 }
 
 /// "built without the `feature` feature", for kinds of source this build cannot open.
@@ -220,10 +231,9 @@ mod media {
     use std::time::Duration;
 
     use super::{OpenOptions, OpenedSource};
-    use crate::{
-        resolve_with_ytdlp, CaptureError, EncodedSource, FfmpegH264Source, FfmpegOpened,
-        FfmpegOptions, FfmpegSource, UrlResolver,
-    };
+    use crate::ffmpeg::{FfmpegH264Source, FfmpegOpened, FfmpegOptions, FfmpegSource, UrlResolver};
+    use crate::ytdlp::resolve_with_ytdlp;
+    use crate::{CaptureError, EncodedSource};
 
     /// How long yt-dlp may take to resolve a page.
     const YT_DLP_LIMIT: Duration = Duration::from_secs(60);
@@ -346,7 +356,8 @@ mod camera {
     use std::path::Path;
 
     use super::{OpenOptions, OpenedSource};
-    use crate::{CaptureError, EncodedSource, V4l2Format, V4l2H264Source, V4l2Options, V4l2Source};
+    use crate::v4l2::{V4l2Format, V4l2H264Source, V4l2Options, V4l2Source};
+    use crate::{CaptureError, EncodedSource};
 
     /// Opens a camera: its size and rate are hints (it takes its nearest mode), and a camera's
     /// own H.264 is passed through, which nothing here can decode: options that need the
@@ -414,10 +425,8 @@ mod camera {
 #[cfg(all(feature = "rpicam", unix))]
 mod pi {
     use super::{OpenOptions, OpenedSource, PiCodec};
-    use crate::{
-        has_hardware_h264, CaptureError, EncodedSource, RpicamH264Source, RpicamOptions,
-        RpicamSource,
-    };
+    use crate::rpicam::{has_hardware_h264, RpicamH264Source, RpicamOptions, RpicamSource};
+    use crate::{CaptureError, EncodedSource};
 
     /// Opens Pi camera `number`: the hardware encoder's H.264 passed through, or raw frames.
     pub(super) fn open(number: u32, options: &OpenOptions) -> Result<OpenedSource, CaptureError> {

@@ -402,7 +402,8 @@ fn io_error(label: &str, what: &str, source: std::io::Error) -> CaptureError {
 /// a hardware encoder (Pi 5) or when the pictures are transformed (stabilized, resized).
 ///
 /// ```no_run
-/// use rtcgear_capture::{RpicamOptions, RpicamSource, Source};
+/// use rtcgear_capture::rpicam::{RpicamOptions, RpicamSource};
+/// use rtcgear_capture::Source;
 ///
 /// let mut options = RpicamOptions::camera(0);
 /// options.size = (1280, 720);
@@ -517,7 +518,8 @@ impl Source for RpicamSource {
 /// no frame of delay.
 ///
 /// ```no_run
-/// use rtcgear_capture::{EncodedSource, RpicamH264Source, RpicamOptions};
+/// use rtcgear_capture::rpicam::{RpicamH264Source, RpicamOptions};
+/// use rtcgear_capture::EncodedSource;
 ///
 /// let camera = RpicamH264Source::open(RpicamOptions::camera(0))?;
 /// for unit in camera.take(30) {

@@ -1,4 +1,9 @@
 //! vidgear's `stream_mode`: a video site's page URL resolved to its media stream by `yt-dlp`.
+//!
+//! [`open`](crate::open) resolves the pages of the [`STREAMING_SITES`] always, and any URL
+//! with [`OpenOptions::stream_mode`](crate::OpenOptions::stream_mode); it runs
+//! [`resolve_with_ytdlp`] at start, and again at every reopen, since the media URLs expire.
+//! This is the policy of `rtcgear serve --source`, public for programs that want the same.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -24,7 +29,7 @@ pub const STREAMING_SITES: [&str; 6] = [
 /// Whether `url` is a page of one of the [`STREAMING_SITES`].
 ///
 /// ```
-/// use rtcgear_capture::is_streaming_site;
+/// use rtcgear_capture::ytdlp::is_streaming_site;
 ///
 /// assert!(is_streaming_site("https://www.youtube.com/watch?v=dQw4w9WgXcQ"));
 /// assert!(is_streaming_site("https://youtu.be/dQw4w9WgXcQ"));

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rtcgear_capture::ffmpeg::{FfmpegH264Source, FfmpegOpened, FfmpegOptions, FfmpegSource};
 use rtcgear_capture::{
-    h264, open, CaptureError, EncodedSource, FfmpegH264Source, FfmpegOpened, FfmpegOptions,
-    FfmpegSource, OpenOptions, OpenedSource, PixelFormat, Source, SourceSpec,
+    h264, open, CaptureError, EncodedSource, OpenOptions, Opened, OpenedSource, PixelFormat,
+    Source, SourceSpec,
 };
 
 fn ffmpeg() -> Command {
@@ -467,7 +468,11 @@ fn a_source_string_opens_passed_through_or_decoded_as_the_options_ask() {
     let mut options = OpenOptions::default();
     options.looping = true;
     match open(&spec, &options).expect("the clip opens") {
-        (OpenedSource::Encoded(source), false) => {
+        Opened {
+            source: OpenedSource::Encoded(source),
+            live: false,
+            ..
+        } => {
             assert_eq!((source.info().width, source.info().height), (320, 240));
         }
         other => panic!("expected passthrough of a file (not live), got {other:?}"),
@@ -481,7 +486,7 @@ fn a_source_string_opens_passed_through_or_decoded_as_the_options_ask() {
     ] {
         let mut options = options.clone();
         change(&mut options);
-        let (opened, _) = open(&spec, &options).expect("the clip opens");
+        let opened = open(&spec, &options).expect("the clip opens").source;
         let OpenedSource::Frames(source) = opened else {
             panic!("expected decoding with {options:?}, got {opened:?}");
         };
@@ -753,7 +758,7 @@ fn a_resolved_stream_is_resolved_again_when_it_reopens() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
-    use rtcgear_capture::UrlResolver;
+    use rtcgear_capture::ffmpeg::UrlResolver;
 
     let path = h264_mp4();
     let (first_port, second_port) = (free_port(), free_port());

@@ -9,10 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rtcgear_capture::{
-    h264, CaptureError, EncodedSource, PixelFormat, RpicamH264Source, RpicamOptions, RpicamSource,
-    Source,
-};
+use rtcgear_capture::rpicam::{RpicamH264Source, RpicamOptions, RpicamSource};
+use rtcgear_capture::{h264, CaptureError, EncodedSource, PixelFormat, Source};
 
 /// A folder of this test's own, removed at the end.
 struct Scratch(PathBuf);
@@ -254,7 +252,7 @@ fn real_camera_on_a_pi() {
     options.size = (640, 480);
     let raw = RpicamSource::open(options.clone()).expect("rpicam-vid runs");
     assert_eq!(raw.take(30).filter(Result::is_ok).count(), 30);
-    if rtcgear_capture::has_hardware_h264() {
+    if rtcgear_capture::rpicam::has_hardware_h264() {
         let encoded = RpicamH264Source::open(options).expect("rpicam-vid runs");
         let units: Vec<_> = encoded.take(60).collect::<Result<_, _>>().expect("H.264");
         let stream: Vec<u8> = units.iter().flat_map(|u| u.data.iter().copied()).collect();

@@ -11,9 +11,9 @@ mod stabilize;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use rtcgear_capture::v4l2::{V4l2Format, V4l2Source};
 use rtcgear_capture::{
     EncodedSource, FrameRate, OpenOptions, OpenedSource, PiCodec, Source, SourceSpec, TestPattern,
-    V4l2Format, V4l2Source,
 };
 use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
 use rtcgear_server::{IceServer, Server, ServerConfig, StreamConfig};
@@ -446,14 +446,15 @@ fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<(Open
         "yuv420" => PiCodec::Yuv420,
         _ => PiCodec::Auto,
     };
-    let (opened, live) = rtcgear_capture::open(&parsed, &options).with_context(|| {
+    let opened = rtcgear_capture::open(&parsed, &options).with_context(|| {
         if args.stream_mode {
             format!("{flag} {spec:?} (--stream-mode)")
         } else {
             format!("{flag} {spec:?}")
         }
     })?;
-    Ok(match opened {
+    let live = opened.live;
+    Ok(match opened.source {
         OpenedSource::Frames(frames) => (OpenedSource::Frames(stabilized(frames, args)?), live),
         encoded => (encoded, live),
     })

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use ffmpeg_next as ff;
-use rtcgear_capture::{FfmpegOptions, FfmpegSource, Frame, Source};
+use rtcgear_capture::ffmpeg::{FfmpegOptions, FfmpegSource};
+use rtcgear_capture::{Frame, Source};
 use rtcgear_encode::{EncodedFrame, Encoder, EncoderConfig, RateControl};
 use rtcgear_stabilize::{Motion, Stabilizer, StabilizerConfig};
 

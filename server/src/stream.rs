@@ -102,12 +102,12 @@ impl StreamConfig {
         options: &rtcgear_capture::OpenOptions,
     ) -> Result<StreamConfig, rtcgear_capture::CaptureError> {
         let spec: rtcgear_capture::SourceSpec = source.parse()?;
-        let (opened, live) = rtcgear_capture::open(&spec, options)?;
-        let stream = match opened {
+        let opened = rtcgear_capture::open(&spec, options)?;
+        let stream = match opened.source {
             rtcgear_capture::OpenedSource::Frames(frames) => StreamConfig::new(name, frames),
             rtcgear_capture::OpenedSource::Encoded(h264) => StreamConfig::passthrough(name, h264),
         };
-        Ok(stream.pause_source_when_idle(!live))
+        Ok(stream.pause_source_when_idle(!opened.live))
     }
 
     fn with_input(name: String, input: Input) -> StreamConfig {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rtcgear_capture::{FfmpegH264Source, FfmpegOptions, FfmpegSource};
+use rtcgear_capture::ffmpeg::{FfmpegH264Source, FfmpegOptions, FfmpegSource};
 use rtcgear_server::StreamConfig;
 use rtcgear_tests::{free_port, Browser, TempDir, TestServer};
 
@@ -258,7 +258,8 @@ fn a_passed_through_file_plays_and_a_late_tab_starts_from_the_gop_cache() {
 
 #[test]
 fn a_pi_camera_plays_through_rpicam_vid() {
-    use rtcgear_capture::{EncodedSource, RpicamH264Source, RpicamOptions};
+    use rtcgear_capture::rpicam::{RpicamH264Source, RpicamOptions};
+    use rtcgear_capture::EncodedSource;
 
     let _turn = heavy();
     // The stand-in writes what rpicam-vid writes, made by the FFmpeg CLI.
