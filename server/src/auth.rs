@@ -224,28 +224,11 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 
 /// Standard base64 with optional padding; `None` for anything else.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes() {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::engine::general_purpose::{GeneralPurpose, PAD_INDIFFERENT};
+    use base64::Engine;
+    const BASE64: GeneralPurpose =
+        GeneralPurpose::new(&base64::alphabet::STANDARD, PAD_INDIFFERENT);
+    BASE64.decode(text).ok()
 }
 
 #[cfg(test)]

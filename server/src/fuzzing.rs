@@ -26,6 +26,11 @@ impl Harness {
     /// Starts the RTC thread on a loopback UDP port. Viewers that never connect are dropped
     /// after a second, so a long fuzzing run does not pile them up.
     pub fn new() -> Harness {
+        Harness::with_rtc_timeout(crate::http::RTC_ANSWER_TIMEOUT)
+    }
+
+    /// [`Harness::new`] with HTTP workers that wait `rtc_timeout` for the RTC thread.
+    pub(crate) fn with_rtc_timeout(rtc_timeout: Duration) -> Harness {
         let config = ServerConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             http_port: 0,
@@ -41,7 +46,10 @@ impl Harness {
             builder = builder.stream(StreamConfig::new(name, pattern));
         }
         let server = builder.build().expect("a loopback server builds");
-        let (app, shutdown, rtc) = server.into_app();
+        let (mut app, shutdown, rtc) = server.into_app();
+        if let Some(app) = Arc::get_mut(&mut app) {
+            app.rtc_timeout = rtc_timeout;
+        }
         Harness {
             app,
             shutdown,
@@ -73,6 +81,28 @@ impl Harness {
             remote: Some(SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 40000))),
         };
         self.app.handle(&request)
+    }
+}
+
+#[cfg(test)]
+impl Harness {
+    /// Holds the RTC thread until the returned sender is dropped (or 30 s pass), as if it
+    /// were stuck; then fills its command channel, as workers of a busy server would.
+    pub(crate) fn stall_rtc(&self) -> crossbeam_channel::Sender<()> {
+        let (release, until) = crossbeam_channel::bounded(0);
+        let stall = crate::media::Command::Stall { until };
+        self.app.commands.send(stall).expect("the RTC thread runs");
+        loop {
+            let (reply, _) = crossbeam_channel::bounded(1);
+            let filler = crate::media::Command::Remove {
+                stream: 0,
+                viewer: rtcgear_rtc::ViewerId::from_raw(u64::MAX),
+                reply,
+            };
+            if self.app.commands.try_send(filler).is_err() {
+                break release;
+            }
+        }
     }
 }
 
@@ -126,5 +156,41 @@ mod tests {
         assert_eq!(bad.status, 400);
         assert_eq!(frame_request(b"GET / HTTP/1.1\r\n\r\n"), Some(Ok((18, 0))));
         assert_eq!(frame_request(&[b'x'; 17 * 1024]), Some(Err(431)));
+    }
+
+    /// A stuck RTC thread costs an HTTP worker its time budget, not its life: offers and
+    /// WHEP DELETEs get 503 with Retry-After within the budget, and the server answers again
+    /// once the thread is back.
+    #[test]
+    fn workers_give_up_on_a_stalled_rtc_thread() {
+        let budget = Duration::from_millis(300);
+        let harness = Harness::with_rtc_timeout(budget);
+        let sdp = [("Content-Type", "application/sdp")];
+        let release = harness.stall_rtc();
+        let json = [("Content-Type", "application/json")];
+        let vidgear = serde_json::json!({ "sdp": OFFER, "type": "offer" }).to_string();
+        for (method, path, headers, body) in [
+            ("POST", "/whep", sdp, OFFER.as_bytes()),
+            ("DELETE", "/whep/7", sdp, &b""[..]),
+            ("POST", "/offer", json, vidgear.as_bytes()),
+        ] {
+            let started = std::time::Instant::now();
+            let response = harness.request(method, path, &headers, body);
+            let waited = started.elapsed();
+            assert_eq!(response.status, 503, "{method} {path}");
+            assert_eq!(response.header("Retry-After"), Some("1"), "{method} {path}");
+            assert!(
+                waited >= budget && waited < budget * 10,
+                "{method} {path} waited {waited:?} for a budget of {budget:?}"
+            );
+        }
+        drop(release);
+        let created = harness.request("POST", "/whep", &sdp, OFFER.as_bytes());
+        assert_eq!(
+            created.status,
+            201,
+            "{:?}",
+            String::from_utf8_lossy(&created.body)
+        );
     }
 }

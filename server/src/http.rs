@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{RecvTimeoutError, SendTimeoutError, Sender};
 use minijinja::context;
 use rtcgear_rtc::ViewerId;
 
@@ -130,7 +130,13 @@ pub(crate) struct App {
     /// The clients behind the gate's loopback connections (`None` when requests come another
     /// way, as in the fuzz harness).
     pub(crate) peers: Option<Arc<Peers>>,
+    /// How long a worker waits for the RTC thread, to queue a command and to get its answer
+    /// ([`RTC_ANSWER_TIMEOUT`]; shorter in tests).
+    pub(crate) rtc_timeout: Duration,
 }
+
+/// How long an HTTP worker waits for the RTC thread before it answers `503`.
+pub(crate) const RTC_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl App {
     /// Reads a tiny_http request, runs it through middleware and routes, and answers it.
@@ -482,23 +488,14 @@ impl App {
         let Some(viewer) = id.parse::<u64>().ok().map(ViewerId::from_raw) else {
             return Response::text(404, format!("no WHEP session {id:?}"));
         };
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        if self
-            .commands
-            .send(Command::Remove {
-                stream,
-                viewer,
-                reply,
-            })
-            .is_err()
-        {
-            return Response::text(503, "the server is shutting down");
-        }
-        match answer.recv_timeout(Duration::from_secs(5)) {
+        match self.ask(|reply| Command::Remove {
+            stream,
+            viewer,
+            reply,
+        }) {
             Ok(true) => Response::text(200, "session ended"),
             Ok(false) => Response::text(404, format!("no WHEP session {id:?}")),
-            Err(_) => Response::text(503, "the media thread did not answer in time")
-                .with_header("Retry-After", "1"),
+            Err(response) => response,
         }
     }
 
@@ -518,29 +515,45 @@ impl App {
         if sdp.trim().is_empty() {
             return Err(Response::text(400, "the SDP offer is empty"));
         }
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        let command = Command::Offer {
+        let answer = self.ask(|reply| Command::Offer {
             stream,
             sdp: sdp.to_string(),
             reply,
-        };
-        if self.commands.send(command).is_err() {
-            return Err(Response::text(503, "the server is shutting down"));
-        }
-        match answer.recv_timeout(Duration::from_secs(5)) {
-            Ok(Ok(ok)) => Ok(ok),
-            Ok(Err(OfferError::Full { max })) => Err(Response::text(
+        })?;
+        match answer {
+            Ok(ok) => Ok(ok),
+            Err(OfferError::Full { max }) => Err(Response::text(
                 503,
                 format!("the server has its maximum of {max} viewers; try again later"),
             )
             .with_header("Retry-After", "10")),
-            Ok(Err(OfferError::Rtc(err))) => {
+            Err(OfferError::Rtc(err)) => {
                 Err(Response::text(400, format!("cannot use this offer: {err}")))
             }
-            Err(_) => Err(
-                Response::text(503, "the media thread did not answer in time")
-                    .with_header("Retry-After", "1"),
-            ),
+        }
+    }
+
+    /// Sends a command to the RTC thread and waits for its answer, within
+    /// [`RTC_ANSWER_TIMEOUT`] for both waits together. A full command channel (a stalled or
+    /// swamped RTC thread) and a late answer both end in `503` with `Retry-After`, so an HTTP
+    /// worker is never held for longer, whatever that thread does.
+    fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> Result<T, Response> {
+        let deadline = Instant::now() + self.rtc_timeout;
+        let busy = || {
+            Response::text(503, "the media thread is busy; try again")
+                .with_header("Retry-After", "1")
+        };
+        let stopping = || Response::text(503, "the server is shutting down");
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        match self.commands.send_deadline(command(reply), deadline) {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(_)) => return Err(busy()),
+            Err(SendTimeoutError::Disconnected(_)) => return Err(stopping()),
+        }
+        match answer.recv_deadline(deadline) {
+            Ok(answer) => Ok(answer),
+            Err(RecvTimeoutError::Timeout) => Err(busy()),
+            Err(RecvTimeoutError::Disconnected) => Err(stopping()),
         }
     }
 

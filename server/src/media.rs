@@ -28,6 +28,10 @@ pub(crate) enum Command {
         viewer: ViewerId,
         reply: Sender<bool>,
     },
+    /// Tests: holds the RTC thread until `until` gets a message or disconnects (at most
+    /// 30 s), as a thread stuck in a slow call would be.
+    #[cfg(test)]
+    Stall { until: Receiver<()> },
 }
 
 /// Why an offer was refused.
@@ -235,6 +239,10 @@ impl Media {
                 if stream < self.broadcasts.len() {
                     self.drain(stream);
                 }
+            }
+            #[cfg(test)]
+            Command::Stall { until } => {
+                let _ = until.recv_timeout(Duration::from_secs(30));
             }
         }
     }

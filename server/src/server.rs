@@ -7,11 +7,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime};
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
 use crate::auth::Access;
 
 use crate::config::{check_stream_name, ServerConfig};
 use crate::gate::{Gate, GateConfig, Peers};
-use crate::http::{App, Handler, Middleware, Request, Response};
+use crate::http::{App, Handler, Middleware, Request, Response, RTC_ANSWER_TIMEOUT};
 use crate::limit::RateLimiter;
 use crate::media::{self, Media};
 use crate::stream::{self, StreamConfig, StreamShared};
@@ -403,6 +406,7 @@ impl Server {
             routes,
             middleware,
             peers: Some(peers),
+            rtc_timeout: RTC_ANSWER_TIMEOUT,
         });
         for n in 0..workers {
             let app = app.clone();
@@ -486,6 +490,7 @@ impl Server {
             routes,
             middleware,
             peers: None,
+            rtc_timeout: RTC_ANSWER_TIMEOUT,
         });
         (app, shutdown, rtc)
     }
@@ -511,10 +516,8 @@ fn read_tls(config: &ServerConfig) -> Result<Option<Arc<rustls::ServerConfig>>, 
     };
     let certificate = read(cert)?;
     let private_key = read(key)?;
-    let chain: Vec<rustls::Certificate> = rustls_pemfile::certs(&mut certificate.as_slice())
-        .unwrap_or_default()
-        .into_iter()
-        .map(rustls::Certificate)
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&certificate)
+        .filter_map(Result::ok)
         .collect();
     if chain.is_empty() {
         return Err(ServerError::Config(format!(
@@ -522,25 +525,23 @@ fn read_tls(config: &ServerConfig) -> Result<Option<Arc<rustls::ServerConfig>>, 
             cert.display()
         )));
     }
-    let key_der = rustls_pemfile::pkcs8_private_keys(&mut private_key.as_slice())
-        .ok()
-        .and_then(|keys| keys.into_iter().next())
-        .or_else(|| {
-            rustls_pemfile::rsa_private_keys(&mut private_key.as_slice())
-                .ok()
-                .and_then(|keys| keys.into_iter().next())
-        });
-    let Some(key_der) = key_der else {
+    // PKCS#8, PKCS#1 (RSA) or SEC1 (EC), whichever comes first; encrypted keys are not PEM
+    // sections rustls reads, so they end up here too.
+    let Ok(key_der) = PrivateKeyDer::from_pem_slice(&private_key) else {
         return Err(ServerError::Config(format!(
-            "{}: no unencrypted PKCS#8 or RSA PEM key in it (convert one with \
+            "{}: no unencrypted PKCS#8, RSA or EC PEM key in it (convert one with \
              `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8.pem`)",
             key.display()
         )));
     };
-    let tls = rustls::ServerConfig::builder()
-        .with_safe_defaults()
-        .with_no_client_auth()
-        .with_single_cert(chain, rustls::PrivateKey(key_der))
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| {
+            builder
+                .with_no_client_auth()
+                .with_single_cert(chain, key_der)
+        })
         .map_err(|e| {
             ServerError::Config(format!(
                 "the TLS certificate {} or key {} is not usable: {e}",

@@ -359,7 +359,9 @@ impl Browser {
     pub fn screenshot(&self, path: &Path) {
         let value = self.call("GET", "/screenshot", Value::Null);
         let data = value.as_str().expect("base64 PNG");
-        std::fs::write(path, base64_decode(data)).expect("the screenshot is written");
+        let png = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data)
+            .expect("the screenshot is base64");
+        std::fs::write(path, png).expect("the screenshot is written");
     }
 
     /// Polls `script` until it returns `true`, or panics with `what` and the last state.
@@ -420,28 +422,4 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let digits: Vec<u32> = text.bytes().filter_map(value).collect();
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    for chunk in digits.chunks(4) {
-        let mut acc = 0u32;
-        for (i, d) in chunk.iter().enumerate() {
-            acc |= d << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    out
 }

