@@ -386,7 +386,17 @@ fn init_logging(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .init();
+}
+
+/// Whether the log may use colour: only on a terminal, and never with `NO_COLOR` set to
+/// anything but the empty string (<https://no-color.org>). Logs piped to a file or journald
+/// stay free of escape sequences.
+fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 /// Why H.264 is not passed through, when the flags ask for something only decoding and

@@ -371,11 +371,17 @@ fn check_serve_stops_on(signal: &str) {
 
     running.signal(signal);
     let status = running.wait(Duration::from_secs(5));
+    let log = running.stderr_text();
     assert_eq!(
         status.code(),
         Some(0),
-        "after SIG{signal}: {status}; stderr:\n{}",
-        running.stderr_text()
+        "after SIG{signal}: {status}; stderr:\n{log}"
+    );
+    // A log that goes to a pipe (or a file, or journald) has no colour escapes in it.
+    assert!(log.contains("INFO") && log.contains("stopped"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour escapes in a piped log:\n{log:?}"
     );
 }
 
