@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the v4l2loopback kernel module for the kernel of the vivid VM
-# (../shared/tools/v4l2-vm.sh), so the V4L2 test can feed H.264 into a real V4L2 device there:
+# (scripts/v4l2-vm.sh), so the V4L2 test can feed H.264 into a real V4L2 device there:
 # vivid has no H.264 format, v4l2loopback takes any.
 #   scripts/v4l2loopback.sh WORKDIR     prints the path of the built v4l2loopback.ko
 # WORKDIR is the VM's work folder (V4L2VM_WORK): its cache names the VM's kernel package. The

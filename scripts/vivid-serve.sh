@@ -2,7 +2,7 @@
 # vivid-serve.sh -- `rtcgear serve` of a real kernel V4L2 camera (the `vivid` test driver), in a
 # throw-away VM, reachable from this machine's browser on loopback.
 #
-# ../shared/tools/v4l2-vm.sh gives a VM with vivid but no network. This boots the same kernel
+# scripts/v4l2-vm.sh gives a VM with vivid but no network. This boots the same kernel
 # (from that tool's cache; the tool is run once to fill it if it is empty) with a virtio NIC on
 # qemu's user network and two ports forwarded from this machine's loopback: HTTP and the WebRTC
 # media port. The guest has no default route: it reaches 10.0.2.2 (this machine's loopback, where
@@ -46,7 +46,7 @@ log() { printf '[vivid-serve] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (qemu and the VM tool need it)"
-TOOL=$ROOT_DIR/../shared/tools/v4l2-vm.sh
+TOOL=$ROOT_DIR/scripts/v4l2-vm.sh
 WORK=${V4L2VM_WORK:-$ROOT_DIR/target/v4l2-vm}
 WORK=$(mkdir -p "$WORK" && cd "$WORK" && pwd)
 HTTP_PORT=${HTTP_PORT:-8080}

@@ -1,6 +1,6 @@
 //! Checks `V4l2Source` against a real V4L2 device: the one in `V4L2_DEVICE` (default
 //! `/dev/video0`), normally the kernel's `vivid` virtual camera inside the VM of
-//! `../shared/tools/v4l2-vm.sh` (see `tests/v4l2_vm.rs`).
+//! `scripts/v4l2-vm.sh` (see `tests/v4l2_vm.rs`).
 //!
 //! It lists the device, captures 30 frames in YUYV and 30 in NV12 and YU12 (when offered),
 //! checks sizes, counters and that the picture moves, checks that a size the camera lacks gets

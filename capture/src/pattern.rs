@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::{CaptureError, CaptureTime, Frame, FrameRate, PixelFormat, Source, SourceInfo, Stamp};
 
-/// The embedded default source: the reference picture of the project's `STAMP.md` (pattern v1)
+/// The embedded default source: the reference picture of `docs/stamp.md` in the rtcgear repository (pattern v1)
 /// with the timestamp barcode painted into every frame.
 ///
 /// For frame `n` and pixel `(x, y)` it draws, in BGR, blue `(x + 4n) mod 256`, green
@@ -212,7 +212,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// STAMP.md's formulas for pixel (x, y) of frame n, in BGR.
+    /// docs/stamp.md's formulas for pixel (x, y) of frame n, in BGR.
     fn expected(width: usize, height: usize, n: usize, x: usize, y: usize) -> [u8; 3] {
         let side = height / 4;
         let (x0, y0) = ((8 * n) % (width - side), (height - side) / 2);

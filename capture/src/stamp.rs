@@ -2,7 +2,7 @@
 //!
 //! Four bands of 32 square cells in the top rows of the picture carry the capture time, the frame
 //! counter and a CRC-32 of both, so that any receiver can measure glass-to-glass latency and frame
-//! loss from the decoded picture alone. The layout is the project's shared `STAMP.md`:
+//! loss from the decoded picture alone. The layout is specified in `docs/stamp.md` at the root of the rtcgear repository:
 //!
 //! - `CW = W / 32` is the side of a cell; band `k` covers rows `[k*CW, (k+1)*CW)`;
 //! - cell `i` carries bit `31 - i` of the band's word; white is 1, black is 0;

@@ -1,15 +1,15 @@
 //! Real kernel V4L2 cameras in Chromium: `rtcgear serve` runs in a VM with the `vivid` virtual
-//! camera (`scripts/vivid-serve.sh`, built on `../shared/tools/v4l2-vm.sh`), and headless
+//! camera (`scripts/vivid-serve.sh`, built on `scripts/v4l2-vm.sh`), and headless
 //! Chromium on this machine plays it through the VM's two forwarded loopback ports. A second
 //! test has `v4l2loopback` stand in for a camera with its own H.264 encoder, passed through.
 //!
-//! Opt-in, because they need root and qemu and take about half a minute each: set
-//! `RTCGEAR_V4L2_VM=1`, and for the H.264 camera `RTCGEAR_V4L2LOOPBACK_KO` to a
+//! Ignored by a plain `cargo test`, because they need root and qemu and take about half a
+//! minute each; the H.264 camera also needs `RTCGEAR_V4L2LOOPBACK_KO` naming a
 //! `v4l2loopback.ko` built for the VM's kernel (`scripts/v4l2loopback.sh`). `scripts/test.sh`
-//! does both, after the capture tests in the same VM:
+//! runs both, after the capture tests in the same VM:
 //!
 //! ```text
-//! RTCGEAR_V4L2_VM=1 cargo test -p rtcgear --test v4l2_vm -- --nocapture
+//! cargo test -p rtcgear --test v4l2_vm -- --ignored --nocapture
 //! ```
 //!
 //! Each test leaves a screenshot of what Chromium showed in the VM's work folder
@@ -263,19 +263,9 @@ fn answers(port: u16) -> bool {
         && status.ends_with(b" 200")
 }
 
-fn enabled(what: &str) -> bool {
-    let on = std::env::var("RTCGEAR_V4L2_VM").as_deref() == Ok("1");
-    if !on {
-        println!("skipping {what}: set RTCGEAR_V4L2_VM=1 (needs root and qemu)");
-    }
-    on
-}
-
 #[test]
+#[ignore = "boots a VM (root, qemu, Chromium): scripts/test.sh runs it with --ignored"]
 fn a_vivid_camera_in_a_vm_plays_in_chromium() {
-    if !enabled("the V4L2 camera in Chromium") {
-        return;
-    }
     let _turn = one_vm_at_a_time();
     let size = format!("{}x{}", SIZE.0, SIZE.1);
     // vidgear's way of naming the first camera, and `rtcgear devices` beside the server.
@@ -321,17 +311,14 @@ fn a_vivid_camera_in_a_vm_plays_in_chromium() {
 }
 
 #[test]
+#[ignore = "boots a VM (root, qemu, Chromium) with v4l2loopback: scripts/test.sh runs it with --ignored"]
 fn a_camera_with_its_own_h264_is_passed_through_to_chromium() {
-    if !enabled("the H.264 V4L2 camera in Chromium") {
-        return;
-    }
-    let Some(ko) = std::env::var_os("RTCGEAR_V4L2LOOPBACK_KO").filter(|ko| !ko.is_empty()) else {
-        println!(
-            "skipping the H.264 V4L2 camera in Chromium: RTCGEAR_V4L2LOOPBACK_KO is not set \
-             (scripts/test.sh builds v4l2loopback.ko with scripts/v4l2loopback.sh)"
+    let ko = std::env::var_os("RTCGEAR_V4L2LOOPBACK_KO")
+        .filter(|ko| !ko.is_empty())
+        .expect(
+            "RTCGEAR_V4L2LOOPBACK_KO names no v4l2loopback.ko built for the VM's kernel \
+             (scripts/test.sh builds one with scripts/v4l2loopback.sh)",
         );
-        return;
-    };
     let ko = PathBuf::from(ko);
     assert!(
         ko.is_file(),

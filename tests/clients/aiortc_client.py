@@ -3,7 +3,7 @@
 
 It offers to receive H.264 video, through WHEP or through vidgear's JSON /offer, decodes what
 arrives with aiortc's own decoder (PyAV/FFmpeg), reads the stamp from the decoded pictures
-(STAMP.md), and prints one JSON line with what it saw.
+(docs/stamp.md), and prints one JSON line with what it saw.
 """
 import argparse
 import asyncio

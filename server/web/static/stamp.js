@@ -1,6 +1,6 @@
 // Reads the timestamp barcode ("stamp", version 2) that rtcgear's test pattern paints into the
 // top rows of every frame: capture time T (µs since the Unix epoch), frame counter, CRC-32.
-// See the project's STAMP.md. Exposes window.rtcgearStamp = { read(imageData) }.
+// See docs/stamp.md in the rtcgear repository. Exposes window.rtcgearStamp = { read(imageData) }.
 (function () {
   "use strict";
   const table = new Uint32Array(256);
