@@ -100,7 +100,7 @@ impl ServerBuilder {
         let bind_error = |e: std::io::Error| ServerError::Bind {
             what: if https { "HTTPS" } else { "HTTP" },
             addr: http_addr,
-            reason: e.to_string(),
+            source: e,
         };
         // Clients connect to the gate (`gate.rs`), which hands whole requests to tiny_http over
         // loopback.
@@ -120,7 +120,7 @@ impl ServerBuilder {
             tiny_http::Server::from_listener(inner, None).map_err(|e| ServerError::Bind {
                 what: "loopback HTTP",
                 addr: inner_addr,
-                reason: e.to_string(),
+                source: std::io::Error::other(e),
             })?;
         let access = config
             .access_token
@@ -138,7 +138,7 @@ impl ServerBuilder {
         let udp = UdpSocket::bind(udp_addr).map_err(|e| ServerError::Bind {
             what: "UDP",
             addr: udp_addr,
-            reason: e.to_string(),
+            source: e,
         })?;
         let udp_addr = udp.local_addr().map_err(|e| ServerError::Io {
             context: "reading the UDP address".into(),
