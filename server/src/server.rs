@@ -102,7 +102,7 @@ impl ServerBuilder {
             addr: http_addr,
             source: e,
         };
-        // Clients connect to the gate (`gate.rs`), which hands whole requests to tiny_http over
+        // Clients connect to the gate (`gate/`), which hands whole requests to tiny_http over
         // loopback.
         let listener = TcpListener::bind(http_addr).map_err(bind_error)?;
         let http_addr = listener.local_addr().map_err(bind_error)?;
