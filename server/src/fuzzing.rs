@@ -47,9 +47,10 @@ impl Harness {
         }
         let server = builder.build().expect("a loopback server builds");
         let (mut app, shutdown, rtc) = server.into_app();
-        if let Some(app) = Arc::get_mut(&mut app) {
-            app.rtc_timeout = rtc_timeout;
-        }
+        // The server has not shared its handlers with any thread yet.
+        Arc::get_mut(&mut app)
+            .expect("the handlers are not shared yet")
+            .rtc_timeout = rtc_timeout;
         Harness {
             app,
             shutdown,
