@@ -1,9 +1,8 @@
 //! FFmpeg sources against real media: clips made at test time by the FFmpeg CLI, and a network
 //! stream that FFmpeg serves on loopback, dropped and brought back.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rtcgear_capture::ffmpeg::{FfmpegH264Source, FfmpegOpened, FfmpegOptions, FfmpegSource};
@@ -11,50 +10,13 @@ use rtcgear_capture::{
     h264, open, CaptureError, EncodedSource, OpenOptions, Opened, OpenedSource, PixelFormat,
     Source, SourceSpec,
 };
-
-fn ffmpeg() -> Command {
-    let mut command = Command::new("ffmpeg");
-    command.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"]);
-    command
-}
-
-/// A clip of FFmpeg's `testsrc2`, made once per test binary run.
-fn clip(name: &str, args: &[&str]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rtcgear-capture-ffmpeg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temp folder");
-    let path = dir.join(name);
-    if !path.exists() {
-        // Tests run in parallel: each writes its own copy and renames it into place, so no
-        // test ever reads a half-written clip.
-        let partial =
-            dir.join(format!("{:?}-{name}", std::thread::current().id()).replace(['(', ')'], ""));
-        let status = ffmpeg()
-            .args(args)
-            .arg(&partial)
-            .status()
-            .expect("ffmpeg is installed (the README's test command installs it)");
-        assert!(status.success(), "ffmpeg could not make {name}");
-        std::fs::rename(&partial, &path).expect("the clip is moved into place");
-    }
-    path
-}
+use rtcgear_test_support::clips::Clip;
+use rtcgear_test_support::live::LiveStream;
+use rtcgear_test_support::ports::free_tcp_port;
+use rtcgear_test_support::rtsp::RtspServer;
 
 fn h264_mp4() -> PathBuf {
-    clip(
-        "clip.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=30",
-            "-t",
-            "2",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    )
+    Clip::testsrc2(320, 240, 30, 2).h264().cached("clip.mp4")
 }
 
 fn unpaced() -> FfmpegOptions {
@@ -93,41 +55,17 @@ fn an_mp4_plays_every_frame_at_its_own_pace() {
 
 #[test]
 fn other_codecs_containers_and_pixel_formats_are_decoded_to_i420() {
-    let mkv = clip(
-        "mpeg4.mkv",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=322x242:rate=25",
-            "-t",
-            "1",
-            "-c:v",
-            "mpeg4",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    );
+    let mkv = Clip::testsrc2(322, 242, 25, 1)
+        .args(&["-c:v", "mpeg4", "-pix_fmt", "yuv420p"])
+        .cached("mpeg4.mkv");
     let source = FfmpegSource::open(mkv.to_str().expect("UTF-8"), unpaced()).expect("opens");
     // Odd chroma sizes are not possible in I420: the size rounds down to even.
     assert_eq!((source.info().width, source.info().height), (322, 242));
     assert_eq!(source.count(), 25);
 
-    let yuv444 = clip(
-        "yuv444.mkv",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=10",
-            "-t",
-            "1",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv444p",
-        ],
-    );
+    let yuv444 = Clip::testsrc2(160, 120, 10, 1)
+        .args(&["-c:v", "libx264", "-pix_fmt", "yuv444p"])
+        .cached("yuv444.mkv");
     let frames: Vec<_> = FfmpegSource::open(yuv444.to_str().expect("UTF-8"), unpaced())
         .expect("opens")
         .collect::<Result<_, _>>()
@@ -161,64 +99,19 @@ fn missing_inputs_say_what_is_missing() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("/no/such/clip.mp4"), "{err}");
-    let text = clip("audio.wav", &["-f", "lavfi", "-i", "sine=duration=0.2"]);
+    let text = Clip::new(&["-f", "lavfi", "-i", "sine=duration=0.2"]).cached("audio.wav");
     let err = FfmpegSource::open(text.to_str().expect("UTF-8"), unpaced())
         .unwrap_err()
         .to_string();
     assert!(err.contains("no video stream"), "{err}");
 }
 
-/// `ffmpeg -re -i clip -c copy -f mpegts -listen 1 http://…`: a live HTTP stream on loopback.
-struct LiveServer(Child);
-
-impl LiveServer {
-    fn start(clip: &Path, port: u16) -> LiveServer {
-        let child = ffmpeg()
-            .args(["-re", "-stream_loop", "-1", "-i"])
-            .arg(clip)
-            .args(["-c", "copy", "-f", "mpegts", "-listen", "1"])
-            .arg(format!("http://127.0.0.1:{port}/live.ts"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg starts");
-        // Probing the port would take the one client `-listen 1` serves: watch the kernel's
-        // table of sockets instead (bounded: 10 s).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !listening(port) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        LiveServer(child)
-    }
-}
-
-/// Whether a TCP socket listens on 127.0.0.1:`port` (from /proc/net/tcp).
-fn listening(port: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let local = format!("0100007F:{port:04X}");
-    // Each line: slot, local address, remote address, state (0A is LISTEN), ...
-    table.lines().skip(1).any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
-    })
-}
-
-impl Drop for LiveServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_network_stream_that_drops_comes_back_by_itself() {
     let path = h264_mp4();
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
+    let port = free_tcp_port();
     let url = format!("http://127.0.0.1:{port}/live.ts");
-    let server = LiveServer::start(&path, port);
+    let server = LiveStream::start(&path, port);
     let mut options = FfmpegOptions::default();
     options.read_timeout = Duration::from_secs(2);
     let mut source = FfmpegSource::open(&url, options).expect("the live stream opens");
@@ -233,7 +126,7 @@ fn a_network_stream_that_drops_comes_back_by_itself() {
         saw_error = matches!(source.next(), Some(Err(_)));
     }
     assert!(saw_error, "the drop was never reported");
-    let _server = LiveServer::start(&path, port);
+    let _server = LiveStream::start(&path, port);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut frames = 0;
     while frames < 10 && Instant::now() < deadline {
@@ -247,25 +140,10 @@ fn a_network_stream_that_drops_comes_back_by_itself() {
 /// H.264 that browsers play as it is: no B-frames (x264's baseline profile), a keyframe every
 /// 15 frames. MP4 stores it length-prefixed, with SPS and PPS in the header only.
 fn passthrough_mp4() -> PathBuf {
-    clip(
-        "baseline.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=30",
-            "-t",
-            "2",
-            "-c:v",
-            "libx264",
-            "-profile:v",
-            "baseline",
-            "-g",
-            "15",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    )
+    Clip::testsrc2(320, 240, 30, 2)
+        .h264()
+        .args(&["-profile:v", "baseline", "-g", "15"])
+        .cached("baseline.mp4")
 }
 
 /// Decodes an Annex B stream with the FFmpeg CLI, failing on any error; the picture count.
@@ -360,38 +238,14 @@ fn what_browsers_cannot_take_as_it_is_is_refused_with_the_reason() {
     // x264's defaults: High profile with B-frames.
     let why = refused(&h264_mp4());
     assert!(why.contains("B-frames"), "{why}");
-    let mpeg4 = clip(
-        "mpeg4-refused.mkv",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=10",
-            "-t",
-            "1",
-            "-c:v",
-            "mpeg4",
-        ],
-    );
+    let mpeg4 = Clip::testsrc2(160, 120, 10, 1)
+        .args(&["-c:v", "mpeg4"])
+        .cached("mpeg4-refused.mkv");
     let why = refused(&mpeg4);
     assert!(why.contains("not H.264"), "{why}");
-    let yuv444 = clip(
-        "yuv444-refused.mkv",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=10",
-            "-t",
-            "1",
-            "-c:v",
-            "libx264",
-            "-bf",
-            "0",
-            "-pix_fmt",
-            "yuv444p",
-        ],
-    );
+    let yuv444 = Clip::testsrc2(160, 120, 10, 1)
+        .args(&["-c:v", "libx264", "-bf", "0", "-pix_fmt", "yuv444p"])
+        .cached("yuv444-refused.mkv");
     let why = refused(&yuv444);
     assert!(why.contains("4:2:0") || why.contains("profile"), "{why}");
 }
@@ -400,12 +254,6 @@ fn what_browsers_cannot_take_as_it_is_is_refused_with_the_reason() {
 /// see whether it can pass it through, once to decode) would find nobody the second time.
 #[test]
 fn a_stream_that_cannot_be_passed_through_is_decoded_from_the_same_connection() {
-    let free_port = || {
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port")
-    };
     let mut options = FfmpegOptions::default();
     options.read_timeout = Duration::from_secs(5);
     let frames = |source: FfmpegSource| {
@@ -417,8 +265,8 @@ fn a_stream_that_cannot_be_passed_through_is_decoded_from_the_same_connection() 
     };
 
     // B-frames: refused by the check, decoded.
-    let port = free_port();
-    let _server = LiveServer::start(&h264_mp4(), port);
+    let port = free_tcp_port();
+    let _server = LiveStream::start(&h264_mp4(), port);
     let url = format!("http://127.0.0.1:{port}/live.ts");
     match FfmpegH264Source::open_or_decode(&url, options.clone(), |_| Ok(())) {
         Ok(FfmpegOpened::Decoded(source, why)) => {
@@ -429,8 +277,8 @@ fn a_stream_that_cannot_be_passed_through_is_decoded_from_the_same_connection() 
     }
 
     // Browsers could take it, but the caller refuses (a different size asked for, say).
-    let port = free_port();
-    let _server = LiveServer::start(&passthrough_mp4(), port);
+    let port = free_tcp_port();
+    let _server = LiveStream::start(&passthrough_mp4(), port);
     let url = format!("http://127.0.0.1:{port}/live.ts");
     let opened = FfmpegH264Source::open_or_decode(&url, options.clone(), |info| {
         assert_eq!((info.width, info.height), (320, 240));
@@ -445,8 +293,8 @@ fn a_stream_that_cannot_be_passed_through_is_decoded_from_the_same_connection() 
     }
 
     // Accepted: passed through.
-    let port = free_port();
-    let _server = LiveServer::start(&passthrough_mp4(), port);
+    let port = free_tcp_port();
+    let _server = LiveStream::start(&passthrough_mp4(), port);
     let url = format!("http://127.0.0.1:{port}/live.ts");
     match FfmpegH264Source::open_or_decode(&url, options, |_| Ok(())) {
         Ok(FfmpegOpened::Passthrough(source)) => {
@@ -514,12 +362,9 @@ fn a_source_string_opens_passed_through_or_decoded_as_the_options_ask() {
 #[test]
 fn a_passed_through_network_stream_starts_on_a_keyframe_and_comes_back() {
     let path = passthrough_mp4();
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
+    let port = free_tcp_port();
     let url = format!("http://127.0.0.1:{port}/live.ts");
-    let server = LiveServer::start(&path, port);
+    let server = LiveStream::start(&path, port);
     let mut options = FfmpegOptions::default();
     options.read_timeout = Duration::from_secs(2);
     let mut source = FfmpegH264Source::open(&url, options).expect("MPEG-TS H.264 passes through");
@@ -545,7 +390,7 @@ fn a_passed_through_network_stream_starts_on_a_keyframe_and_comes_back() {
         saw_error = matches!(source.next(), Some(Err(_)));
     }
     assert!(saw_error, "the drop was never reported");
-    let _server = LiveServer::start(&path, port);
+    let _server = LiveStream::start(&path, port);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut units = Vec::new();
     while units.len() < 10 && Instant::now() < deadline {
@@ -558,57 +403,6 @@ fn a_passed_through_network_stream_starts_on_a_keyframe_and_comes_back() {
         units[0].keyframe,
         "after reconnecting, again from a keyframe"
     );
-}
-
-/// `tests/data/rtsp-server`: GStreamer's RTSP server on loopback, live H.264 from
-/// `videotestsrc` (constrained baseline, a keyframe every `gop` frames). Killed on drop.
-struct RtspServer(Child);
-
-impl RtspServer {
-    fn start(port: u16, (width, height, fps, gop): (u32, u32, u32, u32)) -> RtspServer {
-        use std::io::{BufRead, BufReader};
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rtsp-server");
-        let mut child = Command::new(&script)
-            .args([u32::from(port), width, height, fps, gop].map(|n| n.to_string()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the RTSP server script starts (scripts/deps.sh test installs what it needs)");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut server = RtspServer(child);
-        match rx.recv_timeout(Duration::from_secs(15)) {
-            Ok(line) if line.starts_with("ready ") => server,
-            other => {
-                let _ = server.0.kill();
-                let mut why = String::new();
-                if let Some(mut stderr) = server.0.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut stderr, &mut why);
-                }
-                panic!("the RTSP server did not start ({other:?}): {why}");
-            }
-        }
-    }
-}
-
-impl Drop for RtspServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Pulls from `source` until it reports an error (the drop), within 20 s.
@@ -639,9 +433,9 @@ fn next_ok<T>(source: &mut impl Iterator<Item = Result<T, CaptureError>>, n: usi
 
 #[test]
 fn an_rtsp_stream_is_decoded_and_comes_back_after_the_server_drops() {
-    let port = free_port();
+    let port = free_tcp_port();
     let url = format!("rtsp://127.0.0.1:{port}/live");
-    let server = RtspServer::start(port, (320, 240, 30, 15));
+    let server = RtspServer::start(port, (320, 240), 30, 15);
     let mut options = FfmpegOptions::default();
     options.read_timeout = Duration::from_secs(2);
     let mut source = FfmpegSource::open(&url, options).expect("the RTSP stream opens");
@@ -659,16 +453,16 @@ fn an_rtsp_stream_is_decoded_and_comes_back_after_the_server_drops() {
     drop(server);
     let err = until_error(&mut source).to_string();
     assert!(err.contains(&url), "the error names the stream: {err}");
-    let _server = RtspServer::start(port, (320, 240, 30, 15));
+    let _server = RtspServer::start(port, (320, 240), 30, 15);
     let frames = next_ok(&mut source, 10);
     assert!(frames.iter().all(|f| f.width() == 320 && f.height() == 240));
 }
 
 #[test]
 fn an_rtsp_stream_passes_through_and_comes_back_after_the_server_drops() {
-    let port = free_port();
+    let port = free_tcp_port();
     let url = format!("rtsp://127.0.0.1:{port}/live");
-    let server = RtspServer::start(port, (320, 240, 30, 15));
+    let server = RtspServer::start(port, (320, 240), 30, 15);
     let mut options = FfmpegOptions::default();
     options.read_timeout = Duration::from_secs(2);
     let mut source = FfmpegH264Source::open(&url, options).expect("RTSP H.264 passes through");
@@ -686,7 +480,7 @@ fn an_rtsp_stream_passes_through_and_comes_back_after_the_server_drops() {
     drop(server);
     let err = until_error(&mut source).to_string();
     assert!(err.contains(&url), "the error names the stream: {err}");
-    let _server = RtspServer::start(port, (320, 240, 30, 15));
+    let _server = RtspServer::start(port, (320, 240), 30, 15);
     let after = next_ok(&mut source, 20);
     assert!(
         after[0].keyframe,
@@ -704,20 +498,10 @@ fn an_rtsp_stream_passes_through_and_comes_back_after_the_server_drops() {
 #[test]
 fn b_slices_are_found_in_x264_streams_that_have_them_and_only_there() {
     let stream = |name: &str, x264: &[&str]| {
-        let mut args = vec![
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=30",
-            "-t",
-            "1",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ];
-        args.extend_from_slice(x264);
-        clip(name, &args)
+        Clip::testsrc2(160, 120, 30, 1)
+            .h264()
+            .args(x264)
+            .cached(name)
     };
     // Ours, picture by picture, against FFmpeg's own count of B pictures.
     let b_pictures = |path: &Path| -> (usize, usize) {
@@ -761,7 +545,7 @@ fn a_resolved_stream_is_resolved_again_when_it_reopens() {
     use rtcgear_capture::ffmpeg::UrlResolver;
 
     let path = h264_mp4();
-    let (first_port, second_port) = (free_port(), free_port());
+    let (first_port, second_port) = (free_tcp_port(), free_tcp_port());
     let live = |port: u16| format!("http://127.0.0.1:{port}/live.ts");
     // As yt-dlp does for a video site's page: a media URL that stops working after a while,
     // and a fresh one when asked again.
@@ -779,7 +563,7 @@ fn a_resolved_stream_is_resolved_again_when_it_reopens() {
             Ok(answer.lock().expect("not poisoned").clone())
         }
     }));
-    let first = LiveServer::start(&path, first_port);
+    let first = LiveStream::start(&path, first_port);
     let mut source =
         FfmpegSource::open("https://video.example/watch/1", options).expect("opens as resolved");
     next_ok(&mut source, 10);
@@ -792,7 +576,7 @@ fn a_resolved_stream_is_resolved_again_when_it_reopens() {
         err.contains("https://video.example/watch/1"),
         "errors name the page, not the media URL: {err}"
     );
-    let _second = LiveServer::start(&path, second_port);
+    let _second = LiveStream::start(&path, second_port);
     next_ok(&mut source, 10);
     assert!(asked.load(Ordering::SeqCst) >= 2);
 }

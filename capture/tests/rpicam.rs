@@ -1,32 +1,31 @@
 //! The `rpicam-vid` sources against a stand-in that writes what `rpicam-vid` writes
-//! (`tests/data/rpicam-vid-standin`, which makes its video with the FFmpeg CLI): the process
+//! (`rtcgear_test_support::rpicam`, which makes its video with the FFmpeg CLI): the process
 //! handling, the parsing of raw frames and of the H.264 stream, restarts and clean-up.
 //! On a Pi, `cargo test -p rtcgear-capture --features rpicam -- --ignored` runs the same
 //! checks against the real camera.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rtcgear_capture::rpicam::{RpicamH264Source, RpicamOptions, RpicamSource};
 use rtcgear_capture::{h264, CaptureError, EncodedSource, PixelFormat, Source};
+use rtcgear_test_support::rpicam;
+use rtcgear_test_support::tempdir::TempDir;
 
 /// A folder of this test's own, removed at the end.
-struct Scratch(PathBuf);
+struct Scratch(TempDir);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("rtcgear-rpicam-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a scratch folder");
-        Scratch(dir)
+        Scratch(TempDir::new(&format!("rpicam-{name}")))
     }
 
     /// A program that runs the stand-in with `env` set, logging its starts to `log`.
     fn standin(&self, env: &str) -> PathBuf {
-        let standin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rpicam-vid-standin");
-        let path = self.0.join("rpicam-vid");
+        let standin = rpicam::standin();
+        let path = self.0.path().join("rpicam-vid");
         let script = format!(
             "#!/bin/sh\nSTANDIN_LOG='{}' {env} exec '{}' \"$@\"\n",
             self.log().display(),
@@ -43,7 +42,7 @@ impl Scratch {
     }
 
     fn log(&self) -> PathBuf {
-        self.0.join("starts.log")
+        self.0.path().join("starts.log")
     }
 
     /// The stand-in's starts: its pid and arguments.
@@ -56,12 +55,6 @@ impl Scratch {
                 Some((pid.parse().ok()?, args.to_string()))
             })
             .collect()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
