@@ -2,16 +2,20 @@
 //! loopback to the native headless Chromium, which must play it: the test pattern, then
 //! `pi:0` through the tests' stand-in `rpicam-vid` in both camera paths.
 //!
-//! xtask depends on none of the workspace's crates, so this talks to ChromeDriver itself: W3C
-//! WebDriver is a few JSON requests over plain HTTP, and the page's state comes back as one
-//! string. The Chromium flags are those of `rtcgear_tests::Browser`.
+//! Chromium, ChromeDriver and the HTTP calls are the tests' own client code,
+//! `rtcgear-test-support` (a crate that depends on none of ours, as xtask does not).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use rtcgear_test_support::http;
+use rtcgear_test_support::ports::{free_tcp_port, free_udp_port};
+use rtcgear_test_support::process::ChildGuard;
+use rtcgear_test_support::programs;
+use rtcgear_test_support::rpicam;
+use rtcgear_test_support::webdriver::{Browser, Launch};
 
 use super::Target;
 
@@ -26,11 +30,8 @@ const PLAY_LIMIT: Duration = Duration::from_secs(120);
 const MEASURE: Duration = Duration::from_secs(5);
 /// At least this many frames must be decoded while measuring (a quarter of the frame rate).
 const MIN_FRAMES: u64 = (FPS as u64 * 5) / 4;
-
-/// Page state as one space-separated string: connection state, frames decoded, video size.
-const STATE_SCRIPT: &str = "const r = window.rtcgear, v = document.getElementById('video'); \
-    return [r ? r.state : 'loading', r && r.stats ? (r.stats.framesDecoded || 0) : 0, \
-    v ? v.videoWidth : 0, v ? v.videoHeight : 0].join(' ')";
+/// How long one WebDriver command may take (loading the emulated server's page is one).
+const WEBDRIVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the smoke test of `binary` (a `target` build) and says what it saw: the test
 /// pattern, and with `rpicam` both Pi camera paths through a stand-in `rpicam-vid` (the
@@ -76,7 +77,7 @@ pub fn run(root: &Path, target: &Target, binary: &Path, rpicam: bool) -> Result<
     }];
     // The stand-in writes what rpicam-vid writes (raw YUV420 or Annex B H.264), made by the
     // host's ffmpeg; the emulated rtcgear runs it as a child like the real one.
-    let standin = root.join("capture/tests/data/rpicam-vid-standin");
+    let standin = rpicam::standin();
     if rpicam && standin.is_file() {
         let standin = standin.display().to_string();
         cases.push(Case {
@@ -96,7 +97,10 @@ pub fn run(root: &Path, target: &Target, binary: &Path, rpicam: bool) -> Result<
         );
     }
 
-    let browser = Browser::start(&chromedriver, &chromium, &work.join("chromium-profile"))?;
+    let launch = Launch::new(chromedriver, chromium)
+        .profile(work.join("chromium-profile"))
+        .timeout(WEBDRIVER_TIMEOUT);
+    let browser = Browser::launch(launch)?;
     for (n, case) in cases.iter().enumerate() {
         let log = work.join(format!("server-{n}.log"));
         let seen = case.play(&qemu, binary, &browser, &log)?;
@@ -128,8 +132,8 @@ impl Case {
         log_path: &Path,
     ) -> Result<String, String> {
         let started = Instant::now();
-        let http_port = free_tcp_port()?;
-        let udp_port = free_udp_port()?;
+        let http_port = free_tcp_port();
+        let udp_port = free_udp_port();
         let log = std::fs::File::create(log_path)
             .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
         let size = format!("{}x{}", SIZE.0, SIZE.1);
@@ -151,8 +155,8 @@ impl Case {
         let server = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
-        let mut server = Guard::new(server, "the emulated server");
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, http_port));
+        let mut server = ChildGuard::new(server).announce("the emulated server");
+        let addr = format!("127.0.0.1:{http_port}");
         let name = self.name;
         let server_log = || {
             let text = std::fs::read_to_string(log_path).unwrap_or_default();
@@ -169,8 +173,8 @@ impl Case {
                     server_log()
                 ));
             }
-            match request(addr, "GET", "/api/streams", None) {
-                Ok((200, _)) => break,
+            match http::try_request(&format!("http://{addr}/api/streams"), "GET", None, &[]) {
+                Ok((200, _, _)) => break,
                 _ if Instant::now() > deadline => {
                     return Err(format!(
                         "{name}: the emulated server did not answer http://{addr}/api/streams \
@@ -182,18 +186,18 @@ impl Case {
             }
         }
 
-        browser.goto(&format!("http://{addr}/"))?;
+        browser.try_goto(&format!("http://{addr}/"))?;
         let deadline = Instant::now() + PLAY_LIMIT;
         let playing = loop {
-            let state = browser.state()?;
-            if state.connected && state.frames > 0 && state.width > 0 {
+            let state = browser.try_player_state()?;
+            if state.playing() {
                 break state;
             }
             if Instant::now() > deadline {
                 return Err(format!(
                     "{name}: Chromium did not play the emulated stream within {PLAY_LIMIT:?} \
                      (state {}, {} frames, {}x{}){}",
-                    state.name,
+                    state.state,
                     state.frames,
                     state.width,
                     state.height,
@@ -215,15 +219,15 @@ impl Case {
                 playing.width, playing.height
             ));
         }
-        let before = browser.state()?.frames;
+        let before = browser.try_player_state()?.frames;
         thread::sleep(MEASURE);
-        let after = browser.state()?;
+        let after = browser.try_player_state()?;
         let frames = after.frames.saturating_sub(before);
-        if !after.connected || frames < MIN_FRAMES {
+        if !after.connected() || frames < MIN_FRAMES {
             return Err(format!(
                 "{name}: Chromium decoded only {frames} frames in {MEASURE:?} (state {}; at \
                  least {MIN_FRAMES} expected){}",
-                after.name,
+                after.state,
                 server_log()
             ));
         }
@@ -253,372 +257,8 @@ impl Case {
     }
 }
 
-/// A child process that is killed and reaped when the guard goes, whatever happened.
-struct Guard {
-    child: Option<Child>,
-    what: &'static str,
-}
-
-impl Guard {
-    fn new(child: Child, what: &'static str) -> Guard {
-        Guard {
-            child: Some(child),
-            what,
-        }
-    }
-
-    fn id(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
-        let child = self.child.as_mut()?;
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                self.child = None;
-                Some(status)
-            }
-            _ => None,
-        }
-    }
-
-    /// Waits up to `limit` for the process to end.
-    fn wait_for(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.try_wait() {
-                return Some(status);
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        None
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if child.kill().is_ok() {
-                eprintln!("(stopped {})", self.what);
-            }
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Headless Chromium under ChromeDriver, one session.
-struct Browser {
-    /// Kept for its drop, which stops ChromeDriver after the session is deleted.
-    _driver: Guard,
-    addr: SocketAddr,
-    session: String,
-    profile: PathBuf,
-}
-
-struct PageState {
-    name: String,
-    connected: bool,
-    frames: u64,
-    width: u32,
-    height: u32,
-}
-
-impl Browser {
-    fn start(chromedriver: &Path, chromium: &Path, profile: &Path) -> Result<Browser, String> {
-        let port = free_tcp_port()?;
-        let child = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", chromedriver.display()))?;
-        let driver = Guard::new(child, "chromedriver");
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !matches!(request(addr, "GET", "/status", None), Ok((200, _))) {
-            if Instant::now() > deadline {
-                return Err("chromedriver did not answer within 20 s".into());
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        std::fs::create_dir_all(profile)
-            .map_err(|e| format!("cannot create {}: {e}", profile.display()))?;
-        let mut args: Vec<String> = [
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-background-timer-throttling",
-            "--disable-renderer-backgrounding",
-            "--disable-backgrounding-occluded-windows",
-            "--autoplay-policy=no-user-gesture-required",
-            "--window-size=1280,900",
-        ]
-        .iter()
-        .map(|a| json_string(a))
-        .collect();
-        args.push(json_string(&format!(
-            "--user-data-dir={}",
-            profile.display()
-        )));
-        let capabilities = format!(
-            "{{\"capabilities\":{{\"alwaysMatch\":{{\"browserName\":\"chrome\",\
-             \"goog:chromeOptions\":{{\"binary\":{},\"args\":[{}]}}}}}}}}",
-            json_string(&chromium.display().to_string()),
-            args.join(",")
-        );
-        let (status, body) = request(addr, "POST", "/session", Some(&capabilities))?;
-        let session = json_string_field(&body, "sessionId")
-            .filter(|_| status == 200)
-            .ok_or_else(|| {
-                format!(
-                    "ChromeDriver opened no Chromium session ({status}): {}",
-                    json_string_field(&body, "message").unwrap_or(body.clone())
-                )
-            })?;
-        Ok(Browser {
-            _driver: driver,
-            addr,
-            session,
-            profile: profile.to_path_buf(),
-        })
-    }
-
-    fn call(&self, method: &str, path: &str, body: &str) -> Result<String, String> {
-        let path = format!("/session/{}{path}", self.session);
-        let (status, reply) = request(self.addr, method, &path, Some(body))?;
-        if status != 200 {
-            return Err(format!(
-                "WebDriver {method} {path} answered {status}: {}",
-                json_string_field(&reply, "message").unwrap_or(reply.clone())
-            ));
-        }
-        Ok(reply)
-    }
-
-    fn goto(&self, url: &str) -> Result<(), String> {
-        self.call("POST", "/url", &format!("{{\"url\":{}}}", json_string(url)))
-            .map(drop)
-    }
-
-    fn state(&self) -> Result<PageState, String> {
-        let body = format!("{{\"script\":{},\"args\":[]}}", json_string(STATE_SCRIPT));
-        let reply = self.call("POST", "/execute/sync", &body)?;
-        let value = json_string_field(&reply, "value")
-            .ok_or_else(|| format!("the page's state script returned {reply}"))?;
-        let mut fields = value.split_whitespace();
-        let name = fields.next().unwrap_or("").to_string();
-        let mut number = || {
-            fields
-                .next()
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let frames = number();
-        let width = u32::try_from(number()).unwrap_or(0);
-        let height = u32::try_from(number()).unwrap_or(0);
-        Ok(PageState {
-            connected: name == "connected",
-            name,
-            frames,
-            width,
-            height,
-        })
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = request(
-            self.addr,
-            "DELETE",
-            &format!("/session/{}", self.session),
-            None,
-        );
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-/// One HTTP/1.1 request to a loopback server: the status and the body. Every step is bounded.
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> Result<(u16, String), String> {
-    let limit = Duration::from_secs(30);
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("{method} http://{addr}{path}: {e}"))?;
-    stream
-        .set_read_timeout(Some(limit))
-        .and_then(|()| stream.set_write_timeout(Some(limit)))
-        .map_err(|e| format!("{method} http://{addr}{path}: {e}"))?;
-    let body = body.unwrap_or("");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(body.as_bytes()))
-        .map_err(|e| format!("{method} http://{addr}{path}: {e}"))?;
-
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    let read_line = |reader: &mut BufReader<TcpStream>, line: &mut String| {
-        line.clear();
-        reader
-            .read_line(line)
-            .map_err(|e| format!("{method} http://{addr}{path}: {e}"))
-    };
-    read_line(&mut reader, &mut line)?;
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{method} http://{addr}{path}: bad status line {line:?}"))?;
-    let mut length = None;
-    let mut chunked = false;
-    loop {
-        if read_line(&mut reader, &mut line)? == 0 || line.trim().is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':').unwrap_or((&line, ""));
-        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-        if name == "content-length" {
-            length = value.parse::<usize>().ok();
-        } else if name == "transfer-encoding" && value.eq_ignore_ascii_case("chunked") {
-            chunked = true;
-        }
-    }
-    let mut bytes = Vec::new();
-    let io = |e: std::io::Error| format!("{method} http://{addr}{path}: {e}");
-    if chunked {
-        loop {
-            read_line(&mut reader, &mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| format!("{method} http://{addr}{path}: bad chunk {line:?}"))?;
-            if size == 0 {
-                break;
-            }
-            let start = bytes.len();
-            bytes.resize(start + size, 0);
-            reader.read_exact(&mut bytes[start..]).map_err(io)?;
-            read_line(&mut reader, &mut line)?;
-        }
-    } else if let Some(length) = length {
-        bytes.resize(length, 0);
-        reader.read_exact(&mut bytes).map_err(io)?;
-    } else {
-        reader.read_to_end(&mut bytes).map_err(io)?;
-    }
-    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
-}
-
-/// `text` as a JSON string literal.
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The first string value of `"key"` in a JSON text, unescaped; `None` if there is none or
-/// the value is not a string. Enough for WebDriver's replies, whose keys are unique.
-fn json_string_field(json: &str, key: &str) -> Option<String> {
-    let quoted = json_string(key);
-    let mut rest = json;
-    loop {
-        let at = rest.find(&quoted)?;
-        rest = &rest[at + quoted.len()..];
-        let after = rest.trim_start();
-        if let Some(value) = after.strip_prefix(':') {
-            return parse_json_string(value.trim_start());
-        }
-    }
-}
-
-/// Reads the JSON string literal at the start of `text`.
-fn parse_json_string(text: &str) -> Option<String> {
-    let mut chars = text.strip_prefix('"')?.chars();
-    let mut out = String::new();
-    loop {
-        match chars.next()? {
-            '"' => return Some(out),
-            '\\' => match chars.next()? {
-                'n' => out.push('\n'),
-                'r' => out.push('\r'),
-                't' => out.push('\t'),
-                'b' => out.push('\u{8}'),
-                'f' => out.push('\u{c}'),
-                'u' => {
-                    let hex: String = chars.by_ref().take(4).collect();
-                    let code = u32::from_str_radix(&hex, 16).ok()?;
-                    out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
-                }
-                other => out.push(other),
-            },
-            c => out.push(c),
-        }
-    }
-}
-
-fn free_tcp_port() -> Result<u16, String> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free TCP port on loopback: {e}"))
-}
-
-fn free_udp_port() -> Result<u16, String> {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free UDP port on loopback: {e}"))
-}
-
 /// Finds `program` on the PATH, or says which Debian package has it.
 fn find_program(program: &str, package: &str) -> Result<PathBuf, String> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
+    programs::find(program)
         .ok_or_else(|| format!("{program} is not installed: apt-get install {package} (as root)"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_strings_round_trip() {
-        let text = "a \"quoted\" \\ path\nwith\ttabs and \u{1}";
-        assert_eq!(parse_json_string(&json_string(text)).as_deref(), Some(text));
-    }
-
-    #[test]
-    fn string_fields_are_found_past_other_keys() {
-        let json = r#"{"value":{"sessionId":"ab\u0063","capabilities":{}}}"#;
-        assert_eq!(json_string_field(json, "sessionId").as_deref(), Some("abc"));
-        assert_eq!(json_string_field(json, "value"), None);
-        assert_eq!(json_string_field(json, "missing"), None);
-    }
 }
