@@ -1,20 +1,69 @@
-//! Video that arrives already encoded: H.264 access units from a file, a network stream or a
-//! camera's own encoder, to pass through to viewers without decoding and encoding again.
+//! Encoded video: the access unit every crate hands on (capture's passthrough sources, the
+//! encoder, the broadcast), and the sources whose video arrives already encoded (H.264 from a
+//! file, a network stream or a camera's own encoder), to pass through to viewers without
+//! decoding and encoding again.
+
+use std::fmt;
+
+pub use bytes::Bytes;
 
 use crate::h264::H264Profile;
 use crate::{CaptureError, CaptureTime, FrameRate};
 
-/// One encoded picture: an H.264 access unit in Annex B form.
+/// The codec of an [`AccessUnit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    /// H.264 (AVC) in Annex B form: NAL units behind start codes; see [`crate::h264`].
+    H264,
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Codec::H264 => f.write_str("H.264"),
+        }
+    }
+}
+
+/// One encoded picture, as a source, an encoder and a broadcast all see it.
+///
+/// The bytes are shared ([`Bytes`]): cloning a unit, for a cache or a second consumer, copies
+/// no picture data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessUnit {
-    /// NAL units behind start codes. Every IDR picture carries its SPS and PPS in front.
-    pub data: Vec<u8>,
-    /// Whether this is an IDR picture, from which a decoder can start.
+    /// The encoded picture. For [`Codec::H264`], NAL units behind start codes, and every IDR
+    /// picture carries its SPS and PPS in front.
+    pub data: Bytes,
+    /// Whether a decoder can start on this picture (for H.264, an IDR picture).
     pub keyframe: bool,
-    /// The picture's number in the stream, from 0.
+    /// The picture's number in the stream, from 0: a source's count, or for an encoder the
+    /// [`Frame::counter`](crate::Frame::counter) of the frame it was encoded from.
     pub counter: u64,
-    /// When the picture is due (paced sources) or arrived (live ones).
+    /// When the picture was captured: due (paced sources), arrived (live ones), or the capture
+    /// time of the frame it was encoded from.
     pub time: CaptureTime,
+    /// How `data` is encoded.
+    pub codec: Codec,
+}
+
+impl AccessUnit {
+    /// An H.264 access unit in Annex B form; `keyframe` says whether it is an IDR picture
+    /// (see [`h264::is_keyframe`](crate::h264::is_keyframe) when the producer does not know).
+    pub fn h264(
+        data: impl Into<Bytes>,
+        keyframe: bool,
+        counter: u64,
+        time: CaptureTime,
+    ) -> AccessUnit {
+        AccessUnit {
+            data: data.into(),
+            keyframe,
+            counter,
+            time,
+            codec: Codec::H264,
+        }
+    }
 }
 
 /// What an [`EncodedSource`] delivers.
@@ -55,7 +104,7 @@ pub struct EncodedInfo {
 ///     }
 /// }
 ///
-/// let unit = AccessUnit { data: vec![0, 0, 0, 1, 0x65, 0x88], keyframe: true, counter: 0, time: CaptureTime::now() };
+/// let unit = AccessUnit::h264(vec![0, 0, 0, 1, 0x65, 0x88], true, 0, CaptureTime::now());
 /// let mut replay = Replay(vec![unit].into_iter());
 /// assert_eq!(replay.info().width, 640);
 /// assert!(replay.next().unwrap()?.keyframe);

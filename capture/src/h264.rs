@@ -1,9 +1,11 @@
-//! H.264 bitstream helpers for sources that deliver video already encoded: NAL units of an
-//! Annex B stream, AVCC (MP4/MKV) packets to Annex B, the profile an SPS announces, and the
-//! splitting of a raw byte stream (a pipe from `rpicam-vid`, say) into access units.
+//! The H.264 bitstream, read once for every crate: NAL units of an Annex B stream, keyframes
+//! and parameter sets, the profile an SPS announces ([`H264Profile`], [`Profile`]), AVCC
+//! (MP4/MKV) packets to Annex B, and the splitting of a raw byte stream (a pipe from
+//! `rpicam-vid`, say) into access units. Sources use it for passthrough, `rtcgear-rtc` to cut
+//! access units into RTP payloads and to match a stream's profile to a browser's offer.
 //!
-//! Only what passthrough needs is parsed: NAL headers, the first bytes of an SPS, and whether
-//! a slice starts a picture. Nothing here decodes pictures.
+//! Only that much is parsed: NAL headers, the first bytes of an SPS, and a slice header's
+//! first fields. Nothing here decodes pictures.
 //!
 //! ```
 //! use rtcgear_capture::h264::{self, AccessUnitSplitter, H264Profile};
@@ -195,8 +197,68 @@ impl<'a> Bits<'a> {
     }
 }
 
-/// The profile, constraint flags and level of an H.264 stream, from its SPS: what
-/// `profile-level-id` says in SDP.
+/// An H.264 profile by name: what a decoder must support. See [`H264Profile::profile`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Profile {
+    /// Constrained Baseline: what every WebRTC endpoint decodes. Baseline with
+    /// `constraint_set1`, or Main with `constraint_set0` (RFC 6184, table 5).
+    ConstrainedBaseline,
+    /// Baseline without `constraint_set1` (`profile_idc` 66).
+    Baseline,
+    /// Main (77).
+    Main,
+    /// Extended (88).
+    Extended,
+    /// High (100).
+    High,
+    /// Constrained High: High with `constraint_set4` and `constraint_set5`.
+    ConstrainedHigh,
+    /// High 10 (110): 10-bit samples.
+    High10,
+    /// High 4:2:2 (122).
+    High422,
+    /// High 4:4:4 Predictive (244).
+    High444,
+    /// Another `profile_idc`.
+    Other(u8),
+}
+
+impl Profile {
+    /// The profile's name, e.g. "High".
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::ConstrainedBaseline => "Constrained Baseline",
+            Profile::Baseline => "Baseline",
+            Profile::Main => "Main",
+            Profile::Extended => "Extended",
+            Profile::High => "High",
+            Profile::ConstrainedHigh => "Constrained High",
+            Profile::High10 => "High 10",
+            Profile::High422 => "High 4:2:2",
+            Profile::High444 => "High 4:4:4",
+            Profile::Other(_) => "unknown profile",
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The profile, constraint flags and level of an H.264 stream, from its SPS: the three bytes
+/// that `profile-level-id` carries in SDP.
+///
+/// ```
+/// use rtcgear_capture::h264::{H264Profile, Profile};
+///
+/// let high = H264Profile::from_profile_level_id(0x640028);
+/// assert_eq!(high.profile(), Profile::High);
+/// assert_eq!(high.to_string(), "High 4.0");
+/// assert_eq!(H264Profile::from_profile_level_id(0x42e01f), H264Profile::CONSTRAINED_BASELINE_31);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct H264Profile {
     /// `profile_idc`: 66 Baseline, 77 Main, 100 High, …
@@ -234,15 +296,41 @@ impl H264Profile {
         nal_units(data).find_map(H264Profile::from_sps)
     }
 
+    /// From SDP's `profile-level-id` (its low three bytes), e.g. `0x42e01f`.
+    pub fn from_profile_level_id(id: u32) -> H264Profile {
+        let [_, profile_idc, constraints, level_idc] = id.to_be_bytes();
+        H264Profile {
+            profile_idc,
+            constraints,
+            level_idc,
+        }
+    }
+
     /// The three bytes of SDP's `profile-level-id`, e.g. `0x42e01f`.
     pub fn profile_level_id(self) -> u32 {
         u32::from_be_bytes([0, self.profile_idc, self.constraints, self.level_idc])
     }
 
-    /// Baseline with `constraint_set1`: no feature that a Constrained Baseline decoder lacks.
+    /// The profile by name, from `profile_idc` and the constraint flags.
+    pub fn profile(self) -> Profile {
+        match self.profile_idc {
+            66 if self.constraints & 0x40 != 0 => Profile::ConstrainedBaseline,
+            66 => Profile::Baseline,
+            77 if self.constraints & 0x80 != 0 => Profile::ConstrainedBaseline,
+            77 => Profile::Main,
+            88 => Profile::Extended,
+            100 if self.constraints & 0x0c == 0x0c => Profile::ConstrainedHigh,
+            100 => Profile::High,
+            110 => Profile::High10,
+            122 => Profile::High422,
+            244 => Profile::High444,
+            other => Profile::Other(other),
+        }
+    }
+
+    /// Whether a Constrained Baseline decoder decodes this stream.
     pub fn is_constrained_baseline(self) -> bool {
-        self.profile_idc == 66 && self.constraints & 0x40 != 0
-            || self.profile_idc == 77 && self.constraints & 0x80 != 0
+        self.profile() == Profile::ConstrainedBaseline
     }
 
     /// Whether browsers decode this profile over WebRTC: Baseline, Main and High (8-bit 4:2:0).
@@ -253,23 +341,15 @@ impl H264Profile {
 
     /// Whether the profile allows B-frames (Main and above do; Baseline does not).
     pub fn allows_b_frames(self) -> bool {
-        !(self.profile_idc == 66 || self.is_constrained_baseline())
+        !matches!(
+            self.profile(),
+            Profile::Baseline | Profile::ConstrainedBaseline
+        )
     }
 
     /// The profile's name, e.g. "High".
     pub fn name(self) -> &'static str {
-        match self.profile_idc {
-            66 if self.constraints & 0x40 != 0 => "Constrained Baseline",
-            66 => "Baseline",
-            77 => "Main",
-            88 => "Extended",
-            100 if self.constraints & 0x0c == 0x0c => "Constrained High",
-            100 => "High",
-            110 => "High 10",
-            122 => "High 4:2:2",
-            244 => "High 4:4:4",
-            _ => "unknown profile",
-        }
+        self.profile().name()
     }
 }
 
@@ -503,6 +583,20 @@ mod tests {
     }
 
     #[test]
+    fn start_codes_are_found_wherever_they_are() {
+        // Where the start code begins (with a zero in front, the four-byte form), and where
+        // its NAL unit begins.
+        assert_eq!(find_start_code(&[0, 0, 1], 0), Some((0, 3)));
+        assert_eq!(find_start_code(&[0, 0, 0, 1], 0), Some((0, 4)));
+        assert_eq!(find_start_code(&[5, 0, 0, 1], 0), Some((1, 4)));
+        assert_eq!(find_start_code(&[5, 7, 0, 0, 0, 1, 3], 0), Some((2, 6)));
+        assert_eq!(find_start_code(&[0, 2, 0, 1, 0, 0], 0), None);
+        assert_eq!(find_start_code(&[9, 9, 9, 9, 0, 0, 1], 0), Some((4, 7)));
+        assert_eq!(find_start_code(&[9, 9, 9, 9, 0, 0, 1], 5), None);
+        assert_eq!(find_start_code(&[1, 0, 0], 0), None);
+    }
+
+    #[test]
     fn profiles() {
         let high = H264Profile::from_sps(SPS).unwrap();
         assert_eq!(high.to_string(), "High 4.1");
@@ -519,6 +613,35 @@ mod tests {
             level_idc: 40,
         };
         assert!(!hi10.browsers_decode());
+        assert_eq!(hi10.profile(), Profile::High10);
+        // Every profile-level-id byte survives the round trip.
+        for id in [0x42e01f, 0x4d0028, 0x640029, 0x6e0032, 0xff00ff] {
+            assert_eq!(
+                H264Profile::from_profile_level_id(id).profile_level_id(),
+                id
+            );
+        }
+        // RFC 6184 table 5: Constrained Baseline announced three ways; plain Baseline is not.
+        for id in [0x42e01f, 0x42401f, 0x4d801f] {
+            let profile = H264Profile::from_profile_level_id(id);
+            assert_eq!(profile.profile(), Profile::ConstrainedBaseline, "{id:06x}");
+        }
+        let baseline = H264Profile::from_profile_level_id(0x42001f);
+        assert_eq!(baseline.profile(), Profile::Baseline);
+        assert!(!baseline.allows_b_frames());
+        let main = H264Profile::from_profile_level_id(0x4d0028);
+        assert_eq!(
+            (main.profile(), main.to_string().as_str()),
+            (Profile::Main, "Main 4.0")
+        );
+        assert_eq!(
+            H264Profile::from_profile_level_id(0x640c1f).profile(),
+            Profile::ConstrainedHigh
+        );
+        assert_eq!(
+            H264Profile::from_profile_level_id(0x2c001f).profile(),
+            Profile::Other(44)
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ mod transform;
 pub mod v4l2;
 pub mod ytdlp;
 
-pub use encoded::{AccessUnit, EncodedInfo, EncodedSource};
+pub use encoded::{AccessUnit, Bytes, Codec, EncodedInfo, EncodedSource};
 pub use error::CaptureError;
 pub use frame::{packed_len, wall_clock_us, CaptureTime, Frame, PixelFormat, Plane};
 pub use open::{open, OpenOptions, Opened, OpenedSource, PiCodec};

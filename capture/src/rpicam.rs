@@ -638,12 +638,7 @@ impl Iterator for RpicamH264Source {
                 }
             }
             self.started = true;
-            let unit = AccessUnit {
-                data,
-                keyframe,
-                counter: self.counter,
-                time: CaptureTime::now(),
-            };
+            let unit = AccessUnit::h264(data, keyframe, self.counter, CaptureTime::now());
             self.counter += 1;
             return Some(Ok(unit));
         }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rtcgear_capture::{FrameRate, Source, TestPattern};
+use rtcgear_capture::{AccessUnit, FrameRate, Source, TestPattern};
 use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
 
 use crate::args::EncodeArgs;
@@ -32,14 +32,13 @@ pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
     let mut last_report = Instant::now();
     let (mut frames, mut bytes) = (0u64, 0u64);
     let info = pattern.info();
-    let mut write = |packet: rtcgear_encode::EncodedFrame,
-                     out: &mut std::io::BufWriter<std::fs::File>|
-     -> anyhow::Result<()> {
-        out.write_all(&packet.data).context("writing the output")?;
-        frames += 1;
-        bytes += packet.data.len() as u64;
-        Ok(())
-    };
+    let mut write =
+        |packet: AccessUnit, out: &mut std::io::BufWriter<std::fs::File>| -> anyhow::Result<()> {
+            out.write_all(&packet.data).context("writing the output")?;
+            frames += 1;
+            bytes += packet.data.len() as u64;
+            Ok(())
+        };
     for frame in pattern {
         let frame = frame?;
         encoder.send_frame(&frame)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rtcgear_capture::OpenedSource;
-use rtcgear_server::{Server, ServerConfig, StreamConfig};
+use rtcgear_server::{Server, ServerConfig, StreamConfig, WhenIdle};
 
 use crate::args::ServeArgs;
 use crate::source::open_source;
@@ -76,9 +76,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 StreamConfig::passthrough(name, source)
             }
         };
-        let mut stream = stream
-            .always_live(args.always_live)
-            .pause_source_when_idle(!live);
+        let mut stream = stream.when_idle(if args.always_live {
+            WhenIdle::Encode
+        } else {
+            WhenIdle::for_source(live)
+        });
         if let Some(kbps) = args.bitrate {
             stream = stream.bitrate_kbps(kbps);
         }

@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use ffmpeg_next as ff;
 use rtcgear_capture::ffmpeg::{FfmpegOptions, FfmpegSource};
-use rtcgear_capture::{Frame, Source};
-use rtcgear_encode::{EncodedFrame, Encoder, EncoderConfig, RateControl};
+use rtcgear_capture::{AccessUnit, Frame, Source};
+use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
 use rtcgear_stabilize::{Motion, Stabilizer, StabilizerConfig};
 
 /// What the command needs besides the stabilizer's settings.
@@ -60,7 +60,7 @@ pub fn run(job: Job) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut frames_out = 0u64;
-    let write = |packet: EncodedFrame,
+    let write = |packet: AccessUnit,
                  annexb: &mut std::io::BufWriter<std::fs::File>|
      -> anyhow::Result<()> {
         annexb

@@ -4,29 +4,10 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
-use bytes::Bytes;
-use rtcgear_capture::{CaptureTime, Frame, PixelFormat};
+use rtcgear_capture::{AccessUnit, CaptureTime, Frame, PixelFormat};
 
 use crate::x264::{Handle, Input, Output};
 use crate::{EncodeError, EncoderConfig};
-
-/// One encoded picture: an H.264 access unit in Annex B form, with the counter and capture time
-/// of the frame it came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EncodedFrame {
-    /// The access unit: NAL units with start codes. Every IDR picture carries the SPS and PPS in
-    /// front of its slices.
-    pub data: Bytes,
-    /// Whether this is an IDR picture, from which a decoder can start.
-    pub keyframe: bool,
-    /// The source frame's [`Frame::counter`].
-    pub counter: u64,
-    /// The source frame's [`Frame::time`].
-    pub time: CaptureTime,
-    /// The presentation timestamp in frames at the configured rate: 0 for the first frame sent
-    /// to this encoder, then +1 a frame.
-    pub pts: i64,
-}
 
 /// An H.264 encoder over libx264.
 ///
@@ -39,7 +20,7 @@ pub struct Encoder {
     handle: Handle,
     /// The counter and capture time of each frame inside x264, by pts.
     in_flight: HashMap<i64, (u64, CaptureTime)>,
-    packets: VecDeque<EncodedFrame>,
+    packets: VecDeque<AccessUnit>,
     next_pts: i64,
     keyframe_requested: bool,
     flushed: bool,
@@ -121,7 +102,7 @@ impl Encoder {
 
     /// The next encoded picture, in decoding order, or `None` when the encoder needs more frames
     /// (or, after [`Encoder::flush`], when the stream is over).
-    pub fn receive_packet(&mut self) -> Option<EncodedFrame> {
+    pub fn receive_packet(&mut self) -> Option<AccessUnit> {
         self.packets.pop_front()
     }
 
@@ -156,13 +137,12 @@ impl Encoder {
             keyframe = output.keyframe,
             "encoded"
         );
-        self.packets.push_back(EncodedFrame {
-            data: output.data,
-            keyframe: output.keyframe,
+        self.packets.push_back(AccessUnit::h264(
+            output.data,
+            output.keyframe,
             counter,
             time,
-            pts: output.pts,
-        });
+        ));
         Ok(())
     }
 }
@@ -225,10 +205,14 @@ mod tests {
             );
         }
         assert!(encoder.receive_packet().is_none());
-        // The encoder still works after refusing frames, and counts pts from 0.
+        // The encoder still works after refusing frames: the frame sent comes out.
         let frame = Frame::new(64, 48, PixelFormat::I420).expect("a valid size");
         encoder.send_frame(&frame).expect("the frame fits");
-        assert_eq!(encoder.receive_packet().map(|p| p.pts), Some(0));
+        let packet = encoder
+            .receive_packet()
+            .expect("zerolatency holds nothing back");
+        assert_eq!(packet.counter, frame.counter());
+        assert!(packet.keyframe);
     }
 
     #[test]

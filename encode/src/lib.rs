@@ -1,8 +1,9 @@
 //! H.264 encoding for rtcgear, through libx264.
 //!
-//! An [`Encoder`] turns [`Frame`](rtcgear_capture::Frame)s into [`EncodedFrame`]s: H.264 access
-//! units in Annex B form (NAL units behind start codes), each with the counter and capture time
-//! of the frame it came from, so that the RTP side can timestamp packets and measure latency
+//! An [`Encoder`] turns [`Frame`](rtcgear_capture::Frame)s into
+//! [`AccessUnit`](rtcgear_capture::AccessUnit)s, the same type capture's passthrough sources
+//! deliver: H.264 in Annex B form (NAL units behind start codes), each with the counter and
+//! capture time of the frame it came from, so that the RTP side can timestamp packets and measure latency
 //! without knowing anything about H.264 encoding.
 //!
 //! # Model
@@ -69,5 +70,5 @@ mod error;
 mod x264;
 
 pub use config::{default_kbps, EncoderConfig, Profile, RateControl, VBV_FRAMES};
-pub use encoder::{EncodedFrame, Encoder};
+pub use encoder::Encoder;
 pub use error::EncodeError;

@@ -222,7 +222,7 @@ impl Video {
         self.counter += 1;
         self.encoder.send_frame(&frame)?;
         while let Some(packet) = self.encoder.receive_packet() {
-            broadcast.handle_frame(now, packet.time.instant, packet.keyframe, &packet.data);
+            broadcast.handle_frame(now, &packet);
         }
         // The next frame one period later, or now if this one came late: a slow loop drops
         // frames rather than bursting to catch up.

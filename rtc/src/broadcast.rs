@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rtcgear_capture::{AccessUnit, Codec};
 use str0m::change::SdpOffer;
 use str0m::media::Mid;
 use str0m::net::{Protocol, Receive};
@@ -174,10 +175,8 @@ impl Broadcast {
             .find_map(|mid| h264_media(&mut rtc, Mid::from(mid), self.config.h264_profile))
         else {
             return Err(match self.config.h264_profile {
-                Some(profile_level_id)
-                    if !codec::is_constrained_baseline(Some(profile_level_id)) =>
-                {
-                    RtcError::ProfileNotOffered { profile_level_id }
+                Some(profile) if !codec::is_constrained_baseline(Some(profile)) => {
+                    RtcError::ProfileNotOffered { profile }
                 }
                 _ => RtcError::NoH264,
             });
@@ -248,14 +247,20 @@ impl Broadcast {
 
     /// Sends one encoded access unit to every viewer that can take it.
     ///
-    /// `data` is Annex B H.264 with SPS and PPS in front of every IDR; `keyframe` says it is
-    /// one. `capture` is the frame's capture time: the first frame's becomes RTP time 0 and
-    /// the rest follow on the 90 kHz clock, so pass a steady clock here. Viewers that are
-    /// still connecting get nothing, and a viewer that has just connected gets nothing until
-    /// the next keyframe, so no decoder ever starts on a P frame.
+    /// The unit is H.264 in Annex B form with SPS and PPS in front of every IDR (as capture's
+    /// sources and rtcgear's encoder make them); a unit of another codec is dropped with a
+    /// warning. Its capture time (`unit.time.instant`) sets the RTP time: the first unit's
+    /// becomes RTP time 0 and the rest follow on the 90 kHz clock. Viewers that are still
+    /// connecting get nothing, and a viewer that has just connected gets nothing until the
+    /// next keyframe, so no decoder ever starts on a P frame.
     ///
     /// The payload is copied once into a shared buffer, not once per viewer.
-    pub fn handle_frame(&mut self, now: Instant, capture: Instant, keyframe: bool, data: &[u8]) {
+    pub fn handle_frame(&mut self, now: Instant, unit: &AccessUnit) {
+        if unit.codec != Codec::H264 {
+            warn!(codec = %unit.codec, "dropping an access unit that is not H.264");
+            return;
+        }
+        let (capture, keyframe, data) = (unit.time.instant, unit.keyframe, &unit.data[..]);
         self.out.now = now;
         if keyframe {
             self.out.keyframes.keyframe_written();

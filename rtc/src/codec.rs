@@ -1,24 +1,21 @@
 //! The H.264 flavour we send, and how to pick its payload type from a negotiation.
 
+use rtcgear_capture::h264::{H264Profile, Profile};
 use str0m::format::{Codec, PayloadParams};
 use str0m::RtcConfig;
 
-/// The profile-level-id we prefer: constrained baseline, level 3.1.
-const PREFERRED_PROFILE_LEVEL_ID: u32 = 0x42e01f;
-const PROFILE_BASELINE: u8 = 0x42;
-const PROFILE_MAIN: u8 = 0x4d;
+/// The profile we prefer: Constrained Baseline, level 3.1 (`42e01f`).
+const PREFERRED: H264Profile = H264Profile::CONSTRAINED_BASELINE_31;
+/// Constrained Baseline as plain Baseline decoders announce it (`42001f`).
+const BASELINE_31: H264Profile = H264Profile {
+    profile_idc: 66,
+    constraints: 0,
+    level_idc: 31,
+};
 
-const PROFILE_HIGH: u8 = 0x64;
-
-/// Whether `profile_level_id` (of the stream we send) is Constrained Baseline, which is what
-/// `None` means too.
-pub(crate) fn is_constrained_baseline(stream: Option<u32>) -> bool {
-    let Some(id) = stream else {
-        return true;
-    };
-    let [_, profile_idc, profile_iop, _] = id.to_be_bytes();
-    profile_idc == PROFILE_BASELINE && profile_iop & 0x40 != 0
-        || profile_idc == PROFILE_MAIN && profile_iop & 0x80 != 0
+/// Whether the stream we send (`None`: our encoder's) is Constrained Baseline.
+pub(crate) fn is_constrained_baseline(stream: Option<H264Profile>) -> bool {
+    stream.is_none_or(H264Profile::is_constrained_baseline)
 }
 
 /// Restricts `config` to the H.264 payload types we can send, packetization-mode 1 always.
@@ -28,62 +25,72 @@ pub(crate) fn is_constrained_baseline(stream: Option<u32>) -> bool {
 /// through in another profile: that profile, and High for Main (a High decoder decodes Main).
 ///
 /// The payload type numbers are str0m's defaults; the browser's own numbers win in the answer.
-pub(crate) fn configure(config: RtcConfig, stream: Option<u32>) -> RtcConfig {
+pub(crate) fn configure(config: RtcConfig, stream: Option<H264Profile>) -> RtcConfig {
     let mut config = config.clear_codecs();
     let codecs = config.codec_config();
-    if is_constrained_baseline(stream) {
-        codecs.add_h264(
-            108.into(),
-            Some(109.into()),
-            true,
-            PREFERRED_PROFILE_LEVEL_ID,
-        );
-        codecs.add_h264(127.into(), Some(121.into()), true, 0x42001f);
-        return config;
-    }
-    let id = stream.unwrap_or(PREFERRED_PROFILE_LEVEL_ID);
-    let [_, profile_idc, _, level] = id.to_be_bytes();
-    codecs.add_h264(108.into(), Some(109.into()), true, id);
-    if profile_idc == PROFILE_MAIN {
-        let high = u32::from_be_bytes([0, PROFILE_HIGH, 0, level]);
-        codecs.add_h264(127.into(), Some(121.into()), true, high);
+    let stream = match stream {
+        Some(stream) if !stream.is_constrained_baseline() => stream,
+        _ => {
+            codecs.add_h264(
+                108.into(),
+                Some(109.into()),
+                true,
+                PREFERRED.profile_level_id(),
+            );
+            codecs.add_h264(
+                127.into(),
+                Some(121.into()),
+                true,
+                BASELINE_31.profile_level_id(),
+            );
+            return config;
+        }
+    };
+    codecs.add_h264(
+        108.into(),
+        Some(109.into()),
+        true,
+        stream.profile_level_id(),
+    );
+    if stream.profile() == Profile::Main {
+        let high = H264Profile {
+            profile_idc: 100,
+            constraints: 0,
+            level_idc: stream.level_idc,
+        };
+        codecs.add_h264(127.into(), Some(121.into()), true, high.profile_level_id());
     }
     config
 }
 
-/// How well negotiated `params` fit the stream we send (`stream`'s profile-level-id, `None`
-/// for our encoder's Constrained Baseline); higher is better, `None` unusable.
+/// How well negotiated `params` fit the stream we send (`stream`, `None` for our encoder's
+/// Constrained Baseline); higher is better, `None` unusable.
 ///
 /// Constrained Baseline may be announced, by RFC 6184 (table 5), as `42e0xx`, `4240xx` or
 /// `4d80xx`; a plain baseline decoder (`4200xx`) decodes it as well. Another profile needs a
 /// payload type of the same profile, or High for Main. Levels are not compared: browsers offer
 /// `level-asymmetry-allowed`. Packetization-mode 0 is out: it cannot carry NAL units larger
 /// than one packet.
-pub(crate) fn score(params: &PayloadParams, stream: Option<u32>) -> Option<u8> {
+pub(crate) fn score(params: &PayloadParams, stream: Option<H264Profile>) -> Option<u8> {
     let spec = params.spec();
     if spec.codec != Codec::H264 || spec.format.packetization_mode != Some(1) {
         return None;
     }
-    let profile_level_id = spec
+    let offered = spec
         .format
         .profile_level_id
-        .unwrap_or(PREFERRED_PROFILE_LEVEL_ID);
-    let [_, profile_idc, profile_iop, _] = profile_level_id.to_be_bytes();
-    if !is_constrained_baseline(stream) {
-        let [_, stream_idc, _, _] = stream.unwrap_or(0).to_be_bytes();
-        return match (stream_idc, profile_idc) {
-            (s, p) if s == p => Some(3),
-            (PROFILE_MAIN, PROFILE_HIGH) => Some(2),
+        .map_or(PREFERRED, H264Profile::from_profile_level_id);
+    if let Some(stream) = stream.filter(|s| !s.is_constrained_baseline()) {
+        return match (stream.profile_idc, offered.profile_idc) {
+            (s, o) if s == o => Some(3),
+            (77, 100) => Some(2),
             _ => None,
         };
     }
-    let constraint_set0 = profile_iop & 0x80 != 0;
-    let constraint_set1 = profile_iop & 0x40 != 0;
-    match profile_idc {
-        _ if profile_level_id == PREFERRED_PROFILE_LEVEL_ID => Some(3),
-        PROFILE_BASELINE if constraint_set1 => Some(2),
-        PROFILE_MAIN if constraint_set0 => Some(2),
-        PROFILE_BASELINE => Some(1),
+    match offered.profile() {
+        _ if offered == PREFERRED => Some(3),
+        Profile::ConstrainedBaseline => Some(2),
+        Profile::Baseline => Some(1),
         _ => None,
     }
 }
@@ -109,16 +116,16 @@ mod tests {
         assert_eq!(score(&params(true, 0x42e034), None), Some(2));
         assert_eq!(score(&params(true, 0x4d801f), None), Some(2));
         assert_eq!(score(&params(true, 0x42001f), None), Some(1));
-        assert_eq!(score(&params(true, 0x42e01f), Some(0x42e01f)), Some(3));
+        assert_eq!(score(&params(true, 0x42e01f), Some(PREFERRED)), Some(3));
     }
 
     #[test]
     fn passthrough_profiles_need_their_own() {
-        let high = Some(0x640029);
+        let high = Some(H264Profile::from_profile_level_id(0x640029));
         assert_eq!(score(&params(true, 0x64001f), high), Some(3));
         assert_eq!(score(&params(true, 0x42e01f), high), None);
         assert_eq!(score(&params(true, 0x4d001f), high), None);
-        let main = Some(0x4d0028);
+        let main = Some(H264Profile::from_profile_level_id(0x4d0028));
         assert_eq!(score(&params(true, 0x4d001f), main), Some(3));
         assert_eq!(score(&params(true, 0x64001f), main), Some(2));
         assert_eq!(score(&params(false, 0x4d001f), main), None);

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rtcgear_capture::h264::H264Profile;
+
 /// Configuration of a [`Broadcast`](crate::Broadcast).
 ///
 /// Build it with [`BroadcastConfig::new`] and the `with_*` methods, or set the public fields.
@@ -61,15 +63,14 @@ pub struct BroadcastConfig {
     /// for the next keyframe.
     pub gop_cache: bool,
 
-    /// The `profile-level-id` of the H.264 the driver sends, from its SPS (e.g. `0x640029`
-    /// for High 4.1), or `None` for Constrained Baseline, what rtcgear's encoder makes
-    /// (default `None`).
+    /// The profile of the H.264 the driver sends, from its SPS (e.g. High 4.1, `640029`), or
+    /// `None` for Constrained Baseline, what rtcgear's encoder makes (default `None`).
     ///
     /// The answer then offers the browser's payload type for that profile: Constrained
     /// Baseline streams go to any H.264 payload type with packetization mode 1 that decodes
     /// them; Baseline, Main and High streams need the browser to offer that profile (or High,
     /// for Main), else the offer fails with [`RtcError::ProfileNotOffered`](crate::RtcError).
-    pub h264_profile: Option<u32>,
+    pub h264_profile: Option<H264Profile>,
 }
 
 impl BroadcastConfig {
@@ -118,8 +119,8 @@ impl BroadcastConfig {
     }
 
     /// Sets [`h264_profile`](Self::h264_profile).
-    pub fn with_h264_profile(mut self, profile_level_id: Option<u32>) -> Self {
-        self.h264_profile = profile_level_id;
+    pub fn with_h264_profile(mut self, profile: Option<H264Profile>) -> Self {
+        self.h264_profile = profile;
         self
     }
 

@@ -3,6 +3,8 @@
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 
+use rtcgear_capture::h264::H264Profile;
+
 /// Why [`Broadcast::handle_offer`](crate::Broadcast::handle_offer) refused an offer.
 ///
 /// Every variant is a problem with the input or the configuration; none of them leaves the
@@ -40,12 +42,13 @@ pub enum RtcError {
     /// The stream is H.264 in a profile (passed through as it came) that the offer does not
     /// list with packetization-mode=1.
     #[error(
-        "the offer has no H.264 payload type for this stream's profile (profile-level-id \
-         {profile_level_id:06x}, packetization-mode=1)"
+        "the offer has no H.264 payload type for this stream's profile, {profile} \
+         (profile-level-id {:06x}, packetization-mode=1)",
+        profile.profile_level_id()
     )]
     ProfileNotOffered {
-        /// The stream's profile-level-id.
-        profile_level_id: u32,
+        /// The stream's profile.
+        profile: H264Profile,
     },
 
     /// str0m could not negotiate the offer.

@@ -20,8 +20,10 @@
 //! Out of [`poll_output`](Broadcast::poll_output) come datagrams to send, events
 //! ([`BroadcastEvent`]) and finally the deadline for the next `handle_timeout`.
 //!
-//! The encoder runs once, outside; this crate sees only bytes, a keyframe flag and a capture
-//! time. A viewer's video starts on a keyframe, never on a P frame. So that it need not wait
+//! The encoder runs once, outside; this crate sees only its output, the
+//! [`AccessUnit`](rtcgear_capture::AccessUnit) that capture's passthrough sources deliver too:
+//! bytes, a keyframe flag and a capture time. It reads the H.264 inside with
+//! [`rtcgear_capture::h264`], the one bitstream reader of the workspace. A viewer's video starts on a keyframe, never on a P frame. So that it need not wait
 //! for the next periodic one, every viewer that connects, and every keyframe request
 //! (PLI/FIR) from a viewer, leads to [`BroadcastEvent::KeyframeNeeded`]: coalesced (one IDR
 //! serves everyone waiting) and rate limited (see [`BroadcastConfig::keyframe_interval`]).
@@ -89,8 +91,8 @@
 //!             }
 //!             Err(_) => broadcast.handle_timeout(Instant::now()),
 //!         }
-//!         // And for every encoded frame:
-//!         // broadcast.handle_frame(Instant::now(), frame_capture_time, keyframe, &bytes);
+//!         // And for every encoded picture (an rtcgear_capture::AccessUnit):
+//!         // broadcast.handle_frame(Instant::now(), &access_unit);
 //!     }
 //! }
 //! ```

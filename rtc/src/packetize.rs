@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use rtcgear_capture::h264::{nal_type, nal_units};
+
 /// One RTP payload of a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Packet {
@@ -17,9 +19,6 @@ pub(crate) struct Packet {
 
 const NAL_TYPE_MASK: u8 = 0x1f;
 const NAL_REF_IDC_MASK: u8 = 0x60;
-const NAL_SPS: u8 = 7;
-const NAL_PPS: u8 = 8;
-const NAL_AUD: u8 = 9;
 const STAP_A: u8 = 24;
 const FU_A: u8 = 28;
 const FU_START: u8 = 0x80;
@@ -38,9 +37,9 @@ pub(crate) fn packetize(access_unit: &[u8], max_payload: usize) -> Vec<Packet> {
     let mut out: Vec<Packet> = Vec::new();
     let mut parameter_sets: Vec<&[u8]> = Vec::new();
     for nal in nal_units(access_unit) {
-        match nal[0] & NAL_TYPE_MASK {
-            NAL_AUD => {}
-            NAL_SPS | NAL_PPS => parameter_sets.push(nal),
+        match nal_type(nal) {
+            nal_type::AUD => {}
+            nal_type::SPS | nal_type::PPS => parameter_sets.push(nal),
             _ => {
                 flush_parameter_sets(&mut parameter_sets, max_payload, &mut out);
                 emit(nal, max_payload, &mut out);
@@ -52,53 +51,6 @@ pub(crate) fn packetize(access_unit: &[u8], max_payload: usize) -> Vec<Packet> {
         last.marker = true;
     }
     out
-}
-
-/// The NAL units of an Annex B byte stream, without start codes and trailing zero bytes. Bytes
-/// before the first start code (there should be none) count as a NAL unit, as str0m reads them.
-fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = data;
-    std::iter::from_fn(move || loop {
-        if rest.is_empty() {
-            return None;
-        }
-        let (start, len) = match find_start_code(rest) {
-            Some((0, len)) => {
-                rest = &rest[len..];
-                continue;
-            }
-            Some(found) => found,
-            None => (rest.len(), 0),
-        };
-        let mut nal = &rest[..start];
-        rest = &rest[start + len..];
-        while let [body @ .., 0] = nal {
-            nal = body;
-        }
-        if !nal.is_empty() {
-            return Some(nal);
-        }
-    })
-}
-
-/// The offset and length (3 or 4) of the first start code in `data`.
-fn find_start_code(data: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 2;
-    while i < data.len() {
-        // A start code ends in 00 00 01: a byte above 1 cannot be any of its three bytes.
-        match data[i] {
-            1 if data[i - 1] == 0 && data[i - 2] == 0 => {
-                return Some(if i >= 3 && data[i - 3] == 0 {
-                    (i - 3, 4)
-                } else {
-                    (i - 2, 3)
-                });
-            }
-            0 => i += 1,
-            _ => i += 3,
-        }
-    }
-    None
 }
 
 fn flush_parameter_sets(sets: &mut Vec<&[u8]>, max_payload: usize, out: &mut Vec<Packet>) {
@@ -222,8 +174,8 @@ mod tests {
 
     #[test]
     fn an_idr_access_unit_round_trips() {
-        let sps = nal(NAL_SPS, 12, 1);
-        let pps = nal(NAL_PPS, 4, 2);
+        let sps = nal(nal_type::SPS, 12, 1);
+        let pps = nal(nal_type::PPS, 4, 2);
         let idr = nal(5, 5000, 3);
         let au = annex_b(
             &[vec![0x09, 0xf0], sps.clone(), pps.clone(), idr.clone()],
@@ -336,7 +288,7 @@ mod tests {
             let packets = packetize(&access_unit, max_payload);
             let expected: Vec<Vec<u8>> = nals
                 .into_iter()
-                .filter(|nal| nal[0] & NAL_TYPE_MASK != NAL_AUD)
+                .filter(|nal| nal[0] & NAL_TYPE_MASK != nal_type::AUD)
                 .collect();
             prop_assert_eq!(depacketize(&packets), expected);
             prop_assert!(packets.iter().all(|p| p.payload.len() <= max_payload));
@@ -368,16 +320,5 @@ mod tests {
             }
         }
         runs
-    }
-
-    #[test]
-    fn start_codes_are_found_wherever_they_are() {
-        assert_eq!(find_start_code(&[0, 0, 1]), Some((0, 3)));
-        assert_eq!(find_start_code(&[0, 0, 0, 1]), Some((0, 4)));
-        assert_eq!(find_start_code(&[5, 0, 0, 1]), Some((1, 3)));
-        assert_eq!(find_start_code(&[5, 7, 0, 0, 0, 1, 3]), Some((2, 4)));
-        assert_eq!(find_start_code(&[0, 2, 0, 1, 0, 0]), None);
-        assert_eq!(find_start_code(&[9, 9, 9, 9, 0, 0, 1]), Some((4, 3)));
-        assert_eq!(find_start_code(&[1, 0, 0]), None);
     }
 }

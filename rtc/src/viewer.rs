@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rtcgear_capture::h264::H264Profile;
 use str0m::media::{MediaKind, MediaTime, Mid, Pt};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Input, Rtc};
@@ -135,7 +136,11 @@ impl Viewer {
 
 /// The m-line `mid` and the payload type to send H.264 on, if `mid` is a video m-line we
 /// send on and a usable H.264 payload type was negotiated for it.
-pub(crate) fn h264_media(rtc: &mut Rtc, mid: Mid, stream: Option<u32>) -> Option<(Mid, Pt)> {
+pub(crate) fn h264_media(
+    rtc: &mut Rtc,
+    mid: Mid,
+    stream: Option<H264Profile>,
+) -> Option<(Mid, Pt)> {
     let media = rtc.media(mid)?;
     if media.kind() != MediaKind::Video || !media.direction().is_sending() || media.disabled() {
         return None;

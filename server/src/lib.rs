@@ -118,7 +118,7 @@ pub use config::{IceServer, ServerConfig};
 pub use error::ServerError;
 pub use http::{Handler, Middleware, Request, Response};
 pub use server::{Server, ServerBuilder, ShutdownHandle};
-pub use stream::StreamConfig;
+pub use stream::{StreamConfig, WhenIdle};
 pub use web::export_web_files;
 
 pub use rtcgear_capture;

@@ -10,7 +10,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use rtcgear_rtc::{Broadcast, BroadcastConfig, BroadcastEvent, Output, RtcError, ViewerId};
 
 use crate::config::IceServer;
-use crate::stream::{StreamFrame, StreamShared};
+use crate::stream::{StreamFrame, StreamShared, Video};
 use crate::stun;
 use crate::udp::Batch;
 
@@ -109,8 +109,11 @@ impl Media {
                 // new viewers, and the answer names the stream's own profile.
                 let config = BroadcastConfig::new(candidates.clone())
                     .with_ice_timeout(ice_timeout)
-                    .with_gop_cache(stream.passthrough.is_some())
-                    .with_h264_profile(stream.passthrough.flatten());
+                    .with_gop_cache(matches!(stream.video, Video::Passthrough { .. }))
+                    .with_h264_profile(match stream.video {
+                        Video::Encoded => None,
+                        Video::Passthrough { profile } => profile,
+                    });
                 Broadcast::new(now, config)
             })
             .collect::<Vec<_>>();
@@ -194,16 +197,11 @@ impl Media {
     }
 
     fn handle_frame(&mut self, stream_frame: StreamFrame) {
-        let StreamFrame { stream, frame } = stream_frame;
+        let StreamFrame { stream, unit } = stream_frame;
         let Some(broadcast) = self.broadcasts.get_mut(stream) else {
             return;
         };
-        broadcast.handle_frame(
-            Instant::now(),
-            frame.time.instant,
-            frame.keyframe,
-            &frame.data,
-        );
+        broadcast.handle_frame(Instant::now(), &unit);
         self.drain(stream);
     }
 

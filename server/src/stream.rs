@@ -7,17 +7,18 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use rtcgear_capture::{EncodedSource, Frame, PixelFormat, Source, SourceInfo};
-use rtcgear_encode::{EncodedFrame, Encoder, EncoderConfig, RateControl};
+use rtcgear_capture::h264::H264Profile;
+use rtcgear_capture::{AccessUnit, EncodedSource, Frame, PixelFormat, Source, SourceInfo};
+use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
 
 /// One stream of a server: a named source with its encoder settings.
 ///
 /// ```
 /// use rtcgear_capture::TestPattern;
-/// use rtcgear_server::StreamConfig;
+/// use rtcgear_server::{StreamConfig, WhenIdle};
 ///
 /// let pattern = TestPattern::builder().size(640, 480).build().unwrap();
-/// let stream = StreamConfig::new("desk", pattern).bitrate_kbps(1500).always_live(true);
+/// let stream = StreamConfig::new("desk", pattern).bitrate_kbps(1500).when_idle(WhenIdle::Encode);
 /// assert_eq!(stream.name(), "desk");
 /// ```
 pub struct StreamConfig {
@@ -26,8 +27,34 @@ pub struct StreamConfig {
     bitrate_kbps: Option<u32>,
     keyframe_interval: Duration,
     threads: u32,
-    on_demand: bool,
-    pause_when_idle: bool,
+    when_idle: WhenIdle,
+}
+
+/// What a stream does while nobody watches it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WhenIdle {
+    /// Stop reading the source; the first viewer starts it again, from a keyframe. Right for
+    /// sources that wait for their reader: the test pattern and files. The default.
+    #[default]
+    PauseSource,
+    /// Keep reading the source and drop its frames unencoded. Right for live sources, a
+    /// network stream or a camera, whose sender would give up on a reader that stops.
+    ReadSource,
+    /// Keep capturing and encoding as if someone watched (`rtcgear serve --always-live`), so
+    /// the first viewer's picture needs no start-up.
+    Encode,
+}
+
+impl WhenIdle {
+    /// The policy a source needs when it is not asked to stay live: [`WhenIdle::ReadSource`]
+    /// for a live one, [`WhenIdle::PauseSource`] for one that waits.
+    pub fn for_source(live: bool) -> WhenIdle {
+        if live {
+            WhenIdle::ReadSource
+        } else {
+            WhenIdle::PauseSource
+        }
+    }
 }
 
 /// Where a stream's pictures come from.
@@ -81,7 +108,8 @@ impl StreamConfig {
     /// A stream of what a source string names (`test`, a camera, a Pi camera, a file, a
     /// network stream or a video site's page), opened as `rtcgear serve --source` opens it:
     /// H.264 that browsers play is passed through unless `options` need the pictures, and a
-    /// live source (a network stream, a camera) keeps being read while nobody watches. See
+    /// live source (a network stream, a camera) keeps being read while nobody watches
+    /// ([`WhenIdle::for_source`]). See
     /// [`rtcgear_capture::open`]. Files and URLs need `rtcgear-capture`'s `ffmpeg` feature, V4L2
     /// cameras its `v4l2` feature and Pi cameras its `rpicam` feature: a program turns them on
     /// by depending on `rtcgear-capture` with them.
@@ -107,7 +135,7 @@ impl StreamConfig {
             rtcgear_capture::OpenedSource::Frames(frames) => StreamConfig::new(name, frames),
             rtcgear_capture::OpenedSource::Encoded(h264) => StreamConfig::passthrough(name, h264),
         };
-        Ok(stream.pause_source_when_idle(!opened.live))
+        Ok(stream.when_idle(WhenIdle::for_source(opened.live)))
     }
 
     fn with_input(name: String, input: Input) -> StreamConfig {
@@ -117,16 +145,13 @@ impl StreamConfig {
             bitrate_kbps: None,
             keyframe_interval: Duration::from_secs(2),
             threads: 0,
-            on_demand: true,
-            pause_when_idle: true,
+            when_idle: WhenIdle::default(),
         }
     }
 
-    /// Whether an idle on-demand stream stops reading its source (default `true`, right for
-    /// the test pattern and files, which wait). A live network stream or camera should keep
-    /// being read, its frames dropped unencoded, or its sender would give up on us.
-    pub fn pause_source_when_idle(mut self, pause: bool) -> StreamConfig {
-        self.pause_when_idle = pause;
+    /// What the stream does while nobody watches (default [`WhenIdle::PauseSource`]).
+    pub fn when_idle(mut self, policy: WhenIdle) -> StreamConfig {
+        self.when_idle = policy;
         self
     }
 
@@ -174,13 +199,6 @@ impl StreamConfig {
         self.threads = threads;
         self
     }
-
-    /// Keep capturing and encoding with no viewers (default `false`: the stream idles until
-    /// someone watches, then starts with a keyframe).
-    pub fn always_live(mut self, always: bool) -> StreamConfig {
-        self.on_demand = !always;
-        self
-    }
 }
 
 /// What `/api/streams` and the logs say about a stream's source.
@@ -201,11 +219,21 @@ pub(crate) enum SourceState {
     Failed,
 }
 
+/// Where a stream's H.264 comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Video {
+    /// rtcgear's encoder: Constrained Baseline, keyframes on request.
+    Encoded,
+    /// Passed through as the source delivers it, in `profile` (from its SPS, when known before
+    /// the first picture); keyframes come when the source sends them.
+    Passthrough { profile: Option<H264Profile> },
+}
+
 /// A stream's live state, shared between its threads, the RTC thread and HTTP.
 pub(crate) struct StreamShared {
     pub(crate) name: String,
-    /// `Some` when H.264 is passed through: the stream's profile-level-id, if known.
-    pub(crate) passthrough: Option<Option<u32>>,
+    /// Where the stream's H.264 comes from.
+    pub(crate) video: Video,
     pub(crate) info: Mutex<SourceInfo>,
     pub(crate) state: Mutex<(SourceState, Option<String>)>,
     pub(crate) viewers: AtomicUsize,
@@ -218,25 +246,22 @@ pub(crate) struct StreamShared {
 
 impl StreamShared {
     pub(crate) fn new(config: &StreamConfig) -> StreamShared {
-        let passthrough = match &config.input {
-            Input::Frames(_) => None,
-            Input::Encoded(source) => Some(
-                source
-                    .info()
-                    .profile
-                    .map(|profile| profile.profile_level_id()),
-            ),
+        let video = match &config.input {
+            Input::Frames(_) => Video::Encoded,
+            Input::Encoded(source) => Video::Passthrough {
+                profile: source.info().profile,
+            },
         };
         StreamShared {
             name: config.name.clone(),
-            passthrough,
+            video,
             info: Mutex::new(config.source_info()),
             state: Mutex::new((SourceState::Starting, None)),
             viewers: AtomicUsize::new(0),
             frames_encoded: AtomicU64::new(0),
             bytes_encoded: AtomicU64::new(0),
             keyframe_requested: AtomicBool::new(false),
-            on_demand: config.on_demand,
+            on_demand: config.when_idle != WhenIdle::Encode,
             bitrate: Mutex::new(Default::default()),
         }
     }
@@ -298,7 +323,7 @@ impl BitrateMeter {
 /// An encoded frame on its way to the RTC thread.
 pub(crate) struct StreamFrame {
     pub(crate) stream: usize,
-    pub(crate) frame: EncodedFrame,
+    pub(crate) unit: AccessUnit,
 }
 
 /// The pipeline threads of one stream: capture and encode, or the one that passes H.264 on.
@@ -323,9 +348,10 @@ pub(crate) fn start(
         bitrate_kbps,
         keyframe_interval,
         threads,
-        pause_when_idle,
+        when_idle,
         ..
     } = config;
+    let pause_when_idle = when_idle == WhenIdle::PauseSource;
     let source = match input {
         Input::Frames(source) => source,
         Input::Encoded(source) => {
@@ -451,16 +477,9 @@ fn ingest_loop(
                     .bytes_encoded
                     .fetch_add(unit.data.len() as u64, Ordering::Relaxed);
                 lock(&shared.bitrate).add(now, unit.data.len());
-                let frame = EncodedFrame {
-                    pts: unit.counter as i64,
-                    counter: unit.counter,
-                    time: unit.time,
-                    keyframe: unit.keyframe,
-                    data: unit.data.into(),
-                };
                 let mut frame = StreamFrame {
                     stream: index,
-                    frame,
+                    unit,
                 };
                 // Bounded by the shutdown flag: each round waits at most 100 ms.
                 loop {
@@ -611,7 +630,7 @@ fn encode_loop(
             lock(&shared.bitrate).add(now, packet.data.len());
             match media_tx.try_send(StreamFrame {
                 stream: index,
-                frame: packet,
+                unit: packet,
             }) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {

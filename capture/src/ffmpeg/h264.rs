@@ -249,12 +249,12 @@ impl Iterator for FfmpegH264Source {
                 );
                 self.info = input.info;
             }
-            Ok(AccessUnit {
+            Ok(AccessUnit::h264(
                 data,
                 keyframe,
-                counter: self.counter,
-                time: CaptureTime::now(),
-            })
+                self.counter,
+                CaptureTime::now(),
+            ))
         })?;
         if unit.is_ok() {
             self.counter += 1;

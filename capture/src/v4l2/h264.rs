@@ -112,12 +112,7 @@ impl Iterator for V4l2H264Source {
                     if let Some(profile) = self.pictures.profile {
                         self.info.profile = Some(profile);
                     }
-                    let unit = AccessUnit {
-                        data,
-                        keyframe,
-                        counter: self.counter,
-                        time: CaptureTime::now(),
-                    };
+                    let unit = AccessUnit::h264(data, keyframe, self.counter, CaptureTime::now());
                     self.counter += 1;
                     return Some(Ok(unit));
                 }

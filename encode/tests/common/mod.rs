@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rtcgear_capture::{Frame, TestPattern};
-use rtcgear_encode::EncodedFrame;
+use rtcgear_capture::{AccessUnit, Frame, TestPattern};
 
 /// `count` frames of capture's test pattern (ramps, a sliding square and the timestamp stamp),
 /// made as fast as possible, each with its capture time.
@@ -69,7 +68,7 @@ pub fn run(tool: &str, args: &[&str]) -> Output {
 }
 
 /// Writes the access units one after another: an Annex B elementary stream.
-pub fn write_stream(packets: &[EncodedFrame], name: &str) -> TempFile {
+pub fn write_stream(packets: &[AccessUnit], name: &str) -> TempFile {
     let file = TempFile::new(name);
     let bytes: Vec<u8> = packets
         .iter()

@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rtcgear_capture::{CaptureTime, FrameRate, TestPattern};
+use rtcgear_capture::{h264, CaptureTime, FrameRate, TestPattern};
 use rtcgear_encode::{Encoder, EncoderConfig};
 
-use crate::sim::{config, is_idr, FrameSource, Sim, FPS};
+use crate::sim::{config, FrameSource, Sim, FPS};
 
 /// The test pattern through libx264, with keyframes only when asked for.
 struct EncodedFrames {
@@ -76,7 +76,7 @@ fn received_video_decodes() {
             received.len()
         );
         assert!(
-            is_idr(&received[0].1.data),
+            h264::is_keyframe(&received[0].1.data),
             "client {index} starts on an IDR"
         );
         let decoded = decode_received(received, &format!("client{index}"));
@@ -114,7 +114,7 @@ fn gop_cache_starts_a_late_viewer_at_once() {
     let received = &sim.clients[late].frames;
     let (first_at, first) = &received[0];
     assert!(
-        is_idr(&first.data),
+        h264::is_keyframe(&first.data),
         "the late viewer starts on the cached IDR"
     );
     assert!(

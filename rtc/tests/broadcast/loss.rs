@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use rtcgear_capture::h264;
 use str0m_netem::{GilbertElliot, NetemConfig, Probability, RandomLoss};
 
-use crate::sim::{config, is_idr, nal_units, FakeFrames, Link, Sim, FPS};
+use crate::sim::{config, nal_units, FakeFrames, Link, Sim, FPS};
 
 /// A path with `loss` random loss, 20 ms ± 5 ms of delay (so packets overtake each other) and
 /// 1% duplicates, seeded.
@@ -81,7 +82,7 @@ fn two_percent_loss_still_plays_and_spares_the_others() {
         assert_eq!(clean_client.playback.broken, 0, "seed {seed}");
         assert_eq!(clean_client.plis, 0, "seed {seed}");
         let received = &clean_client.frames;
-        assert!(is_idr(&received[0].1.data));
+        assert!(h264::is_keyframe(&received[0].1.data));
         let first = sim
             .sent
             .iter()

@@ -3,6 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
+use rtcgear_capture::h264::H264Profile;
 use rtcgear_rtc::{Broadcast, BroadcastConfig, RtcError};
 use str0m::change::SdpOffer;
 use str0m::media::{Direction, MediaKind};
@@ -90,7 +91,7 @@ fn a_high_profile_stream_needs_a_high_payload_type() {
     let now = Instant::now();
     let high = config()
         .with_gop_cache(true)
-        .with_h264_profile(Some(0x640028));
+        .with_h264_profile(Some(H264Profile::from_profile_level_id(0x640028)));
     // str0m's default codecs, like a browser's, include High.
     let mut broadcast = Broadcast::new(now, high.clone());
     let (_, answer) = broadcast
@@ -113,9 +114,7 @@ fn a_high_profile_stream_needs_a_high_payload_type() {
     assert!(
         matches!(
             err,
-            RtcError::ProfileNotOffered {
-                profile_level_id: 0x640028
-            }
+            RtcError::ProfileNotOffered { profile } if profile.profile_level_id() == 0x640028
         ),
         "{err:?}"
     );

@@ -9,6 +9,7 @@ use std::collections::{HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use rtcgear_capture::{h264, AccessUnit, CaptureTime};
 use rtcgear_rtc::{Broadcast, BroadcastConfig, BroadcastEvent, Output, RtcError, ViewerId};
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
@@ -118,7 +119,7 @@ const STALL: Duration = Duration::from_secs(1);
 impl Playback {
     /// Takes the next frame; `true` if a PLI should go out now.
     fn take(&mut self, now: Instant, index: usize, data: &MediaData) -> bool {
-        self.intact = is_idr(&data.data) || (self.intact && data.contiguous);
+        self.intact = h264::is_keyframe(&data.data) || (self.intact && data.contiguous);
         if self.intact {
             self.shown.push(now);
             self.shown_frames.push(index);
@@ -359,8 +360,8 @@ impl Sim {
         let asked = self.keyframe_wanted && !self.ignore_keyframe_requests;
         let (keyframe, data) = frames.next(asked || periodic);
         self.keyframe_wanted = false;
-        self.broadcast
-            .handle_frame(self.now, self.now, keyframe, &data);
+        let unit = access_unit(self.now, self.sent.len() as u64, keyframe, &data);
+        self.broadcast.handle_frame(self.now, &unit);
         self.sent.push((self.now, keyframe, data));
         self.drain_broadcast();
         self.settle();
@@ -604,6 +605,15 @@ impl Sim {
     }
 }
 
+/// An H.264 access unit captured at `now`, as a driver hands it to the broadcast.
+pub fn access_unit(now: Instant, counter: u64, keyframe: bool, data: &[u8]) -> AccessUnit {
+    let time = CaptureTime {
+        wall_us: 1_700_000_000_000_000 + counter * 33_333,
+        instant: now,
+    };
+    AccessUnit::h264(data.to_vec(), keyframe, counter, time)
+}
+
 /// A browser-like receive-only offer from a str0m peer at `addr`.
 pub fn client_offer(
     now: Instant,
@@ -623,34 +633,8 @@ pub fn client_offer(
     (rtc, mid, offer)
 }
 
-/// The NAL units of an Annex B access unit, without start codes.
+/// The NAL units of an Annex B access unit, without start codes: what was sent and what
+/// arrived compare equal when every NAL unit came through intact.
 pub fn nal_units(au: &[u8]) -> Vec<&[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= au.len() {
-        if au[i..i + 3] == [0, 0, 1] {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    starts
-        .iter()
-        .enumerate()
-        .map(|(n, &start)| {
-            let mut end = starts.get(n + 1).map_or(au.len(), |&next| next - 3);
-            // A four-byte start code leaves a zero behind the previous unit.
-            while n + 1 < starts.len() && end > start && au[end - 1] == 0 {
-                end -= 1;
-            }
-            &au[start..end]
-        })
-        .collect()
-}
-
-pub fn is_idr(au: &[u8]) -> bool {
-    nal_units(au)
-        .iter()
-        .any(|nal| nal.first().is_some_and(|b| b & 0x1f == 5))
+    h264::nal_units(au).collect()
 }

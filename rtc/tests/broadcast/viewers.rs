@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use rtcgear_capture::h264;
 use rtcgear_rtc::{BroadcastEvent, DisconnectReason};
 
-use crate::sim::{config, is_idr, nal_units, FakeFrames, FrameSource, Sim, FRAME};
+use crate::sim::{access_unit, config, nal_units, FakeFrames, FrameSource, Sim, FRAME};
 
 /// Both viewers get every frame from their first keyframe on, byte for byte.
 #[test]
@@ -25,7 +26,7 @@ fn two_viewers_receive_the_stream() {
         let received = &client.frames;
         assert!(!received.is_empty(), "client {index} got no frames");
         assert!(
-            is_idr(&received[0].1.data),
+            h264::is_keyframe(&received[0].1.data),
             "client {index} starts on an IDR"
         );
         // Everything sent from the first keyframe after connecting arrived, in order.
@@ -68,7 +69,10 @@ fn late_joiner_gets_a_keyframe_promptly() {
 
     let late = &sim.clients[b].frames;
     assert!(!late.is_empty());
-    assert!(is_idr(&late[0].1.data), "the late viewer starts on an IDR");
+    assert!(
+        h264::is_keyframe(&late[0].1.data),
+        "the late viewer starts on an IDR"
+    );
     assert!(
         late[0].0 - connected <= FRAME + Duration::from_millis(2),
         "and gets it with the next frame"
@@ -77,7 +81,7 @@ fn late_joiner_gets_a_keyframe_promptly() {
         sim.clients[b]
             .frames
             .iter()
-            .filter(|(_, d)| is_idr(&d.data))
+            .filter(|(_, d)| h264::is_keyframe(&d.data))
             .count(),
         1
     );
@@ -217,8 +221,8 @@ fn several_mutations_before_polling() {
     let before = sim.clients[a].frames.len();
     for _ in 0..3 {
         let (keyframe, data) = frames.next(false);
-        sim.broadcast
-            .handle_frame(sim.now, sim.now, keyframe, &data);
+        let unit = access_unit(sim.now, 0, keyframe, &data);
+        sim.broadcast.handle_frame(sim.now, &unit);
         sim.broadcast.handle_timeout(sim.now);
         sim.now += FRAME;
     }
