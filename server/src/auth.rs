@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::hmac;
 
-use crate::http::{Request, Response};
+use crate::message::{Request, Response};
 
 /// The cookie that carries a link token.
 const COOKIE: &str = "rtcgear_token";

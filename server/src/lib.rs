@@ -108,6 +108,7 @@ mod gate;
 mod http;
 mod limit;
 mod media;
+mod message;
 mod server;
 mod stream;
 mod stun;
@@ -116,7 +117,7 @@ mod web;
 
 pub use config::{IceServer, ServerConfig};
 pub use error::ServerError;
-pub use http::{Handler, Middleware, Request, Response};
+pub use message::{Handler, Middleware, Request, Response};
 pub use server::{Server, ServerBuilder, ShutdownHandle};
 pub use stream::{StreamConfig, WhenIdle};
 pub use web::export_web_files;

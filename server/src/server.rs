@@ -14,9 +14,10 @@ use crate::auth::Access;
 
 use crate::config::{check_stream_name, ServerConfig};
 use crate::gate::{Gate, GateConfig, Peers};
-use crate::http::{App, Handler, Middleware, Request, Response, RTC_ANSWER_TIMEOUT};
+use crate::http::{App, RTC_ANSWER_TIMEOUT};
 use crate::limit::RateLimiter;
 use crate::media::{self, Media};
+use crate::message::{Handler, Middleware, Request, Response};
 use crate::stream::{self, StreamConfig, StreamShared};
 use crate::web::Web;
 use crate::ServerError;
