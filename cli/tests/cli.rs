@@ -4,11 +4,16 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use rtcgear_test_support::clips::Clip;
+use rtcgear_test_support::live::LiveStream;
+use rtcgear_test_support::ports::free_tcp_port;
+use rtcgear_test_support::rpicam;
+use rtcgear_test_support::tempdir::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtcgear");
 
@@ -130,28 +135,6 @@ fn run(args: &[&str], limit: Duration) -> Output {
         code: status.code(),
         stdout,
         stderr: running.stderr_text(),
-    }
-}
-
-/// A fresh, empty folder for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("rtcgear-cli-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("making a temporary folder");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -523,30 +506,10 @@ fn stabilize_writes_every_frame_into_the_container_of_its_extension() {
     let dir = TempDir::new("stabilize");
     let shaky = dir.path().join("shaky.mp4");
     // A textured scene seen through a crop window that jumps a few pixels every frame.
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("testsrc2=size=360x240:rate=25")
-        .args([
-            "-vf",
-            "crop=320:200:20+8*sin(n*2.1):20+8*cos(n*1.7)",
-            "-t",
-            "2",
-            "-c:v",
-            "libx264",
-        ])
-        .arg(&shaky)
-        .status()
-        .expect("running ffmpeg");
-    assert!(status.success());
+    Clip::testsrc2(360, 240, 25, 2)
+        .args(&["-vf", "crop=320:200:20+8*sin(n*2.1):20+8*cos(n*1.7)"])
+        .args(&["-c:v", "libx264"])
+        .make(&shaky);
     for extension in ["mp4", "mkv"] {
         let steady = dir.path().join(format!("steady.{extension}"));
         let out = run(
@@ -644,10 +607,7 @@ fn stop(mut running: Running) -> String {
 }
 
 fn rpicam_standin() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../capture/tests/data/rpicam-vid-standin")
-        .to_string_lossy()
-        .into_owned()
+    rpicam::standin().to_string_lossy().into_owned()
 }
 
 #[test]
@@ -693,30 +653,9 @@ fn a_pi_camera_is_served_through_rpicam_vid_passing_hardware_h264_through() {
 fn a_video_page_is_resolved_by_yt_dlp_to_its_stream() {
     let dir = TempDir::new("yt-dlp");
     // The stream yt-dlp will point at: a clip on disk, as a file URL of FFmpeg's.
-    let clip = dir.path().join("clip.mp4");
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-y",
-            "-f",
-            "lavfi",
-        ])
-        .args([
-            "-i",
-            "testsrc2=size=320x240:rate=30",
-            "-t",
-            "2",
-            "-c:v",
-            "libx264",
-        ])
-        .args(["-pix_fmt", "yuv420p"])
-        .arg(&clip)
-        .status()
-        .expect("ffmpeg is installed (the README's test command installs it)");
-    assert!(status.success());
+    let clip = Clip::testsrc2(320, 240, 30, 2)
+        .h264()
+        .make(&dir.path().join("clip.mp4"));
     // A stand-in yt-dlp: checks it was asked for a URL with a height limit, prints the stream.
     let calls = dir.path().join("calls.log");
     let standin = dir.path().join("yt-dlp");
@@ -770,70 +709,14 @@ fn a_video_page_is_resolved_by_yt_dlp_to_its_stream() {
     assert!(out.1.contains("unexpected arguments"), "{}", out.1);
 }
 
-/// `ffmpeg -re -i clip -c copy -f mpegts -listen 1 http://127.0.0.1:PORT/live.ts`: a live stream
-/// on loopback, killed on drop.
-struct LiveStream(Child);
-
-impl LiveStream {
-    fn start(clip: &Path, port: u16) -> LiveStream {
-        let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
-            .args(["-re", "-stream_loop", "-1", "-i"])
-            .arg(clip)
-            .args(["-c", "copy", "-f", "mpegts", "-listen", "1"])
-            .arg(format!("http://127.0.0.1:{port}/live.ts"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg starts");
-        // It listens within a moment; the source's reconnect covers the race anyway.
-        thread::sleep(Duration::from_millis(500));
-        LiveStream(child)
-    }
-}
-
-impl Drop for LiveStream {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 #[test]
 fn a_video_page_whose_stream_drops_is_resolved_again_by_yt_dlp() {
     let dir = TempDir::new("yt-dlp-again");
-    let clip = dir.path().join("clip.mp4");
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=30",
-            "-t",
-            "2",
-        ])
-        // Passed through, so one connection opens it: FFmpeg's `-listen 1` serves one client.
-        .args([
-            "-c:v",
-            "libx264",
-            "-profile:v",
-            "baseline",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .arg(&clip)
-        .status()
-        .expect("ffmpeg is installed (the README's test command installs it)");
-    assert!(status.success());
+    // Passed through, so one connection opens it: FFmpeg's `-listen 1` serves one client.
+    let clip = Clip::testsrc2(320, 240, 30, 2)
+        .h264()
+        .args(&["-profile:v", "baseline"])
+        .make(&dir.path().join("clip.mp4"));
     // A stand-in yt-dlp that answers with whatever URL the test puts in `answer`, as the real
     // one answers with a fresh, signed URL each time.
     let (calls, answer, standin) = (
@@ -856,7 +739,7 @@ fn a_video_page_whose_stream_drops_is_resolved_again_by_yt_dlp() {
         .status()
         .expect("chmod");
     assert!(status.success());
-    let (first_port, second_port) = (free_port(), free_port());
+    let (first_port, second_port) = (free_tcp_port(), free_tcp_port());
     let url_on = |port: u16| format!("http://127.0.0.1:{port}/live.ts\n");
     std::fs::write(&answer, url_on(first_port)).expect("write the answer");
     let first = LiveStream::start(&clip, first_port);

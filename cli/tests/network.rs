@@ -5,17 +5,14 @@
 //! by rewriting the server's candidate in the SDP answer, before the page's scripts run.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rtcgear_tests::{free_port, free_udp_port, http, Browser, Relay, RelayConfig};
-
-/// The tests take turns: on two cores, two browsers at once would measure the machine.
-fn heavy() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use rtcgear_test_support::http;
+use rtcgear_test_support::ports::{free_tcp_port, free_udp_port};
+use rtcgear_test_support::relay::{Relay, RelayConfig};
+use rtcgear_test_support::serial::heavy;
+use rtcgear_test_support::webdriver::Browser;
 
 /// A `rtcgear serve` process (320x240 at 30 fps, the test pattern), killed on drop.
 struct Serve {
@@ -26,7 +23,7 @@ struct Serve {
 
 impl Serve {
     fn start() -> Serve {
-        let (http_port, udp_port) = (free_port(), free_udp_port());
+        let (http_port, udp_port) = (free_tcp_port(), free_udp_port());
         let child = Command::new(env!("CARGO_BIN_EXE_rtcgear"))
             .args([
                 "serve",
@@ -51,9 +48,7 @@ impl Serve {
             udp_port,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::panic::catch_unwind(|| http(&serve.url("/api/streams"), "GET", None, &[]))
-            .is_err()
-        {
+        while http::try_request(&serve.url("/api/streams"), "GET", None, &[]).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "rtcgear serve did not answer within 10 s"
@@ -329,8 +324,10 @@ fn a_reloaded_page_gets_a_fresh_session_and_the_old_one_goes() {
     let serve = Serve::start();
     let browser = Browser::start();
     open_player(&browser, &serve, None, true);
-    let viewers =
-        || http(&serve.url("/api/streams"), "GET", None, &[]).2["streams"][0]["viewers"].as_u64();
+    let viewers = || {
+        http::request(&serve.url("/api/streams"), "GET", None, &[]).2["streams"][0]["viewers"]
+            .as_u64()
+    };
     let session = |browser: &Browser| {
         browser
             .eval("return window.rtcgear.session")
@@ -361,7 +358,7 @@ fn a_reloaded_page_gets_a_fresh_session_and_the_old_one_goes() {
             thread::sleep(Duration::from_millis(100));
         }
         // The old session's resource is gone too.
-        let (status, _, _) = http(&previous, "DELETE", None, &[]);
+        let (status, _, _) = http::request(&previous, "DELETE", None, &[]);
         assert_eq!(status, 404, "reload {reload}: DELETE of the old session");
         previous = current;
     }

@@ -1,19 +1,15 @@
 //! Things come back by themselves: the player page when the `rtcgear serve` process restarts,
 //! and an RTSP source when its server drops and returns while the browser keeps watching.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rtcgear_tests::{free_port, free_udp_port, http, Browser, TempDir};
-
-/// The tests take turns: on two cores, two browsers at once would measure the machine.
-fn heavy() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use rtcgear_test_support::http;
+use rtcgear_test_support::ports::{free_tcp_port, free_udp_port};
+use rtcgear_test_support::rtsp::RtspServer;
+use rtcgear_test_support::serial::heavy;
+use rtcgear_test_support::tempdir::TempDir;
+use rtcgear_test_support::webdriver::Browser;
 
 /// A `rtcgear serve` process, killed on drop.
 struct Serve(Child);
@@ -39,7 +35,7 @@ impl Serve {
         let serve = Serve(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         let url = format!("http://127.0.0.1:{http_port}/api/streams");
-        while std::panic::catch_unwind(|| http(&url, "GET", None, &[])).is_err() {
+        while http::try_request(&url, "GET", None, &[]).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "rtcgear serve did not answer within 10 s"
@@ -60,7 +56,7 @@ impl Drop for Serve {
 #[test]
 fn the_page_reconnects_by_itself_when_the_server_restarts() {
     let _turn = heavy();
-    let (http_port, udp_port) = (free_port(), free_udp_port());
+    let (http_port, udp_port) = (free_tcp_port(), free_udp_port());
     let server = Serve::start(http_port, udp_port);
     let browser = Browser::start();
     browser.goto(&format!("http://127.0.0.1:{http_port}/"));
@@ -85,62 +81,19 @@ fn the_page_reconnects_by_itself_when_the_server_restarts() {
     );
 }
 
-/// `capture/tests/data/rtsp-server`: GStreamer's RTSP server on loopback, live 640x360 H.264
-/// at 30 fps (constrained baseline, a keyframe a second). Killed on drop.
-struct RtspServer(Child);
-
-impl RtspServer {
-    fn start(port: u16) -> RtspServer {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../capture/tests/data/rtsp-server");
-        let mut child = Command::new(&script)
-            .args([port.to_string().as_str(), "640", "360", "30", "30"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the RTSP server script starts (scripts/deps.sh test installs what it needs)");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut server = RtspServer(child);
-        match rx.recv_timeout(Duration::from_secs(15)) {
-            Ok(line) if line.starts_with("ready ") => server,
-            other => {
-                let _ = server.0.kill();
-                let mut why = String::new();
-                if let Some(mut stderr) = server.0.stderr.take() {
-                    let _ = stderr.read_to_string(&mut why);
-                }
-                panic!("the RTSP server did not start ({other:?}): {why}");
-            }
-        }
-    }
-}
-
-impl Drop for RtspServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn an_rtsp_source_plays_passed_through_and_comes_back_after_its_server_drops() {
     let _turn = heavy();
-    let rtsp_port = free_port();
-    let rtsp = RtspServer::start(rtsp_port);
-    let (http_port, udp_port) = (free_port(), free_udp_port());
+    // Live 640x360 H.264 at 30 fps, a keyframe a second.
+    let rtsp_port = free_tcp_port();
+    let rtsp = RtspServer::start(rtsp_port, (640, 360), 30, 30);
+    let (http_port, udp_port) = (free_tcp_port(), free_udp_port());
     let dir = TempDir::new("rtsp-serve");
     let log_path = dir.path().join("serve.log");
     let log = std::fs::File::create(&log_path).expect("a log file");
     let child = Command::new(env!("CARGO_BIN_EXE_rtcgear"))
         .args(["serve", "--bind", "127.0.0.1", "--source"])
-        .arg(format!("rtsp://127.0.0.1:{rtsp_port}/live"))
+        .arg(rtsp.url())
         .arg("--port")
         .arg(http_port.to_string())
         .arg("--udp-port")
@@ -153,9 +106,7 @@ fn an_rtsp_source_plays_passed_through_and_comes_back_after_its_server_drops() {
     let _serve = Serve(child);
     let page = format!("http://127.0.0.1:{http_port}/");
     let deadline = Instant::now() + Duration::from_secs(15);
-    while std::panic::catch_unwind(|| http(&format!("{page}api/streams"), "GET", None, &[]))
-        .is_err()
-    {
+    while http::try_request(&format!("{page}api/streams"), "GET", None, &[]).is_err() {
         assert!(
             Instant::now() < deadline,
             "rtcgear serve did not answer within 15 s: {}",
@@ -179,7 +130,7 @@ fn an_rtsp_source_plays_passed_through_and_comes_back_after_its_server_drops() {
         "return document.getElementById('stat-source').textContent.startsWith('reconnecting')",
     );
     let before = browser.frames_decoded();
-    let _rtsp = RtspServer::start(rtsp_port);
+    let _rtsp = RtspServer::start(rtsp_port, (640, 360), 30, 30);
     browser.wait_for(
         "the picture to resume",
         Duration::from_secs(30),

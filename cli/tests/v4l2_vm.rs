@@ -23,7 +23,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rtcgear_tests::{free_port, free_udp_port, http, Browser};
+use rtcgear_test_support::http;
+use rtcgear_test_support::ports::{free_tcp_port, free_udp_port};
+use rtcgear_test_support::webdriver::Browser;
 use serde_json::{json, Value};
 
 /// vivid offers this size and frame rate exactly; software emulation encodes it in real time.
@@ -89,7 +91,7 @@ impl Vm {
         let logs = vm_work().join("logs");
         std::fs::create_dir_all(&logs).expect("the log folder is created");
         let console = logs.join(format!("{name}.log"));
-        let (http_port, udp_port) = (free_port(), free_udp_port());
+        let (http_port, udp_port) = (free_tcp_port(), free_udp_port());
         let started = Instant::now();
         // The script becomes `timeout`, which runs qemu: if this test dies without dropping
         // the VM, the kernel kills both (qemu has its own death signal, set by the script).
@@ -139,7 +141,7 @@ impl Vm {
     /// The default stream, as `/api/streams` describes it.
     fn stream(&self) -> Value {
         let url = format!("http://127.0.0.1:{}/api/streams", self.http_port);
-        let (_, _, streams) = http(&url, "GET", None, &[]);
+        let (_, _, streams) = http::request(&url, "GET", None, &[]);
         streams["streams"][0].clone()
     }
 
