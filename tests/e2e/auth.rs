@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use rtcgear_capture::{FrameRate, TestPattern};
 use rtcgear_server::{Server, ServerConfig, ShutdownHandle, StreamConfig};
-use rtcgear_tests::{http, require, Browser, Reply, TempDir, TestServer};
+use rtcgear_test_support::http::{self, Reply};
+use rtcgear_test_support::programs::require;
+use rtcgear_test_support::tempdir::TempDir;
+use rtcgear_test_support::webdriver::Browser;
+use rtcgear_tests::TestServer;
 
 use crate::heavy;
 
@@ -84,7 +88,7 @@ fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
 }
 
 fn whep(server: &Guarded, headers: &[(&str, &str)]) -> Reply {
-    http(
+    http::request(
         &server.url("/whep"),
         "POST",
         Some(("application/sdp", OFFER.as_bytes())),
@@ -93,16 +97,16 @@ fn whep(server: &Guarded, headers: &[(&str, &str)]) -> Reply {
 }
 
 fn get(server: &Guarded, path: &str, headers: &[(&str, &str)]) -> Reply {
-    http(&server.url(path), "GET", None, headers)
+    http::request(&server.url(path), "GET", None, headers)
 }
 
 #[test]
 fn without_a_token_everything_is_open_and_sets_no_cookie() {
     let server = TestServer::start(&[("", 320, 240, 15)], |_| {});
-    let page = http(&server.url("/"), "GET", None, &[]);
+    let page = http::request(&server.url("/"), "GET", None, &[]);
     assert_eq!(page.0, 200);
     assert!(!page.1.iter().any(|(n, _)| n == "set-cookie"));
-    let reply = http(
+    let reply = http::request(
         &server.url("/whep"),
         "POST",
         Some(("application/sdp", OFFER.as_bytes())),
@@ -132,8 +136,11 @@ fn whep_needs_the_bearer_token() {
         .to_string();
 
     // Ending the session needs the token too.
-    assert_eq!(http(&server.url(&location), "DELETE", None, &[]).0, 401);
-    let ended = http(
+    assert_eq!(
+        http::request(&server.url(&location), "DELETE", None, &[]).0,
+        401
+    );
+    let ended = http::request(
         &server.url(&location),
         "DELETE",
         None,
@@ -141,7 +148,10 @@ fn whep_needs_the_bearer_token() {
     );
     assert_eq!(ended.0, 200);
     // A CORS preflight carries no credentials and changes nothing, so it passes.
-    assert_eq!(http(&server.url("/whep"), "OPTIONS", None, &[]).0, 204);
+    assert_eq!(
+        http::request(&server.url("/whep"), "OPTIONS", None, &[]).0,
+        204
+    );
 }
 
 #[test]
@@ -157,7 +167,7 @@ fn the_page_takes_basic_auth_or_a_signed_link_and_then_its_cookie() {
         );
     }
     // `/offer` is behind the same check as the page.
-    let offer = http(
+    let offer = http::request(
         &server.url("/offer"),
         "POST",
         Some(("application/json", b"{}")),

@@ -1,13 +1,14 @@
 //! The bad-input battery: every malformed or unwelcome request gets a clear 4xx (or 503 when
 //! full), and the server carries on serving everyone else.
 
-use rtcgear_tests::{http, Reply, TestServer};
+use rtcgear_test_support::http::{self, Reply};
+use rtcgear_tests::TestServer;
 
 const OFFER: &str = include_str!("../data/chromium-offer.sdp");
 const VP8_ONLY: &str = include_str!("../data/chromium-offer-vp8-only.sdp");
 
 fn post(server: &TestServer, path: &str, content_type: &str, body: &[u8]) -> Reply {
-    http(&server.url(path), "POST", Some((content_type, body)), &[])
+    http::request(&server.url(path), "POST", Some((content_type, body)), &[])
 }
 
 fn text(reply: &Reply) -> String {
@@ -72,19 +73,23 @@ fn whep_rejects_what_it_cannot_use() {
         400,
         "not an offer",
     );
-    check(http(&server.url("/whep"), "GET", None, &[]), 405, "POST");
     check(
-        http(&server.url("/whep/12345"), "DELETE", None, &[]),
+        http::request(&server.url("/whep"), "GET", None, &[]),
+        405,
+        "POST",
+    );
+    check(
+        http::request(&server.url("/whep/12345"), "DELETE", None, &[]),
         404,
         "no WHEP session",
     );
     check(
-        http(&server.url("/whep/abc"), "DELETE", None, &[]),
+        http::request(&server.url("/whep/abc"), "DELETE", None, &[]),
         404,
         "no WHEP session",
     );
     check(
-        http(
+        http::request(
             &server.url("/whep/1"),
             "PATCH",
             Some(("application/trickle-ice-sdpfrag", b"a=x")),
@@ -103,12 +108,12 @@ fn whep_rejects_what_it_cannot_use() {
     let location = header(&ok, "location").expect("a Location").to_string();
     assert_eq!(header(&ok, "content-type"), Some("application/sdp"));
     check(
-        http(&server.url(&location), "DELETE", None, &[]),
+        http::request(&server.url(&location), "DELETE", None, &[]),
         200,
         "ended",
     );
     check(
-        http(&server.url(&location), "DELETE", None, &[]),
+        http::request(&server.url(&location), "DELETE", None, &[]),
         404,
         "no WHEP session",
     );
@@ -210,7 +215,7 @@ fn limits_and_unknown_paths() {
     );
 
     let preflight = check(
-        http(
+        http::request(
             &server.url("/whep"),
             "OPTIONS",
             None,
@@ -224,7 +229,7 @@ fn limits_and_unknown_paths() {
         header(&preflight, "access-control-allow-origin"),
         Some("https://player.example")
     );
-    let stranger = http(
+    let stranger = http::request(
         &server.url("/whep"),
         "OPTIONS",
         None,
@@ -233,17 +238,17 @@ fn limits_and_unknown_paths() {
     assert_eq!(header(&stranger, "access-control-allow-origin"), None);
 
     check(
-        http(&server.url("/static/../Cargo.toml"), "GET", None, &[]),
+        http::request(&server.url("/static/../Cargo.toml"), "GET", None, &[]),
         404,
         "",
     );
     check(
-        http(&server.url("/static/%2e%2e/Cargo.toml"), "GET", None, &[]),
+        http::request(&server.url("/static/%2e%2e/Cargo.toml"), "GET", None, &[]),
         404,
         "",
     );
     let page = check(
-        http(
+        http::request(
             &server.url("/no/such/page"),
             "GET",
             None,
@@ -257,12 +262,12 @@ fn limits_and_unknown_paths() {
         "browsers get an HTML 404 page"
     );
     check(
-        http(&server.url("/api/streams"), "DELETE", None, &[]),
+        http::request(&server.url("/api/streams"), "DELETE", None, &[]),
         405,
         "GET",
     );
     check(
-        http(&server.url("/"), "POST", Some(("text/plain", b"x")), &[]),
+        http::request(&server.url("/"), "POST", Some(("text/plain", b"x")), &[]),
         405,
         "GET",
     );

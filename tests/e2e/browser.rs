@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use rtcgear_tests::{Browser, TestServer};
+use rtcgear_test_support::webdriver::Browser;
+use rtcgear_tests::TestServer;
 
 use crate::heavy;
 

@@ -7,7 +7,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rtcgear_server::ServerConfig;
-use rtcgear_tests::{http, Reply, TestServer};
+use rtcgear_test_support::http::{self, Reply};
+use rtcgear_tests::TestServer;
 
 const OFFER: &str = include_str!("../data/chromium-offer.sdp");
 
@@ -32,7 +33,7 @@ fn url(addr: SocketAddr, path: &str) -> String {
 }
 
 fn whep(addr: SocketAddr, path: &str) -> Reply {
-    http(
+    http::request(
         &url(addr, path),
         "POST",
         Some(("application/sdp", OFFER.as_bytes())),
@@ -91,7 +92,7 @@ fn offers_over_the_rate_get_429_while_another_address_still_gets_in() {
     assert!((1..=60).contains(&retry), "Retry-After: {retry}");
     // vidgear's route and the named stream's share the address's budget.
     let json = serde_json::json!({ "sdp": OFFER, "type": "offer" }).to_string();
-    let vidgear = http(
+    let vidgear = http::request(
         &url(first, "/yard/offer"),
         "POST",
         Some(("application/json", json.as_bytes())),
@@ -99,7 +100,10 @@ fn offers_over_the_rate_get_429_while_another_address_still_gets_in() {
     );
     assert_eq!(vidgear.0, 429, "{}", text(&vidgear));
     // Other requests from the same address are not limited.
-    assert_eq!(http(&url(first, "/api/streams"), "GET", None, &[]).0, 200);
+    assert_eq!(
+        http::request(&url(first, "/api/streams"), "GET", None, &[]).0,
+        200
+    );
 
     let other = whep(second, "/whep");
     assert_eq!(other.0, 201, "::1 has its own budget: {}", text(&other));
@@ -197,7 +201,7 @@ fn a_slowloris_swarm_neither_takes_the_workers_nor_starves_others() {
     // helper's 20 s limit, well under what the swarm could hold a worker for).
     thread::sleep(Duration::from_millis(500));
     let viewer = v6(&server);
-    let page = http(&url(viewer, "/"), "GET", None, &[]);
+    let page = http::request(&url(viewer, "/"), "GET", None, &[]);
     assert_eq!(page.0, 200);
     assert!(text(&page).contains("<html"));
     let answer = whep(viewer, "/whep");
@@ -235,7 +239,7 @@ fn a_slowloris_swarm_neither_takes_the_workers_nor_starves_others() {
     let started = Instant::now();
     let mut status = 0;
     while started.elapsed() < Duration::from_secs(15) {
-        status = http(&url(target, "/api/streams"), "GET", None, &[]).0;
+        status = http::request(&url(target, "/api/streams"), "GET", None, &[]).0;
         if status == 200 {
             break;
         }

@@ -7,11 +7,6 @@ mod limits;
 mod outside;
 mod sources;
 
-use std::sync::{Mutex, MutexGuard};
-
 /// Tests that stream video take turns: on two cores, two browsers at once would measure the
 /// machine rather than rtcgear.
-pub fn heavy() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+pub use rtcgear_test_support::serial::heavy;

@@ -1,12 +1,17 @@
 //! Files and network streams, played in Chromium through the server.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rtcgear_capture::ffmpeg::{FfmpegH264Source, FfmpegOptions, FfmpegSource};
-use rtcgear_server::StreamConfig;
-use rtcgear_tests::{free_port, Browser, TempDir, TestServer};
+use rtcgear_server::{StreamConfig, WhenIdle};
+use rtcgear_test_support::clips::Clip;
+use rtcgear_test_support::live::LiveStream;
+use rtcgear_test_support::ports::free_tcp_port;
+use rtcgear_test_support::rpicam;
+use rtcgear_test_support::tempdir::TempDir;
+use rtcgear_test_support::webdriver::Browser;
+use rtcgear_tests::TestServer;
 
 use crate::heavy;
 
@@ -15,32 +20,9 @@ const PLAYING: &str = "return !!window.rtcgear && window.rtcgear.state === 'conn
 
 /// A 3-second 640x360 H.264 clip of FFmpeg's `testsrc2`.
 fn make_clip(dir: &TempDir) -> PathBuf {
-    let path = dir.path().join("clip.mp4");
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-y",
-            "-f",
-            "lavfi",
-        ])
-        .args([
-            "-i",
-            "testsrc2=size=640x360:rate=30",
-            "-t",
-            "3",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg is installed (the README's test command installs it)");
-    assert!(status.success());
-    path
+    Clip::testsrc2(640, 360, 30, 3)
+        .h264()
+        .make(&dir.path().join("clip.mp4"))
 }
 
 #[test]
@@ -66,54 +48,19 @@ fn a_looping_file_plays_in_the_browser() {
     assert!(after > before + 10, "{before} -> {after}");
 }
 
-/// FFmpeg serving a clip as a live HTTP MPEG-TS stream on loopback.
-struct LiveStream(Child);
-
-impl LiveStream {
-    fn start(clip: &std::path::Path, port: u16) -> LiveStream {
-        let child = Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-nostdin",
-                "-re",
-                "-stream_loop",
-                "-1",
-                "-i",
-            ])
-            .arg(clip)
-            .args(["-c", "copy", "-f", "mpegts", "-listen", "1"])
-            .arg(format!("http://127.0.0.1:{port}/live.ts"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg starts");
-        std::thread::sleep(Duration::from_millis(500));
-        LiveStream(child)
-    }
-}
-
-impl Drop for LiveStream {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_network_stream_plays_and_comes_back_after_a_drop_while_viewers_stay() {
     let _turn = heavy();
     let dir = TempDir::new("network-source");
     let clip = make_clip(&dir);
-    let port = free_port();
+    let port = free_tcp_port();
     let live = LiveStream::start(&clip, port);
     let mut options = FfmpegOptions::default();
     options.read_timeout = Duration::from_secs(2);
     let source = FfmpegSource::open(&format!("http://127.0.0.1:{port}/live.ts"), options)
         .expect("the live stream opens");
     let server = TestServer::start_streams(vec![
-        StreamConfig::new("", source).pause_source_when_idle(false)
+        StreamConfig::new("", source).when_idle(WhenIdle::ReadSource)
     ]);
     let browser = Browser::start();
     browser.goto(&server.url("/"));
@@ -186,18 +133,8 @@ fn a_stabilized_stream_plays_with_its_border() {
 /// keyframe every 10 seconds: long enough that a late viewer could only start at once from a
 /// GOP cache.
 fn make_passthrough_clip(dir: &TempDir) -> PathBuf {
-    let path = dir.path().join("passthrough.mp4");
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=30",
-            "-t",
-            "12",
-        ])
-        .args([
+    Clip::testsrc2(640, 360, 30, 12)
+        .args(&[
             "-c:v",
             "libx264",
             "-profile:v",
@@ -205,13 +142,9 @@ fn make_passthrough_clip(dir: &TempDir) -> PathBuf {
             "-preset",
             "veryfast",
         ])
-        .args(["-g", "300", "-keyint_min", "300", "-sc_threshold", "0"])
-        .args(["-pix_fmt", "yuv420p"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg is installed (the README's test command installs it)");
-    assert!(status.success());
-    path
+        .args(&["-g", "300", "-keyint_min", "300", "-sc_threshold", "0"])
+        .args(&["-pix_fmt", "yuv420p"])
+        .make(&dir.path().join("passthrough.mp4"))
 }
 
 #[test]
@@ -263,15 +196,14 @@ fn a_pi_camera_plays_through_rpicam_vid() {
 
     let _turn = heavy();
     // The stand-in writes what rpicam-vid writes, made by the FFmpeg CLI.
-    let standin = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../capture/tests/data/rpicam-vid-standin");
+    let standin = rpicam::standin();
     let mut options = RpicamOptions::camera(0);
     options.size = (640, 480);
     options.program = Some(standin);
     let camera = RpicamH264Source::open(options).expect("the stand-in camera starts");
     assert!(camera.info().profile.is_some());
     let server = TestServer::start_streams(vec![
-        StreamConfig::passthrough("", camera).pause_source_when_idle(false)
+        StreamConfig::passthrough("", camera).when_idle(WhenIdle::ReadSource)
     ]);
     let browser = Browser::start();
     browser.goto(&server.url("/"));
