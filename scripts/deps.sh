@@ -2,7 +2,7 @@
 # Checks, and installs where missing, what rtcgear needs from the system.
 #   scripts/deps.sh run    what building and running `rtcgear serve` needs
 #   scripts/deps.sh test   that, plus what the tests need (FFmpeg, Chromium, aiortc, and
-#                          GStreamer's RTSP server for capture/tests/data/rtsp-server)
+#                          GStreamer's RTSP server for tests/support/data/rtsp-server)
 # Debian packages come from apt-get (as root, or through sudo); aiortc goes into .tools/venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
