@@ -7,7 +7,7 @@ use ffmpeg_next as ff;
 use super::playback::{ffmpeg_error, init, open_context, stream_rate, Demux, Playback};
 use super::{FfmpegOptions, FfmpegSource};
 use crate::encoded::{AccessUnit, EncodedInfo, EncodedSource};
-use crate::h264::{self, AvcConfig, H264Profile};
+use crate::h264::{self, AvcConfig, ParameterSets};
 use crate::{CaptureError, CaptureTime};
 
 /// A file or network stream opened once by [`FfmpegH264Source::open_or_decode`]: passed
@@ -62,9 +62,9 @@ struct Input {
     time_base: f64,
     /// `Some` for MP4/Matroska-style length-prefixed packets; `None` when they are Annex B.
     avcc: Option<AvcConfig>,
-    /// SPS and PPS (Annex B) from the stream's header, put in front of keyframes that lack
-    /// them in band.
-    parameter_sets: Vec<u8>,
+    /// SPS and PPS from the stream's header (Annex B streams), put in front of keyframes that
+    /// lack them in band.
+    parameter_sets: ParameterSets,
     /// Whether a keyframe has been passed on since opening: until then pictures are dropped.
     started: bool,
     /// The last decoding timestamp read, to notice pictures that come out of order.
@@ -203,16 +203,14 @@ impl Demux for Input {
                 }
                 self.last_dts = Some(dts);
             }
-            let mut unit = Vec::with_capacity(data.len() + self.parameter_sets.len() + 16);
-            match &self.avcc {
-                Some(avcc) => avcc.to_annexb(data, &mut unit)?,
-                None => {
-                    if h264::is_keyframe(data) && !h264::has_sps(data) {
-                        unit.extend_from_slice(&self.parameter_sets);
-                    }
-                    unit.extend_from_slice(data);
+            let unit = match &self.avcc {
+                Some(avcc) => {
+                    let mut unit = Vec::with_capacity(data.len() + 64);
+                    avcc.to_annexb(data, &mut unit)?;
+                    unit
                 }
-            }
+                None => self.parameter_sets.complete(data.to_vec()),
+            };
             let keyframe = h264::is_keyframe(&unit);
             if !self.started {
                 if !keyframe {
@@ -274,7 +272,7 @@ struct Checked {
     stream: usize,
     time_base: f64,
     avcc: Option<AvcConfig>,
-    parameter_sets: Vec<u8>,
+    parameter_sets: ParameterSets,
     info: EncodedInfo,
 }
 
@@ -335,18 +333,10 @@ fn check(context: &ff::format::context::Input, url: &str) -> Result<Checked, Cap
     let (avcc, parameter_sets, profile) = if extradata.first() == Some(&1) {
         let avcc = AvcConfig::parse(&extradata)?;
         let profile = avcc.profile();
-        (Some(avcc), Vec::new(), profile)
+        (Some(avcc), ParameterSets::default(), profile)
     } else {
-        let profile = H264Profile::from_annexb(&extradata);
-        let sets = h264::nal_units(&extradata)
-            .filter(|nal| {
-                matches!(
-                    h264::nal_type(nal),
-                    h264::nal_type::SPS | h264::nal_type::PPS
-                )
-            })
-            .flat_map(|nal| [&[0, 0, 0, 1][..], nal].concat())
-            .collect();
+        let sets = ParameterSets::from_annexb(&extradata);
+        let profile = sets.profile();
         (None, sets, profile)
     };
     if let Some(profile) = profile {

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::link::Link;
 use super::{V4l2Format, V4l2Options};
 use crate::encoded::{AccessUnit, EncodedInfo, EncodedSource};
-use crate::h264::{self, AccessUnitSplitter, H264Profile};
+use crate::h264::{self, AccessUnitSplitter, ParameterSets};
 use crate::{CaptureError, CaptureTime};
 
 /// Pictures an H.264 camera may send, after opening or reopening, before its first keyframe
@@ -109,7 +109,7 @@ impl Iterator for V4l2H264Source {
         for _ in 0..MAX_PICTURES_BEFORE_KEYFRAME {
             match self.pictures.next_picture(&self.link.path) {
                 Ok(Some((data, keyframe))) => {
-                    if let Some(profile) = self.pictures.profile {
+                    if let Some(profile) = self.pictures.sets.profile() {
                         self.info.profile = Some(profile);
                     }
                     let unit = AccessUnit::h264(data, keyframe, self.counter, CaptureTime::now());
@@ -162,11 +162,8 @@ struct CameraH264 {
     splitter: AccessUnitSplitter,
     /// Whole pictures not passed on yet.
     ready: std::collections::VecDeque<Vec<u8>>,
-    /// The last SPS and PPS seen (NAL units without start codes).
-    sps: Option<Vec<u8>>,
-    pps: Option<Vec<u8>>,
-    /// The profile of the last SPS.
-    profile: Option<H264Profile>,
+    /// The last SPS and PPS seen.
+    sets: ParameterSets,
     /// Whether a keyframe has been passed on: until then pictures are dropped.
     started: bool,
 }
@@ -175,16 +172,7 @@ impl CameraH264 {
     /// Takes one filled buffer: one picture (UVC fills one a buffer), several, or only
     /// parameter sets.
     fn push(&mut self, buffer: &[u8]) {
-        for nal in h264::nal_units(buffer) {
-            match h264::nal_type(nal) {
-                h264::nal_type::SPS => {
-                    self.profile = H264Profile::from_sps(nal).or(self.profile);
-                    self.sps = Some(nal.to_vec());
-                }
-                h264::nal_type::PPS => self.pps = Some(nal.to_vec()),
-                _ => {}
-            }
-        }
+        self.sets.update(buffer);
         self.splitter.push(buffer);
         while let Some(unit) = self.splitter.next_unit() {
             self.ready.push_back(unit);
@@ -204,7 +192,7 @@ impl CameraH264 {
             )))
         };
         while let Some(unit) = self.ready.pop_front() {
-            if let Some(profile) = self.profile.filter(|p| !p.browsers_decode()) {
+            if let Some(profile) = self.sets.profile().filter(|p| !p.browsers_decode()) {
                 return refuse(format!("browsers do not decode its profile, {profile}"));
             }
             if h264::has_b_slices(&unit) {
@@ -220,23 +208,11 @@ impl CameraH264 {
                 }
                 continue;
             }
-            let has_sets = h264::nal_units(&unit)
-                .any(|nal| h264::nal_type(nal) == h264::nal_type::SPS)
-                && h264::nal_units(&unit).any(|nal| h264::nal_type(nal) == h264::nal_type::PPS);
-            let data = if has_sets {
-                unit
-            } else if let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
-                let mut data = Vec::with_capacity(unit.len() + sps.len() + pps.len() + 8);
-                for nal in [sps, pps] {
-                    data.extend_from_slice(&[0, 0, 0, 1]);
-                    data.extend_from_slice(nal);
-                }
-                data.extend_from_slice(&unit);
-                data
-            } else {
+            if !self.sets.is_complete() {
                 // A keyframe no decoder can start on: wait for the parameter sets.
                 continue;
-            };
+            }
+            let data = self.sets.complete(unit);
             self.started = true;
             return Ok(Some((data, true)));
         }
