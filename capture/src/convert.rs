@@ -3,6 +3,8 @@
 //! Every format converts to and from I420, the pipeline's native format; conversions between two
 //! other formats go through I420. YUV data is BT.601 video range, as cameras and x264 expect.
 
+use std::borrow::Cow;
+
 use yuvutils_rs::{
     BufferStoreMut, YuvConversionMode, YuvPackedImageMut, YuvPlanarImage, YuvPlanarImageMut,
     YuvRange, YuvStandardMatrix,
@@ -52,17 +54,40 @@ fn err(from: PixelFormat, to: PixelFormat, reason: impl ToString) -> CaptureErro
     }
 }
 
-fn planar(frame: &Frame) -> YuvPlanarImage<'_, u8> {
+/// A plane's bytes as yuvutils-rs reads them: whole rows of `stride` bytes. Its kernels walk
+/// a plane in steps of the stride (`chunks_exact`), so a last row that stops right after its
+/// pixels, as [`Plane::new`] allows, would be skipped and the frame's last rows left black;
+/// such a plane is copied with that row padded.
+fn whole_rows(plane: &Plane) -> Cow<'_, [u8]> {
+    let whole = plane.stride() * plane.rows();
+    let data = plane.data();
+    if data.len() >= whole {
+        Cow::Borrowed(data)
+    } else {
+        let mut padded = Vec::with_capacity(whole);
+        padded.extend_from_slice(data);
+        padded.resize(whole, 0);
+        Cow::Owned(padded)
+    }
+}
+
+/// The I420 `frame` for yuvutils-rs, over its planes' bytes `[y, u, v]` from [`whole_rows`].
+fn planar<'a>(frame: &Frame, [y, u, v]: &'a [Cow<'_, [u8]>; 3]) -> YuvPlanarImage<'a, u8> {
     YuvPlanarImage {
-        y_plane: frame.plane(0).data(),
+        y_plane: y,
         y_stride: frame.plane(0).stride() as u32,
-        u_plane: frame.plane(1).data(),
+        u_plane: u,
         u_stride: frame.plane(1).stride() as u32,
-        v_plane: frame.plane(2).data(),
+        v_plane: v,
         v_stride: frame.plane(2).stride() as u32,
         width: frame.width(),
         height: frame.height(),
     }
+}
+
+/// The whole rows of an I420 frame's three planes, for [`planar`].
+fn i420_planes(frame: &Frame) -> [Cow<'_, [u8]>; 3] {
+    [0, 1, 2].map(|index| whole_rows(frame.plane(index)))
 }
 
 fn to_i420(frame: &Frame) -> Result<Frame, CaptureError> {
@@ -138,7 +163,7 @@ fn to_i420(frame: &Frame) -> Result<Frame, CaptureError> {
             };
             let result = convert(
                 &mut image,
-                src.data(),
+                &whole_rows(src),
                 src.stride() as u32,
                 RANGE,
                 MATRIX,
@@ -187,16 +212,19 @@ fn from_i420(frame: &Frame, to: PixelFormat) -> Result<Frame, CaptureError> {
                 width,
                 height,
             };
-            yuvutils_rs::yuv420_to_yuyv422(&mut packed, &planar(frame))
+            let planes = i420_planes(frame);
+            yuvutils_rs::yuv420_to_yuyv422(&mut packed, &planar(frame, &planes))
                 .map_err(|e| err(from, to, e))?;
         }
         PixelFormat::Rgb24 | PixelFormat::Bgr24 => {
             let plane = out.plane_mut(0);
             let stride = plane.stride() as u32;
+            let planes = i420_planes(frame);
+            let image = planar(frame, &planes);
             let result = if to == PixelFormat::Rgb24 {
-                yuvutils_rs::yuv420_to_rgb(&planar(frame), plane.data_mut(), stride, RANGE, MATRIX)
+                yuvutils_rs::yuv420_to_rgb(&image, plane.data_mut(), stride, RANGE, MATRIX)
             } else {
-                yuvutils_rs::yuv420_to_bgr(&planar(frame), plane.data_mut(), stride, RANGE, MATRIX)
+                yuvutils_rs::yuv420_to_bgr(&image, plane.data_mut(), stride, RANGE, MATRIX)
             };
             result.map_err(|e| err(from, to, e))?;
         }
@@ -273,6 +301,42 @@ mod tests {
         let rgb = bgr.to_format(PixelFormat::Rgb24).unwrap();
         let (b, r) = (bgr.plane(0).row(5), rgb.plane(0).row(5));
         assert!(b[0].abs_diff(r[2]) <= 3 && b[2].abs_diff(r[0]) <= 3);
+    }
+
+    #[test]
+    fn planes_whose_last_row_stops_after_its_pixels_convert_whole() {
+        // Rows padded to 7 bytes more than their pixels, but for the last, as `Plane::new`
+        // allows: the conversions through yuvutils-rs once left the last two rows black.
+        let tight = gradient(16, 4).to_format(PixelFormat::I420).unwrap();
+        let short = |frame: &Frame, pad: usize| {
+            let planes = frame
+                .planes()
+                .iter()
+                .map(|plane| {
+                    let stride = plane.row_bytes() + pad;
+                    let mut data = vec![0; stride * plane.rows()];
+                    for y in 0..plane.rows() {
+                        data[y * stride..][..plane.row_bytes()].copy_from_slice(plane.row(y));
+                    }
+                    data.truncate(stride * (plane.rows() - 1) + plane.row_bytes());
+                    Plane::new(data, stride, plane.row_bytes(), plane.rows()).unwrap()
+                })
+                .collect();
+            Frame::from_planes(frame.width(), frame.height(), frame.format(), planes).unwrap()
+        };
+        let i420 = short(&tight, 7);
+        for format in [PixelFormat::Yuyv, PixelFormat::Rgb24, PixelFormat::Bgr24] {
+            let want = tight.to_format(format).unwrap();
+            assert_eq!(
+                i420.to_format(format).unwrap().to_packed(),
+                want.to_packed()
+            );
+            let there = short(&want, 7).to_format(PixelFormat::I420).unwrap();
+            assert_eq!(
+                there.to_packed(),
+                want.to_format(PixelFormat::I420).unwrap().to_packed()
+            );
+        }
     }
 
     #[test]
