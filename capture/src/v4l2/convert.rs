@@ -186,4 +186,128 @@ mod tests {
         assert!(decode_mjpeg(b"not a jpeg", 32, 16).is_err());
         assert!(decode_mjpeg(&[], 32, 16).is_err());
     }
+
+    mod properties {
+        //! Property tests: any raw buffer layout against the V4L2 layout rules written out
+        //! here (exact: these formats are copied, not converted), and MJPEG that the camera
+        //! garbled never panicking.
+
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Where a plane is in a buffer: the offset of its first row, the bytes from one row
+        /// to the next, the pixel bytes of a row, and the rows.
+        type PlaneAt = (usize, usize, usize, usize);
+
+        /// A raw format, a size, the stride the driver gives (0 for "packed", as some do), and
+        /// the buffer: the bytes the layout needs, where each plane is in them, and up to 8
+        /// bytes more.
+        fn buffer() -> impl Strategy<Value = (Layout, Vec<PlaneAt>, usize, Vec<u8>)> {
+            let format = prop_oneof![
+                Just(V4l2Format::Yuyv),
+                Just(V4l2Format::Nv12),
+                Just(V4l2Format::Yu12),
+            ];
+            let geometry = (format, 1..=40u32, 1..=40u32, 0..=16usize, any::<bool>());
+            (geometry, 0..=8usize).prop_flat_map(
+                |((format, width, height, padding, packed), extra)| {
+                    let (w, h) = (width as usize, height as usize);
+                    let row = if format == V4l2Format::Yuyv { 2 * w } else { w };
+                    let stride = if packed { 0 } else { row + padding };
+                    // The rules: rows `stride` apart (at least a row of pixels); NV12's
+                    // interleaved chroma rows as far apart as the luma's, YU12's half as far
+                    // (rounded up), each plane right after the one before.
+                    let s = stride.max(row);
+                    let (cw, ch, cs) = (w.div_ceil(2), h.div_ceil(2), s.div_ceil(2));
+                    let planes = match format {
+                        V4l2Format::Yuyv => vec![(0, s, 2 * w, h)],
+                        V4l2Format::Nv12 => vec![(0, s, w, h), (s * h, s, 2 * cw, ch)],
+                        _ => vec![
+                            (0, s, w, h),
+                            (s * h, cs, cw, ch),
+                            (s * h + cs * ch, cs, cw, ch),
+                        ],
+                    };
+                    let needed = planes
+                        .iter()
+                        .map(|&(offset, step, _, rows)| offset + step * rows)
+                        .max()
+                        .unwrap_or(0);
+                    let layout = Layout {
+                        format,
+                        width,
+                        height,
+                        stride,
+                    };
+                    (
+                        Just(layout),
+                        Just(planes),
+                        Just(needed),
+                        vec(any::<u8>(), needed + extra),
+                    )
+                },
+            )
+        }
+
+        /// 128 cases a property, or `PROPTEST_CASES` to look harder.
+        fn config() -> ProptestConfig {
+            let cases = std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|cases| cases.parse().ok())
+                .unwrap_or(128);
+            ProptestConfig::with_cases(cases)
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn raw_buffers_become_frames_row_for_row(
+                (layout, planes, needed, data) in buffer()
+            ) {
+                let frame = to_frame(&data[..needed], &layout);
+                if layout.check().is_err() {
+                    // A size the format cannot have (odd where it subsamples chroma).
+                    prop_assert!(frame.is_err());
+                    return Ok(());
+                }
+                let frame = frame.unwrap();
+                prop_assert_eq!(Some(frame.format()), layout.format.pixel_format());
+                prop_assert_eq!((frame.width(), frame.height()), (layout.width, layout.height));
+                prop_assert_eq!(frame.planes().len(), planes.len());
+                for (index, &(offset, step, bytes, rows)) in planes.iter().enumerate() {
+                    prop_assert_eq!(frame.plane(index).rows(), rows);
+                    for y in 0..rows {
+                        let want = &data[offset + y * step..][..bytes];
+                        prop_assert_eq!(frame.plane(index).row(y), want, "plane {} row {}", index, y);
+                    }
+                }
+                // A byte short of the layout is an error; bytes past it are ignored.
+                prop_assert!(to_frame(&data[..needed - 1], &layout).is_err());
+                prop_assert_eq!(to_frame(&data, &layout).unwrap().to_packed(), frame.to_packed());
+            }
+
+            #[test]
+            fn garbled_mjpeg_is_an_error_or_a_frame_of_the_size_asked_for(
+                edits in vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+                keep in any::<prop::sample::Index>(),
+                noise in vec(any::<u8>(), 0..512),
+            ) {
+                let jpeg = include_bytes!("../../tests/data/red-blue-32x16.jpg");
+                let mut data = jpeg.to_vec();
+                for (at, byte) in edits {
+                    data[at.index(jpeg.len())] = byte;
+                }
+                data.truncate(keep.index(jpeg.len() + 1).max(jpeg.len() / 2));
+                for data in [&data[..], &noise[..]] {
+                    if let Ok(frame) = decode_mjpeg(data, 32, 16) {
+                        prop_assert_eq!(frame.format(), PixelFormat::Rgb24);
+                        prop_assert_eq!((frame.width(), frame.height()), (32, 16));
+                    }
+                }
+            }
+        }
+    }
 }
