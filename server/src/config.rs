@@ -10,7 +10,8 @@ use crate::ServerError;
 
 /// Settings of a [`Server`](crate::Server) that are not about one stream.
 ///
-/// Its `Debug` output hides [`access_token`](ServerConfig::access_token).
+/// Its `Debug` output hides [`access_token`](ServerConfig::access_token),
+/// [`turn_secret`](ServerConfig::turn_secret) and TURN passwords.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
@@ -26,8 +27,17 @@ pub struct ServerConfig {
     pub public_ip: Option<IpAddr>,
     /// STUN and TURN servers for the player page (and WHEP `Link` headers). The server asks a
     /// STUN server for its own public address, announced as one more
-    /// candidate address (a host candidate, as `public_ip` is).
+    /// candidate address (a host candidate, as `public_ip` is). A TURN server given without
+    /// credentials needs [`turn_secret`](ServerConfig::turn_secret).
     pub ice_servers: Vec<IceServer>,
+    /// The secret shared with the TURN server (coturn's `static-auth-secret`, with
+    /// `use-auth-secret`): every page and WHEP answer then gets fresh TURN REST credentials
+    /// for each TURN server given without credentials, a user name `EXPIRY:rtcgear` (Unix
+    /// seconds) and the password base64(HMAC-SHA1(secret, user name)). Never logged.
+    pub turn_secret: Option<String>,
+    /// How long such TURN credentials stay valid (default 24 h). A page keeps the ones it got
+    /// for its reconnections, so this should outlast a page left open.
+    pub turn_ttl: Duration,
     /// The most viewers at once over all streams; more get `503` with `Retry-After`.
     pub max_viewers: Option<usize>,
     /// A folder with `templates/` and `static/` that replace the embedded web files (files
@@ -91,6 +101,12 @@ impl fmt::Debug for ServerConfig {
             .field("udp_port", &self.udp_port)
             .field("public_ip", &self.public_ip)
             .field("ice_servers", &self.ice_servers)
+            // The secret itself must never reach a log.
+            .field(
+                "turn_secret",
+                &self.turn_secret.as_ref().map(|_| "<hidden>"),
+            )
+            .field("turn_ttl", &self.turn_ttl)
             .field("max_viewers", &self.max_viewers)
             .field("web_dir", &self.web_dir)
             .field("cors_origins", &self.cors_origins)
@@ -125,6 +141,8 @@ impl Default for ServerConfig {
             udp_port: None,
             public_ip: None,
             ice_servers: Vec::new(),
+            turn_secret: None,
+            turn_ttl: Duration::from_secs(24 * 3600),
             max_viewers: None,
             web_dir: None,
             cors_origins: Vec::new(),
@@ -149,9 +167,18 @@ impl Default for ServerConfig {
 
 /// A STUN or TURN server, as the page's `RTCPeerConnection` and WHEP's `Link` header take it.
 ///
-/// Parsed from `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]` or `turns:…`; TURN
-/// takes credentials as `turn:user:password@host:port`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+/// Parsed from `stun:HOST[:PORT]`, `turn:[USER:PASS@]HOST[:PORT][?transport=udp|tcp]` or
+/// `turns:…` (`turn://…` works too). The credentials are everything before the last `@`, and
+/// the password is what follows their last `:`, so a user name may contain `:` (TURN REST user
+/// names do: `1733230000:alice`). Percent-escapes are decoded in both: write `%40` for `@`,
+/// `%3A` for `:` and `%25` for `%` in a password, and `%40`, `%25` in a user name.
+///
+/// A TURN server without credentials gets fresh time-limited ones for every page and WHEP
+/// answer from [`ServerConfig::turn_secret`], which it then needs. A `turn:` server without a
+/// `?transport=` is offered over UDP and TCP both (two URLs).
+///
+/// Its `Debug` output hides the password, and `Display` shows the URL alone.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IceServer {
     /// The URL without credentials, e.g. `turn:turn.example.net:3478?transport=udp`.
     pub urls: String,
@@ -169,6 +196,12 @@ impl IceServer {
         self.urls.starts_with("stun:") || self.urls.starts_with("stuns:")
     }
 
+    /// Whether this is a TURN server given without credentials, which get made from
+    /// [`ServerConfig::turn_secret`].
+    pub fn needs_secret(&self) -> bool {
+        !self.is_stun() && self.username.is_none()
+    }
+
     /// `host:port` of the server, the port defaulting to 3478.
     pub fn host_port(&self) -> String {
         let rest = self.urls.split_once(':').map_or("", |(_, rest)| rest);
@@ -184,15 +217,54 @@ impl IceServer {
         }
     }
 
-    /// The WHEP `Link` header value for this server.
-    pub fn link_header(&self) -> String {
-        let mut link = format!("<{}>; rel=\"ice-server\"", self.urls);
-        if let (Some(user), Some(pass)) = (&self.username, &self.credential) {
-            link.push_str(&format!(
-                "; username=\"{user}\"; credential=\"{pass}\"; credential-type=\"password\""
-            ));
+    /// The URLs to offer: a `turn:` URL without `?transport=` as two, over UDP and over TCP,
+    /// so that a viewer whose UDP is blocked can still reach the server; any other as it is.
+    pub fn offered_urls(&self) -> Vec<String> {
+        if self.urls.starts_with("turn:") && !self.urls.contains('?') {
+            vec![
+                format!("{}?transport=udp", self.urls),
+                format!("{}?transport=tcp", self.urls),
+            ]
+        } else {
+            vec![self.urls.clone()]
         }
-        link
+    }
+
+    /// The WHEP `Link` header value for this server (RFC 9725), for its URL as it was given.
+    pub fn link_header(&self) -> String {
+        link_header(
+            &self.urls,
+            self.username.as_deref().zip(self.credential.as_deref()),
+        )
+    }
+}
+
+/// A WHEP `Link` header (RFC 9725) for one ICE server URL, with its credentials if any.
+pub(crate) fn link_header(url: &str, credentials: Option<(&str, &str)>) -> String {
+    let mut link = format!("<{url}>; rel=\"ice-server\"");
+    if let Some((user, pass)) = credentials {
+        link.push_str(&format!(
+            "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+            quoted(user),
+            quoted(pass)
+        ));
+    }
+    link
+}
+
+/// The inside of an HTTP quoted-string: `"` and `\` escaped.
+fn quoted(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+impl fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            // A password must never reach a log.
+            .field("credential", &self.credential.as_ref().map(|_| "<hidden>"))
+            .finish()
     }
 }
 
@@ -200,11 +272,19 @@ impl FromStr for IceServer {
     type Err = ServerError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &str| ServerError::Config(format!("bad ICE server {s:?}: {why}"));
         let s = s.trim();
-        let (scheme, rest) = s
-            .split_once(':')
-            .ok_or_else(|| bad("expected stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT]"))?;
+        // The input may hold a password: errors show the URL without the credentials.
+        let shown = match s.rsplit_once('@') {
+            Some((creds, host)) => match creds.split_once(':') {
+                Some((scheme, _)) => format!("{scheme}:…@{host}"),
+                None => format!("…@{host}"),
+            },
+            None => s.to_string(),
+        };
+        let bad = |why: &str| ServerError::Config(format!("bad ICE server {shown:?}: {why}"));
+        let (scheme, rest) = s.split_once(':').ok_or_else(|| {
+            bad("expected stun:HOST[:PORT], turn:HOST[:PORT] or turn:USER:PASS@HOST[:PORT]")
+        })?;
         let scheme = scheme.to_ascii_lowercase();
         // Accept `turn://…` as well as `turn:…`.
         let rest = rest.strip_prefix("//").unwrap_or(rest);
@@ -216,6 +296,7 @@ impl FromStr for IceServer {
                 if rest.contains('@') {
                     return Err(bad("STUN servers take no credentials"));
                 }
+                check_host(rest).map_err(|why| bad(&why))?;
                 Ok(IceServer {
                     urls: format!("{scheme}:{rest}"),
                     username: None,
@@ -223,24 +304,102 @@ impl FromStr for IceServer {
                 })
             }
             "turn" | "turns" => {
-                let (creds, host) = rest
-                    .rsplit_once('@')
-                    .ok_or_else(|| bad("TURN needs credentials: turn:USER:PASS@HOST[:PORT]"))?;
-                let (user, pass) = creds
-                    .split_once(':')
-                    .ok_or_else(|| bad("TURN credentials are USER:PASS"))?;
-                if user.is_empty() || host.is_empty() {
-                    return Err(bad("empty user or host"));
+                let (credentials, host) = match rest.rsplit_once('@') {
+                    Some((creds, host)) => {
+                        // The password follows the last `:`, so a user name may hold `:`.
+                        let (user, pass) = creds.rsplit_once(':').ok_or_else(|| {
+                            bad("TURN credentials are USER:PASS (write ':' in a password as %3A)")
+                        })?;
+                        let user = percent_decode(user).map_err(|why| bad(&why))?;
+                        let pass = percent_decode(pass).map_err(|why| bad(&why))?;
+                        if user.is_empty() || pass.is_empty() {
+                            return Err(bad("empty TURN user name or password"));
+                        }
+                        (Some((user, pass)), host)
+                    }
+                    None => (None, rest),
+                };
+                check_host(host).map_err(|why| bad(&why))?;
+                if let Some((_, query)) = host.split_once('?') {
+                    if !matches!(query, "transport=udp" | "transport=tcp") {
+                        return Err(bad(
+                            "the only query a TURN URL takes is ?transport=udp or ?transport=tcp",
+                        ));
+                    }
                 }
+                let (username, credential) = credentials.unzip();
                 Ok(IceServer {
                     urls: format!("{scheme}:{host}"),
-                    username: Some(user.to_string()),
-                    credential: Some(pass.to_string()),
+                    username,
+                    credential,
                 })
             }
             _ => Err(bad("the scheme must be stun:, stuns:, turn: or turns:")),
         }
     }
+}
+
+/// Checks the `HOST[:PORT][?QUERY]` part of a URL: a host, and a port that is a number.
+fn check_host(host: &str) -> Result<(), String> {
+    let host = host.split('?').next().unwrap_or(host);
+    let port = if let Some(bracketed) = host.strip_prefix('[') {
+        let (_, after) = bracketed
+            .split_once(']')
+            .ok_or("an IPv6 address needs its closing ']'")?;
+        if bracketed.starts_with(']') {
+            return Err("no host".into());
+        }
+        match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or("expected :PORT after ']'")?),
+        }
+    } else {
+        let (name, port) = match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        };
+        if name.is_empty() {
+            return Err("no host".into());
+        }
+        if name.contains(['/', '@', ' ']) {
+            return Err(format!("{name:?} is not a host name"));
+        }
+        port
+    };
+    match port {
+        Some(port) if port.parse::<u16>().map_or(true, |p| p == 0) => {
+            Err(format!("port {port:?} is not a number from 1 to 65535"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Decodes `%XX` escapes; the result must be UTF-8 without control characters (it ends up in
+/// a header and a page).
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bad = || "a '%' must start an escape of two hex digits, such as %40 for '@'".to_string();
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = tail
+                .get(..2)
+                .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+                .ok_or_else(bad)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+            bytes.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    let decoded =
+        String::from_utf8(bytes).map_err(|_| "the credentials decode to invalid UTF-8")?;
+    if decoded.chars().any(char::is_control) {
+        return Err("the credentials hold a control character".into());
+    }
+    Ok(decoded)
 }
 
 impl fmt::Display for IceServer {
@@ -290,26 +449,88 @@ mod tests {
     fn ice_servers_parse_with_and_without_credentials() {
         let stun: IceServer = "stun:stun.example.net:3478".parse().unwrap();
         assert!(stun.is_stun());
+        assert!(!stun.needs_secret());
         assert_eq!(stun.host_port(), "stun.example.net:3478");
+        assert_eq!(stun.offered_urls(), ["stun:stun.example.net:3478"]);
         assert_eq!(
             stun.link_header(),
             "<stun:stun.example.net:3478>; rel=\"ice-server\""
         );
-        let turn: IceServer = "turn://alice:s3cr:t@turn.example.net?transport=udp"
+        let turn: IceServer = "turn://alice:s3cr%3At@turn.example.net?transport=udp"
             .parse()
             .unwrap();
         assert_eq!(turn.urls, "turn:turn.example.net?transport=udp");
         assert_eq!(turn.username.as_deref(), Some("alice"));
         assert_eq!(turn.credential.as_deref(), Some("s3cr:t"));
+        assert!(!turn.needs_secret());
         assert_eq!(turn.host_port(), "turn.example.net:3478");
+        assert_eq!(turn.offered_urls(), ["turn:turn.example.net?transport=udp"]);
         assert!(!turn.to_string().contains("s3cr"));
+        assert!(!format!("{turn:?}").contains("s3cr"));
         assert!(turn.link_header().contains("credential=\"s3cr:t\""));
+    }
+
+    #[test]
+    fn turn_user_names_may_hold_colons_and_escapes() {
+        // TURN REST user names are `EXPIRY:NAME`: the password follows the last ':'.
+        let rest: IceServer = "turn:1733230000:alice:pK915uT4f7M9ZyXSoBocmInu3j0=@[::1]:3478"
+            .parse()
+            .unwrap();
+        assert_eq!(rest.urls, "turn:[::1]:3478");
+        assert_eq!(rest.username.as_deref(), Some("1733230000:alice"));
+        assert_eq!(
+            rest.credential.as_deref(),
+            Some("pK915uT4f7M9ZyXSoBocmInu3j0=")
+        );
+        // The credentials end at the last '@'; escapes decode after splitting.
+        let escaped: IceServer = "turns:al%40ice%25:p%40ss%3Aw%2Fd%22@turn.example.net:5349"
+            .parse()
+            .unwrap();
+        assert_eq!(escaped.urls, "turns:turn.example.net:5349");
+        assert_eq!(escaped.username.as_deref(), Some("al@ice%"));
+        assert_eq!(escaped.credential.as_deref(), Some("p@ss:w/d\""));
+        assert!(escaped.link_header().ends_with(
+            "username=\"al@ice%\"; credential=\"p@ss:w/d\\\"\"; credential-type=\"password\""
+        ));
+        let unescaped_at: IceServer = "turn:user@home:pw@turn.example.net".parse().unwrap();
+        assert_eq!(unescaped_at.username.as_deref(), Some("user@home"));
+        assert_eq!(unescaped_at.credential.as_deref(), Some("pw"));
+        // Without credentials: the secret's job, over UDP and TCP both.
+        let bare: IceServer = "TURN:turn.example.net:3478".parse().unwrap();
+        assert_eq!(bare.urls, "turn:turn.example.net:3478");
+        assert!(bare.needs_secret());
+        assert_eq!(
+            bare.offered_urls(),
+            [
+                "turn:turn.example.net:3478?transport=udp",
+                "turn:turn.example.net:3478?transport=tcp"
+            ]
+        );
+        let tls: IceServer = "turns:turn.example.net:5349".parse().unwrap();
+        assert_eq!(tls.offered_urls(), ["turns:turn.example.net:5349"]);
     }
 
     #[test]
     fn bad_ice_servers_say_why() {
         for (input, why) in [
-            ("turn:turn.example.net", "credentials"),
+            ("turn:alice@turn.example.net", "USER:PASS"),
+            (
+                "turn::pw@turn.example.net",
+                "empty TURN user name or password",
+            ),
+            (
+                "turn:alice:@turn.example.net",
+                "empty TURN user name or password",
+            ),
+            ("turn:alice:p%4@turn.example.net", "two hex digits"),
+            ("turn:alice:p%+4x@turn.example.net", "two hex digits"),
+            ("turn:alice:p%0Aw@turn.example.net", "control character"),
+            ("turn:alice:p%FFw@turn.example.net", "UTF-8"),
+            ("turn:u:p@", "no host"),
+            ("turn:u:p@turn.example.net:34x", "port"),
+            ("turn:turn.example.net:0", "port"),
+            ("turn:turn.example.net?transport=sctp", "transport=udp"),
+            ("turn:[::1", "']'"),
             ("http://x", "scheme"),
             ("stun:", "no host"),
             ("stun:u:p@host", "no credentials"),
@@ -318,6 +539,13 @@ mod tests {
             let err = input.parse::<IceServer>().unwrap_err().to_string();
             assert!(err.contains(why), "{input}: {err}");
         }
+        // An error never shows the password.
+        let err = "turn:alice:hunter2@turn.example.net:x"
+            .parse::<IceServer>()
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("turn.example.net:x"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::limit::RateLimiter;
 use crate::media::{Command, OfferError};
 use crate::message::{Handler, Middleware, Request, Response};
 use crate::stream::{lock, StreamShared};
+use crate::turn;
 use crate::web::Web;
 
 /// What the HTTP workers share.
@@ -252,8 +253,9 @@ impl App {
 
     fn page(&self, request: &Request, stream: usize) -> Response {
         let shared = &self.streams[stream];
-        let ice_servers =
-            serde_json::to_string(&self.config.ice_servers).unwrap_or_else(|_| "[]".into());
+        // Fresh TURN credentials for every page.
+        let ice_servers = serde_json::to_string(&turn::offered(&self.config, SystemTime::now()))
+            .unwrap_or_else(|_| "[]".into());
         let title = if shared.name.is_empty() {
             "Live stream".to_string()
         } else {
@@ -381,8 +383,10 @@ impl App {
                 let mut response = Response::new(201, "application/sdp", answer)
                     .with_header("Location", location)
                     .with_header("ETag", format!("\"{}\"", viewer.get()));
-                for server in &self.config.ice_servers {
-                    response = response.with_header("Link", server.link_header());
+                for server in turn::offered(&self.config, SystemTime::now()) {
+                    for link in server.link_headers() {
+                        response = response.with_header("Link", link);
+                    }
                 }
                 response
             }

@@ -112,6 +112,7 @@ mod message;
 mod server;
 mod stream;
 mod stun;
+mod turn;
 mod udp;
 mod web;
 

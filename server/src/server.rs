@@ -94,6 +94,7 @@ impl ServerBuilder {
                 )));
             }
         }
+        crate::turn::check(&config)?;
         let web = Web::new(config.web_dir.clone())?;
         let http_addr = SocketAddr::new(config.bind, config.http_port);
         let tls = read_tls(&config)?;

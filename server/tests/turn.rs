@@ -1,0 +1,205 @@
+//! TURN with time-limited credentials over HTTP: every page and every WHEP answer carries
+//! fresh TURN REST credentials (`EXPIRY:rtcgear`, base64(HMAC-SHA1(secret, user name))) for a
+//! TURN server given without any, offered over UDP and TCP; the secret itself never leaves.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::hmac;
+use base64::Engine;
+use rtcgear_capture::{FrameRate, TestPattern};
+use rtcgear_server::{Server, ServerConfig, StreamConfig};
+
+const OFFER: &str = include_str!("../../tests/data/chromium-offer.sdp");
+const SECRET: &str = "north-wind";
+const TTL: Duration = Duration::from_secs(2 * 3600);
+
+/// `(status, Link headers, body)` of one request.
+fn call(url: &str, method: &str, content_type: &str, body: &[u8]) -> (u16, Vec<String>, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", content_type)
+        .body(body.to_vec())
+        .expect("a valid request");
+    let mut response = agent.run(request).expect("the server answers");
+    let links = response
+        .headers()
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().expect("an ASCII Link header").to_string())
+        .collect();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    (response.status().as_u16(), links, body)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// Checks a TURN REST user name and password made within the last minute: the expiry is
+/// `TTL` ahead, and the password is the HMAC of the user name under the secret.
+fn check_credentials(username: &str, password: &str) {
+    let (expiry, name) = username
+        .split_once(':')
+        .unwrap_or_else(|| panic!("{username:?} is not EXPIRY:NAME"));
+    assert_eq!(name, "rtcgear");
+    let expiry: u64 = expiry.parse().expect("the expiry is a number");
+    let now = unix_now();
+    let ttl = TTL.as_secs();
+    assert!(
+        expiry > now && expiry + 60 >= now + ttl && expiry <= now + ttl,
+        "expiry {expiry}, now {now}"
+    );
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, SECRET.as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD
+        .encode(hmac::sign(&key, username.as_bytes()).as_ref());
+    assert_eq!(password, expected, "the password of {username:?}");
+}
+
+/// The page's `data-ice-servers`, HTML-unescaped and parsed.
+fn page_ice_servers(html: &str) -> serde_json::Value {
+    let start = html
+        .find("data-ice-servers=\"")
+        .expect("the page has data-ice-servers")
+        + "data-ice-servers=\"".len();
+    let end = start + html[start..].find('"').expect("the attribute ends");
+    let text = html[start..end]
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+#[test]
+fn pages_and_whep_answers_get_fresh_turn_credentials() {
+    let mut config = ServerConfig::default();
+    config.bind = Ipv4Addr::LOCALHOST.into();
+    config.http_port = 0;
+    config.udp_port = Some(0);
+    config.ice_servers = vec![
+        "turn:127.0.0.1:3478".parse().expect("a TURN URL"),
+        "turn:1733230000:alice:pw%40@127.0.0.1:3479?transport=tcp"
+            .parse()
+            .expect("a TURN URL with credentials"),
+    ];
+    config.turn_secret = Some(SECRET.into());
+    config.turn_ttl = TTL;
+    let pattern =
+        TestPattern::new(64, 64, FrameRate::from_int(5).expect("5 > 0")).expect("a valid size");
+    let server = Server::builder()
+        .config(config)
+        .stream(StreamConfig::new("", pattern))
+        .build()
+        .expect("the server starts");
+    let base = format!("http://{}", server.http_addr());
+    let stop = server.shutdown_handle();
+    let running = std::thread::spawn(move || server.run());
+
+    for _ in 0..2 {
+        let (status, _, html) = call(&format!("{base}/"), "GET", "text/plain", b"");
+        assert_eq!(status, 200, "{html}");
+        assert!(!html.contains(SECRET));
+        let servers = page_ice_servers(&html);
+        let servers = servers.as_array().expect("a list of ICE servers");
+        assert_eq!(servers.len(), 2, "{servers:?}");
+        assert_eq!(
+            servers[0]["urls"],
+            serde_json::json!([
+                "turn:127.0.0.1:3478?transport=udp",
+                "turn:127.0.0.1:3478?transport=tcp"
+            ])
+        );
+        check_credentials(
+            servers[0]["username"].as_str().expect("a user name"),
+            servers[0]["credential"].as_str().expect("a password"),
+        );
+        assert_eq!(
+            servers[1],
+            serde_json::json!({
+                "urls": ["turn:127.0.0.1:3479?transport=tcp"],
+                "username": "1733230000:alice",
+                "credential": "pw@",
+            })
+        );
+    }
+
+    for _ in 0..2 {
+        let (status, links, answer) = call(
+            &format!("{base}/whep"),
+            "POST",
+            "application/sdp",
+            OFFER.as_bytes(),
+        );
+        assert_eq!(status, 201, "{answer}");
+        assert_eq!(links.len(), 3, "{links:?}");
+        let mut fresh = Vec::new();
+        for (link, transport) in links[..2].iter().zip(["udp", "tcp"]) {
+            let url = format!("<turn:127.0.0.1:3478?transport={transport}>; rel=\"ice-server\"; ");
+            let rest = link
+                .strip_prefix(&url)
+                .unwrap_or_else(|| panic!("{link} does not start with {url}"));
+            let fields: Vec<&str> = rest.split("; ").collect();
+            let [username, credential, kind] = fields[..] else {
+                panic!("{link}");
+            };
+            let username = username
+                .strip_prefix("username=\"")
+                .and_then(|v| v.strip_suffix('"'))
+                .expect("a quoted user name");
+            let credential = credential
+                .strip_prefix("credential=\"")
+                .and_then(|v| v.strip_suffix('"'))
+                .expect("a quoted password");
+            assert_eq!(kind, "credential-type=\"password\"");
+            check_credentials(username, credential);
+            fresh.push(username.to_string());
+        }
+        assert_eq!(fresh[0], fresh[1], "one set of credentials per answer");
+        assert_eq!(
+            links[2],
+            "<turn:127.0.0.1:3479?transport=tcp>; rel=\"ice-server\"; \
+             username=\"1733230000:alice\"; credential=\"pw@\"; credential-type=\"password\""
+        );
+        assert!(!links.iter().any(|link| link.contains(SECRET)));
+    }
+
+    stop.shutdown();
+    running
+        .join()
+        .expect("the server thread ends")
+        .expect("the server stops cleanly");
+}
+
+#[test]
+fn a_turn_server_without_credentials_or_secret_is_refused() {
+    let mut config = ServerConfig::default();
+    config.bind = Ipv4Addr::LOCALHOST.into();
+    config.http_port = 0;
+    config.udp_port = Some(0);
+    config.ice_servers = vec!["turn:127.0.0.1:3478".parse().expect("a TURN URL")];
+    let pattern =
+        TestPattern::new(64, 64, FrameRate::from_int(5).expect("5 > 0")).expect("a valid size");
+    let err = Server::builder()
+        .config(config)
+        .stream(StreamConfig::new("", pattern))
+        .build()
+        .err()
+        .expect("no credentials, no secret: no server")
+        .to_string();
+    assert!(
+        err.contains("turn:127.0.0.1:3478 has no credentials"),
+        "{err}"
+    );
+}
