@@ -134,10 +134,29 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub web_dir: Option<PathBuf>,
 
-    /// A STUN or TURN server for the browsers (repeatable): stun:HOST:PORT or
-    /// turn:USER:PASS@HOST:PORT.
+    /// A STUN or TURN server for the browsers and WHEP clients (repeatable): stun:HOST[:PORT],
+    /// turn:USER:PASS@HOST[:PORT][?transport=udp|tcp] or turns:…, or turn:HOST[:PORT] with
+    /// --turn-secret. The password follows the last ':' before the last '@', so a user name
+    /// may hold ':'; percent-escapes are decoded (%40 for '@', %3A for ':', %25 for '%'). A
+    /// turn: server without ?transport= is offered over UDP and TCP both.
     #[arg(long = "ice-server", value_name = "URL", value_parser = parse_ice_server)]
     pub ice_servers: Vec<IceServer>,
+
+    /// The secret shared with the TURN server (coturn's static-auth-secret, with
+    /// use-auth-secret): every page and WHEP answer gets fresh time-limited credentials for
+    /// each --ice-server turn:HOST[:PORT] given without any. Never printed or logged.
+    #[arg(
+        long,
+        env = "RTCGEAR_TURN_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub turn_secret: Option<String>,
+
+    /// How long the TURN credentials made with --turn-secret stay valid, in hours. A page
+    /// keeps the ones it got for its reconnections, so make it outlast a page left open.
+    #[arg(long, value_name = "HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub turn_ttl: u64,
 
     /// A public IP to announce to viewers, for a host behind NAT that forwards the UDP port.
     #[arg(long, value_name = "IP")]

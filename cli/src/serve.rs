@@ -26,6 +26,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             dir.display()
         );
     }
+    // The server checks these too, but cannot name the flags.
+    if args.turn_secret.as_deref() == Some("") {
+        bail!("--turn-secret (or RTCGEAR_TURN_SECRET) is empty");
+    }
+    if args.turn_secret.is_none() {
+        if let Some(server) = args.ice_servers.iter().find(|s| s.needs_secret()) {
+            bail!(
+                "--ice-server {server}: a TURN server without credentials needs --turn-secret \
+                 (or RTCGEAR_TURN_SECRET), the secret it shares with the TURN server, to make \
+                 time-limited ones; or give fixed ones as turn:USER:PASS@HOST[:PORT]"
+            );
+        }
+    }
     let config = {
         let mut config = ServerConfig::default();
         config.bind = args.bind;
@@ -33,6 +46,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.udp_port = args.udp_port;
         config.public_ip = args.public_ip;
         config.ice_servers = args.ice_servers.clone();
+        config.turn_secret = args.turn_secret.clone();
+        config.turn_ttl = Duration::from_secs(args.turn_ttl * 3600);
         config.max_viewers = args.max_viewers.map(|n| n as usize);
         config.web_dir = args.web_dir.clone();
         config.cors_origins = args.cors_origins.clone();

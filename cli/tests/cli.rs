@@ -216,10 +216,16 @@ fn bad_values_are_usage_errors() {
     check_refused(&["--size", "321x240"], 2, "--size", "even");
     check_refused(&["--fps", "0"], 2, "--fps", "1..=240");
     check_refused(
-        &["--ice-server", "turn:host"],
+        &["--ice-server", "turn:alice@host"],
         2,
         "--ice-server",
-        "credentials",
+        "USER:PASS",
+    );
+    check_refused(
+        &["--ice-server", "turn:alice:p%4@host"],
+        2,
+        "--ice-server",
+        "%40",
     );
     check_refused(&["--bind", "nonsense"], 2, "--bind", "nonsense");
     check_refused(
@@ -271,6 +277,12 @@ fn unusable_settings_exit_1_naming_the_flag() {
         "applies to V4L2 cameras only",
     );
     check_refused(&["--stream", "=test"], 1, "--stream", "name is empty");
+    check_refused(
+        &["--ice-server", "turn:127.0.0.1:3478"],
+        1,
+        "--ice-server turn:127.0.0.1:3478",
+        "needs --turn-secret",
+    );
     check_refused(&["--stream", "yard"], 1, "--stream", "NAME=SOURCE");
     check_refused(
         &["--web-dir", "/nonexistent"],
@@ -782,4 +794,35 @@ fn a_video_page_whose_stream_drops_is_resolved_again_by_yt_dlp() {
             .all(|line| line.ends_with("https://www.youtube.com/watch?v=aqz-KE-bpKQ")),
         "{asked}"
     );
+}
+
+#[test]
+fn a_turn_secret_gives_the_page_fresh_credentials_and_is_never_printed() {
+    const SECRET: &str = "cli-north-wind";
+    let (running, url) = serve_with(
+        &[
+            "--size",
+            "320x240",
+            "--ice-server",
+            "turn:127.0.0.1:3478",
+            "--turn-ttl",
+            "2",
+            "-vv",
+        ],
+        &[("RTCGEAR_TURN_SECRET", SECRET)],
+    );
+    let (status, page) = get(&url, "/");
+    assert!(status.contains("200"), "{status}");
+    // HTML-escaped JSON in the page's data-ice-servers.
+    for part in [
+        "turn:127.0.0.1:3478?transport=udp",
+        "turn:127.0.0.1:3478?transport=tcp",
+        ":rtcgear&quot;",
+        "&quot;credential&quot;:&quot;",
+    ] {
+        assert!(page.contains(part), "the page lacks {part}:\n{page}");
+    }
+    assert!(!page.contains(SECRET), "{page}");
+    let log = stop(running);
+    assert!(!log.contains(SECRET), "{log}");
 }
