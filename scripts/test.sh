@@ -13,6 +13,14 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh test
 cargo xtask ci "$@"
 
+# The TURN credentials against Debian's coturn are #[ignore]d in a plain `cargo test`.
+if command -v turnserver >/dev/null && command -v turnutils_uclient >/dev/null; then
+  echo "==> the TURN credentials against coturn"
+  cargo test --locked -p rtcgear-server --test turn -- --ignored
+else
+  echo "NOT RUN: the TURN credentials against coturn (apt-get install coturn)"
+fi
+
 # The VM tests are #[ignore]d in a plain `cargo test`; here they run on purpose, with --ignored.
 if [ "$(id -u)" = 0 ] && [ "${RTCGEAR_V4L2_VM:-1}" = 1 ]; then
   echo "==> the V4L2 source against the vivid camera in a VM"

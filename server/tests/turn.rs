@@ -203,3 +203,173 @@ fn a_turn_server_without_credentials_or_secret_is_refused() {
         "{err}"
     );
 }
+
+/// A child process killed when dropped, so a failing assertion leaves none behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port free on loopback for both UDP and TCP, as far as one can tell.
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a TCP port");
+        let port = tcp.local_addr().expect("its address").port();
+        if std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn spawn(program: &str, args: &[String]) -> Child {
+    Child(
+        std::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {program} (Debian's coturn): {e}")),
+    )
+}
+
+/// Whether coturn's `turnutils_uclient` allocates a relay on the TURN server at `port` with
+/// these credentials (over TCP with `tcp`) and sends a message through it to the peer at
+/// `peer_port`: its exit code, within 30 s.
+fn allocates(port: u16, peer_port: u16, username: &str, password: &str, tcp: bool) -> bool {
+    let mut args: Vec<String> = [
+        "-p",
+        &port.to_string(),
+        "-u",
+        username,
+        "-w",
+        password,
+        "-n",
+        "1",
+        "-m",
+        "1",
+        "-l",
+        "100",
+        "-e",
+        "127.0.0.1",
+        "-r",
+        &peer_port.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if tcp {
+        args.push("-t".into());
+    }
+    args.push("127.0.0.1".into());
+    let mut client = spawn("turnutils_uclient", &args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = client.0.try_wait().expect("polling turnutils_uclient") {
+            return status.success();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "turnutils_uclient did not end within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// coturn with `use-auth-secret` takes the credentials of the page, over UDP and TCP, and
+/// refuses a wrong password. Needs Debian's coturn (`turnserver`, `turnutils_uclient`,
+/// `turnutils_peer`); `scripts/test.sh` runs it where they are installed.
+#[test]
+#[ignore = "needs coturn"]
+fn coturn_accepts_the_credentials() {
+    let dir = std::env::temp_dir().join(format!("rtcgear-coturn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp folder");
+    let (turn_port, peer_port) = (free_port(), free_port());
+    let _turn = spawn(
+        "turnserver",
+        &[
+            "-n".to_string(),
+            "--listening-ip=127.0.0.1".into(),
+            format!("--listening-port={turn_port}"),
+            "--relay-ip=127.0.0.1".into(),
+            "--use-auth-secret".into(),
+            format!("--static-auth-secret={SECRET}"),
+            "--realm=rtcgear.test".into(),
+            "--allow-loopback-peers".into(),
+            "--no-tls".into(),
+            "--no-dtls".into(),
+            "--no-cli".into(),
+            format!("--pidfile={}", dir.join("turnserver.pid").display()),
+            format!("--userdb={}", dir.join("turndb").display()),
+            "--log-file=stdout".into(),
+        ],
+    );
+    let _peer = spawn(
+        "turnutils_peer",
+        &[
+            "-p".to_string(),
+            peer_port.to_string(),
+            "-L".into(),
+            "127.0.0.1".into(),
+        ],
+    );
+    // coturn listens on TCP and UDP at once; wait for TCP.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, turn_port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "turnserver did not listen within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut config = ServerConfig::default();
+    config.bind = Ipv4Addr::LOCALHOST.into();
+    config.http_port = 0;
+    config.udp_port = Some(0);
+    config.ice_servers = vec![format!("turn:127.0.0.1:{turn_port}")
+        .parse()
+        .expect("a TURN URL")];
+    config.turn_secret = Some(SECRET.into());
+    config.turn_ttl = TTL;
+    let pattern =
+        TestPattern::new(64, 64, FrameRate::from_int(5).expect("5 > 0")).expect("a valid size");
+    let server = Server::builder()
+        .config(config)
+        .stream(StreamConfig::new("", pattern))
+        .build()
+        .expect("the server starts");
+    let base = format!("http://{}", server.http_addr());
+    let stop = server.shutdown_handle();
+    let running = std::thread::spawn(move || server.run());
+    let (status, _, html) = call(&format!("{base}/"), "GET", "text/plain", b"");
+    assert_eq!(status, 200, "{html}");
+    let servers = page_ice_servers(&html);
+    let username = servers[0]["username"].as_str().expect("a user name");
+    let password = servers[0]["credential"].as_str().expect("a password");
+
+    assert!(
+        allocates(turn_port, peer_port, username, password, false),
+        "over UDP"
+    );
+    assert!(
+        allocates(turn_port, peer_port, username, password, true),
+        "over TCP"
+    );
+    let wrong = format!("x{password}");
+    assert!(
+        !allocates(turn_port, peer_port, username, &wrong, false),
+        "a wrong password"
+    );
+
+    stop.shutdown();
+    running
+        .join()
+        .expect("the server thread ends")
+        .expect("the server stops cleanly");
+    let _ = std::fs::remove_dir_all(&dir);
+}
