@@ -165,6 +165,8 @@ fn help_lists_the_commands_and_the_serve_flags() {
         "--bitrate",
         "--web-dir",
         "--ice-server",
+        "--turn-secret",
+        "--turn-ttl",
         "--public-ip",
         "--max-viewers",
         "-v, --verbose",
