@@ -14,6 +14,9 @@ if [ "$want" = test ]; then
   # The tests' RTSP server: GStreamer's, through Debian's python3-gi; x264enc is in -ugly.
   packages+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
     gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
+  # The TURN credentials test starts its own coturn on loopback (the system's service is
+  # stopped again below, so installing it runs no TURN server).
+  packages+=(coturn)
 fi
 
 say() { printf '[deps] %s\n' "$*" >&2; }
@@ -32,6 +35,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -q >&2
   "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  if [[ " ${missing[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null \
+    && systemctl is-active --quiet coturn 2>/dev/null; then
+    say "stopping the coturn service the package started (the tests run their own)"
+    "${sudo[@]}" systemctl disable --now coturn >&2 || true
+  fi
 fi
 
 command -v cargo >/dev/null || { say "cargo is missing: install Rust (https://rustup.rs)"; exit 1; }

@@ -18,7 +18,7 @@ if command -v turnserver >/dev/null && command -v turnutils_uclient >/dev/null; 
   echo "==> the TURN credentials against coturn"
   cargo test --locked -p rtcgear-server --test turn -- --ignored
 else
-  echo "NOT RUN: the TURN credentials against coturn (apt-get install coturn)"
+  echo "NOT RUN: the TURN credentials against coturn (turnserver or turnutils_uclient missing; scripts/deps.sh test installs coturn)"
 fi
 
 # The VM tests are #[ignore]d in a plain `cargo test`; here they run on purpose, with --ignored.
