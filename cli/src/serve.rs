@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rtcgear_capture::OpenedSource;
+use rtcgear_capture::{Opened, OpenedSource};
 use rtcgear_server::{Server, ServerConfig, StreamConfig, WhenIdle};
 
 use crate::args::ServeArgs;
@@ -65,7 +65,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config
     };
     let mut builder = Server::builder().config(config);
-    let add = |name: &str, source: OpenedSource, live: bool| {
+    let add = |name: &str, opened: Opened| {
+        let Opened { source, live, .. } = opened;
         let label = if name.is_empty() { "default" } else { name };
         let stream = match source {
             OpenedSource::Frames(source) => {
@@ -101,8 +102,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         stream
     };
-    let (source, live) = open_source("--source", &args.source, &args)?;
-    builder = builder.stream(add("", source, live));
+    let opened = open_source("--source", &args.source, &args)?;
+    builder = builder.stream(add("", opened));
     for spec in &args.streams {
         let (name, source) = spec
             .split_once('=')
@@ -110,8 +111,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if name.is_empty() {
             bail!("--stream {spec:?}: the name is empty (the default stream is --source)");
         }
-        let (source, live) = open_source("--stream", source, &args)?;
-        builder = builder.stream(add(name, source, live));
+        let opened = open_source("--stream", source, &args)?;
+        builder = builder.stream(add(name, opened));
     }
     let server = builder.build().map_err(|e| {
         anyhow::anyhow!("{e}").context(match e {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rtcgear_capture::{OpenOptions, OpenedSource, PiCodec, Source, SourceSpec};
+use rtcgear_capture::{OpenOptions, Opened, OpenedSource, PiCodec, Source, SourceSpec};
 use rtcgear_stabilize::Stabilized;
 
 use crate::args::{gray, ServeArgs};
@@ -27,11 +27,7 @@ fn transcode_reason(args: &ServeArgs) -> Option<&'static str> {
 /// Builds the source a `--source` or `--stream` value names (through
 /// `rtcgear_capture::open`, with the stabilizer on top when asked for), and says whether it
 /// is live (a network stream or camera, to keep reading even when nobody watches).
-pub fn open_source(
-    flag: &str,
-    spec: &str,
-    args: &ServeArgs,
-) -> anyhow::Result<(OpenedSource, bool)> {
+pub fn open_source(flag: &str, spec: &str, args: &ServeArgs) -> anyhow::Result<Opened> {
     let parsed: SourceSpec = spec
         .parse()
         .map_err(|e| anyhow::anyhow!("{flag} {spec:?}: {e}"))?;
@@ -70,18 +66,18 @@ pub fn open_source(
         "yuv420" => PiCodec::Yuv420,
         _ => PiCodec::Auto,
     };
-    let opened = rtcgear_capture::open(&parsed, &options).with_context(|| {
+    let mut opened = rtcgear_capture::open(&parsed, &options).with_context(|| {
         if args.stream_mode {
             format!("{flag} {spec:?} (--stream-mode)")
         } else {
             format!("{flag} {spec:?}")
         }
     })?;
-    let live = opened.live;
-    Ok(match opened.source {
-        OpenedSource::Frames(frames) => (OpenedSource::Frames(stabilized(frames, args)?), live),
-        encoded => (encoded, live),
-    })
+    opened.source = match opened.source {
+        OpenedSource::Frames(frames) => OpenedSource::Frames(stabilized(frames, args)?),
+        encoded => encoded,
+    };
+    Ok(opened)
 }
 
 /// Wraps the source in the stabilizer when --stabilize asks for it.
