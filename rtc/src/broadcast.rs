@@ -18,7 +18,7 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Rtc};
 use tracing::{debug, info, warn};
 
 use crate::codec;
-use crate::config::BroadcastConfig;
+use crate::config::{BroadcastConfig, LocalCandidate};
 use crate::error::RtcError;
 use crate::gop::GopCache;
 use crate::health;
@@ -107,13 +107,45 @@ impl Broadcast {
         now: Instant,
         offer_sdp: &str,
     ) -> Result<(ViewerId, String), RtcError> {
+        let candidates: Vec<LocalCandidate> = self
+            .config
+            .host_candidates
+            .iter()
+            .map(|&addr| LocalCandidate::Host(addr))
+            .collect();
+        self.handle_offer_with_candidates(now, offer_sdp, &candidates)
+    }
+
+    /// [`handle_offer`](Self::handle_offer), announcing `candidates` to this viewer instead of
+    /// the configured host candidates: the driver picks what fits the viewer (no loopback
+    /// address for a browser on another host, say) and adds server-reflexive ones.
+    ///
+    /// The session still accepts datagrams that arrive at any configured host candidate (and
+    /// at any host address in `candidates`): which local address a datagram reached says
+    /// nothing about which candidate the browser used once a NAT is in between. A
+    /// [`LocalCandidate::ServerReflexive`] is only written into the answer; its datagrams
+    /// arrive at its base. At least one host address, configured or given, is needed.
+    pub fn handle_offer_with_candidates(
+        &mut self,
+        now: Instant,
+        offer_sdp: &str,
+        candidates: &[LocalCandidate],
+    ) -> Result<(ViewerId, String), RtcError> {
         self.out.now = now;
         if let Some(max) = self.config.max_viewers {
             if self.viewer_count() >= max {
                 return Err(RtcError::ViewerLimit { max });
             }
         }
-        if self.config.host_candidates.is_empty() {
+        let mut hosts = self.config.host_candidates.clone();
+        for candidate in candidates {
+            if let LocalCandidate::Host(addr) = *candidate {
+                if !hosts.contains(&addr) {
+                    hosts.push(addr);
+                }
+            }
+        }
+        if hosts.is_empty() || candidates.is_empty() {
             return Err(RtcError::NoCandidates);
         }
         let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| RtcError::MalformedSdp {
@@ -152,7 +184,7 @@ impl Broadcast {
             .set_stats_interval(Some(health::STATS_INTERVAL))
             .set_local_ice_credentials(creds)
             .build(now);
-        for &addr in &self.config.host_candidates {
+        for &addr in &hosts {
             let candidate =
                 Candidate::host(addr, "udp").map_err(|e| RtcError::InvalidCandidate {
                     addr,
@@ -169,7 +201,7 @@ impl Broadcast {
 
         // str0m names the negotiated media only once connected (`MediaAdded`), but an offer
         // we cannot serve should fail now, so look the video m-line up in our answer.
-        let answer = answer.to_sdp_string();
+        let answer = offer::announce(&answer.to_sdp_string(), candidates);
         let Some(media) = offer::video_mids(&answer)
             .into_iter()
             .find_map(|mid| h264_media(&mut rtc, Mid::from(mid), self.config.h264_profile))

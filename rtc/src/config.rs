@@ -137,3 +137,29 @@ impl Default for BroadcastConfig {
         BroadcastConfig::new(Vec::new())
     }
 }
+
+/// An address announced to one viewer as an ICE candidate, for
+/// [`Broadcast::handle_offer_with_candidates`](crate::Broadcast::handle_offer_with_candidates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LocalCandidate {
+    /// An address of the driver's own socket (`typ host`), or one that reaches it unchanged
+    /// (a public address that a router forwards to it).
+    Host(SocketAddr),
+    /// The address a NAT maps the driver's socket to, as a STUN server saw it (`typ srflx`),
+    /// with `base`, the local address it maps (written as `raddr`/`rport`).
+    ServerReflexive {
+        /// The mapped (public) address.
+        addr: SocketAddr,
+        /// The local address of the socket the mapping belongs to.
+        base: SocketAddr,
+    },
+}
+
+impl LocalCandidate {
+    /// The address the viewer sends to.
+    pub fn addr(&self) -> SocketAddr {
+        match *self {
+            LocalCandidate::Host(addr) | LocalCandidate::ServerReflexive { addr, .. } => addr,
+        }
+    }
+}

@@ -130,7 +130,7 @@ mod time;
 mod viewer;
 
 pub use broadcast::Broadcast;
-pub use config::BroadcastConfig;
+pub use config::{BroadcastConfig, LocalCandidate};
 pub use error::RtcError;
 pub use gop::{GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_FRAMES};
 pub use output::{BroadcastEvent, DisconnectReason, Output, ViewerId};

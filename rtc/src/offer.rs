@@ -1,5 +1,9 @@
 //! A quick look at an offer before str0m negotiates it, and at the parser's complaints, for
-//! precise errors.
+//! precise errors; and the candidates an answer announces.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::config::LocalCandidate;
 
 /// What [`Summary::of`] found in an SDP text.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -47,6 +51,84 @@ pub(crate) fn video_mids(sdp: &str) -> Vec<&str> {
         }
     }
     mids
+}
+
+/// `answer` (str0m's, with a host candidate line for every address the session accepts
+/// datagrams at) announcing exactly `candidates`: host candidate lines of other addresses
+/// are dropped, and a `typ srflx` line is added for each server-reflexive candidate, after
+/// the last candidate line of each media section that has any.
+///
+/// str0m itself cannot announce a server-reflexive candidate as an ICE-lite agent (it only
+/// keeps host candidates then), and it needs not: a browser's checks to the mapped address
+/// reach the socket at its base, a host candidate str0m knows.
+pub(crate) fn announce(answer: &str, candidates: &[LocalCandidate]) -> String {
+    let hosts: Vec<SocketAddr> = candidates
+        .iter()
+        .filter_map(|c| match *c {
+            LocalCandidate::Host(addr) => Some(addr),
+            LocalCandidate::ServerReflexive { .. } => None,
+        })
+        .collect();
+    let reflexive: Vec<String> = candidates
+        .iter()
+        .filter_map(|c| match *c {
+            LocalCandidate::ServerReflexive { addr, base } => Some((addr, base)),
+            LocalCandidate::Host(_) => None,
+        })
+        .enumerate()
+        .map(|(index, (addr, base))| {
+            // RFC 8445 5.1.2.1: type preference 100 for server-reflexive, component 1.
+            let local = 65535 - index as u32;
+            let priority = (100u32 << 24) | (local << 8) | 255;
+            format!(
+                "a=candidate:srflx{index} 1 udp {priority} {} {} typ srflx raddr {} rport {}",
+                addr.ip(),
+                addr.port(),
+                base.ip(),
+                base.port()
+            )
+        })
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    // Where the current media section's reflexive lines go: after its last candidate line.
+    let mut insert_at: Option<usize> = None;
+    let flush = |out: &mut Vec<String>, insert_at: &mut Option<usize>| {
+        if let Some(at) = insert_at.take() {
+            for (offset, line) in reflexive.iter().enumerate() {
+                out.insert(at + offset, line.clone());
+            }
+        }
+    };
+    let ending = if answer.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    for line in answer.split(ending) {
+        if line.starts_with("m=") {
+            flush(&mut out, &mut insert_at);
+        }
+        if let Some(candidate) = line.strip_prefix("a=candidate:") {
+            let fields: Vec<&str> = candidate.split_whitespace().collect();
+            let host_addr = match fields.as_slice() {
+                [_, _, _, _, ip, port, "typ", "host", ..] => ip
+                    .parse::<IpAddr>()
+                    .ok()
+                    .zip(port.parse::<u16>().ok())
+                    .map(|(ip, port)| SocketAddr::new(ip, port)),
+                _ => None,
+            };
+            let keep = host_addr.is_none_or(|addr| hosts.contains(&addr));
+            if keep {
+                out.push(line.to_string());
+            }
+            insert_at = Some(out.len());
+            continue;
+        }
+        out.push(line.to_string());
+    }
+    flush(&mut out, &mut insert_at);
+    out.join(ending)
 }
 
 /// The SDP parser's message on one line, without the memory address it puts in (which means
@@ -102,5 +184,40 @@ mod tests {
             tidy_parse_error(raw),
             "SDP parse: Parse error; Unexpected `g`; Expected `v`; sdp line"
         );
+    }
+
+    #[test]
+    fn announces_the_chosen_hosts_and_reflexive_candidates() {
+        let answer = "v=0\r\nc=IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n\
+                      a=candidate:1 1 udp 2130706175 127.0.0.1 4000 typ host\r\n\
+                      a=candidate:2 1 udp 2130706174 192.168.1.5 4000 typ host\r\n\
+                      a=end-of-candidates\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\n";
+        let lan: SocketAddr = "192.168.1.5:4000".parse().unwrap();
+        let public: SocketAddr = "203.0.113.7:4000".parse().unwrap();
+        let announced = announce(
+            answer,
+            &[
+                LocalCandidate::Host(lan),
+                LocalCandidate::ServerReflexive {
+                    addr: public,
+                    base: lan,
+                },
+            ],
+        );
+        assert!(!announced.contains("127.0.0.1"), "{announced}");
+        assert_eq!(
+            announced,
+            "v=0\r\nc=IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n\
+             a=candidate:2 1 udp 2130706174 192.168.1.5 4000 typ host\r\n\
+             a=candidate:srflx0 1 udp 1694498815 203.0.113.7 4000 typ srflx raddr 192.168.1.5 \
+             rport 4000\r\na=end-of-candidates\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+             a=mid:1\r\n"
+        );
+        // Everything announced: the answer is unchanged.
+        let all = [
+            LocalCandidate::Host("127.0.0.1:4000".parse().unwrap()),
+            LocalCandidate::Host(lan),
+        ];
+        assert_eq!(announce(answer, &all), answer);
     }
 }

@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use rtcgear_capture::h264::H264Profile;
-use rtcgear_rtc::{Broadcast, BroadcastConfig, RtcError};
+use rtcgear_rtc::{Broadcast, BroadcastConfig, LocalCandidate, RtcError};
 use str0m::change::SdpOffer;
 use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, Rtc, RtcConfig};
@@ -51,6 +51,57 @@ fn a_browser_like_offer_is_answered_with_h264_42e01f() {
         server_addr().port()
     )));
     assert!(!answer.contains("VP8"), "{answer}");
+}
+
+/// Each viewer can get its own candidates: here a remote one gets the LAN address and the
+/// NAT's mapped address as a real server-reflexive candidate, and no loopback address.
+#[test]
+fn candidates_can_be_chosen_per_offer() {
+    let now = Instant::now();
+    let loopback: SocketAddr = (Ipv4Addr::LOCALHOST, 4000).into();
+    let lan = server_addr();
+    let mapped: SocketAddr = (Ipv4Addr::new(203, 0, 113, 7), 4444).into();
+    let mut broadcast = Broadcast::new(now, BroadcastConfig::new(vec![lan, loopback]));
+    let remote = [
+        LocalCandidate::Host(lan),
+        LocalCandidate::ServerReflexive {
+            addr: mapped,
+            base: lan,
+        },
+    ];
+    let (_, answer) = broadcast
+        .handle_offer_with_candidates(now, &browser_offer(), &remote)
+        .expect("accepted");
+    let candidates: Vec<&str> = answer
+        .lines()
+        .filter(|line| line.starts_with("a=candidate:"))
+        .collect();
+    assert_eq!(candidates.len(), 2, "{answer}");
+    assert!(
+        candidates[0].contains(&format!("{} {} typ host", lan.ip(), lan.port())),
+        "{answer}"
+    );
+    assert!(
+        candidates[1].ends_with("203.0.113.7 4444 typ srflx raddr 192.0.2.1 rport 4000"),
+        "{answer}"
+    );
+    // The plain offer announces every configured host candidate, loopback too.
+    let (_, answer) = broadcast
+        .handle_offer(now, &browser_offer())
+        .expect("accepted");
+    assert!(answer.contains("127.0.0.1 4000 typ host"), "{answer}");
+    assert!(!answer.contains("srflx"), "{answer}");
+    // A host address given with the offer counts even if it is not configured.
+    let mut bare = Broadcast::new(now, BroadcastConfig::new(Vec::new()));
+    let (_, answer) = bare
+        .handle_offer_with_candidates(now, &browser_offer(), &[LocalCandidate::Host(lan)])
+        .expect("accepted");
+    assert!(answer.contains("192.0.2.1 4000 typ host"), "{answer}");
+    let reflexive_only = bare.handle_offer_with_candidates(now, &browser_offer(), &remote[1..]);
+    assert!(
+        matches!(reflexive_only, Err(RtcError::NoCandidates)),
+        "{reflexive_only:?}"
+    );
 }
 
 #[test]
