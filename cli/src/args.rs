@@ -1,7 +1,7 @@
 //! The command line: clap's definitions of the commands and their flags, the stabilizer's
 //! flags that `serve --stabilize` and `stabilize` share, and the parsers of flag values.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -158,9 +158,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub turn_ttl: u64,
 
-    /// A public IP to announce to viewers, for a host behind NAT that forwards the UDP port.
-    #[arg(long, value_name = "IP")]
-    pub public_ip: Option<IpAddr>,
+    /// A public address to announce to viewers (repeatable), for a host behind NAT that
+    /// forwards the UDP port, or with a LAN and a public address. An IP or a host name,
+    /// resolved once at start (every address it has).
+    #[arg(long = "public-ip", value_name = "IP|HOST", value_parser = parse_public_ip)]
+    pub public_ips: Vec<PublicIp>,
 
     /// The most viewers at once over all streams; more get 503 with Retry-After.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -351,6 +353,37 @@ fn parse_delay(s: &str) -> Result<f64, String> {
         Ok(v) if (0.0..=600.0).contains(&v) => Ok(v),
         _ => Err(format!("{s:?} is not a number of seconds from 0 to 600")),
     }
+}
+
+/// A `--public-ip`: the addresses of an IP or a host name, resolved while parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicIp(pub Vec<IpAddr>);
+
+fn parse_public_ip(s: &str) -> Result<PublicIp, String> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(PublicIp(vec![ip]));
+    }
+    // `[::1]` as written in URLs.
+    if let Some(ip) = s
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .and_then(|s| s.parse::<IpAddr>().ok())
+    {
+        return Ok(PublicIp(vec![ip]));
+    }
+    if s.is_empty() || s.contains(['/', ' ', ':']) {
+        return Err(format!("{s:?} is neither an IP address nor a host name"));
+    }
+    let mut ips: Vec<IpAddr> = (s, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve the host name {s:?}: {e}"))?
+        .map(|addr| addr.ip())
+        .collect();
+    ips.dedup();
+    if ips.is_empty() {
+        return Err(format!("the host name {s:?} has no address"));
+    }
+    Ok(PublicIp(ips))
 }
 
 fn parse_ice_server(s: &str) -> Result<IceServer, String> {

@@ -44,7 +44,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.bind = args.bind;
         config.http_port = args.port;
         config.udp_port = args.udp_port;
-        config.public_ip = args.public_ip;
+        config.public_ips = args.public_ips.iter().flat_map(|p| p.0.clone()).collect();
         config.ice_servers = args.ice_servers.clone();
         config.turn_secret = args.turn_secret.clone();
         config.turn_ttl = Duration::from_secs(args.turn_ttl * 3600);

@@ -231,6 +231,13 @@ fn bad_values_are_usage_errors() {
     );
     check_refused(&["--bind", "nonsense"], 2, "--bind", "nonsense");
     check_refused(
+        &["--public-ip", "no-such-host.invalid"],
+        2,
+        "--public-ip",
+        "cannot resolve the host name \"no-such-host.invalid\"",
+    );
+    check_refused(&["--public-ip", "10.0.0.0/8"], 2, "--public-ip", "neither");
+    check_refused(
         &["--format", "purple"],
         2,
         "--format",
@@ -380,6 +387,32 @@ fn check_serve_stops_on(signal: &str) {
         !log.contains('\u{1b}'),
         "colour escapes in a piped log:\n{log:?}"
     );
+}
+
+/// `--public-ip` takes several addresses and host names, announced with the media port.
+#[test]
+fn public_addresses_and_host_names_are_announced() {
+    let (mut running, _) = serve_with(
+        &[
+            "--size",
+            "320x240",
+            "--public-ip",
+            "192.0.2.7",
+            "--public-ip",
+            "localhost",
+        ],
+        &[],
+    );
+    running.signal("TERM");
+    running.wait(Duration::from_secs(5));
+    let log = running.stderr_text();
+    let line = log
+        .lines()
+        .find(|line| line.contains("ICE candidates"))
+        .unwrap_or_else(|| panic!("no candidates logged:\n{log}"));
+    assert!(line.contains("192.0.2.7:"), "{line}");
+    // localhost is 127.0.0.1, the bound address: announced once.
+    assert_eq!(line.matches("127.0.0.1:").count(), 1, "{line}");
 }
 
 #[test]

@@ -22,9 +22,11 @@ pub struct ServerConfig {
     /// The one UDP port for every viewer's media; `None` (the default) uses the HTTP port's
     /// number, so one firewall rule (TCP and UDP) covers the server. 0 picks a free one.
     pub udp_port: Option<u16>,
-    /// A public address to announce as an extra ICE candidate, for a host behind NAT that
-    /// forwards the UDP port.
-    pub public_ip: Option<IpAddr>,
+    /// Public addresses to announce as extra ICE host candidates (with the media port), for a
+    /// host behind NAT that forwards the UDP port, or one with a LAN and a public address.
+    /// Announced to every viewer, loopback ones too; addresses of a family the media socket
+    /// cannot use are left out with a warning.
+    pub public_ips: Vec<IpAddr>,
     /// STUN and TURN servers for the player page (and WHEP `Link` headers). The server asks a
     /// STUN server for its own public address, announced as one more
     /// candidate address (a host candidate, as `public_ip` is). A TURN server given without
@@ -99,7 +101,7 @@ impl fmt::Debug for ServerConfig {
             .field("bind", &self.bind)
             .field("http_port", &self.http_port)
             .field("udp_port", &self.udp_port)
-            .field("public_ip", &self.public_ip)
+            .field("public_ips", &self.public_ips)
             .field("ice_servers", &self.ice_servers)
             // The secret itself must never reach a log.
             .field(
@@ -139,7 +141,7 @@ impl Default for ServerConfig {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             http_port: 8000,
             udp_port: None,
-            public_ip: None,
+            public_ips: Vec::new(),
             ice_servers: Vec::new(),
             turn_secret: None,
             turn_ttl: Duration::from_secs(24 * 3600),

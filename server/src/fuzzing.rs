@@ -31,7 +31,15 @@ impl Harness {
 
     /// [`Harness::new`] with HTTP workers that wait `rtc_timeout` for the RTC thread.
     pub(crate) fn with_rtc_timeout(rtc_timeout: Duration) -> Harness {
-        let config = ServerConfig {
+        Harness::with_config(rtc_timeout, |_| {})
+    }
+
+    /// A harness whose settings `change` may change (the media socket stays on loopback).
+    pub(crate) fn with_config(
+        rtc_timeout: Duration,
+        change: impl FnOnce(&mut ServerConfig),
+    ) -> Harness {
+        let mut config = ServerConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             http_port: 0,
             udp_port: Some(0),
@@ -39,6 +47,7 @@ impl Harness {
             offer_rate: 0,
             ..ServerConfig::default()
         };
+        change(&mut config);
         let rate = FrameRate::from_int(15).expect("15 is a frame rate");
         let mut builder = Server::builder().config(config);
         for name in ["", "yard"] {
@@ -58,9 +67,23 @@ impl Harness {
         }
     }
 
-    /// Answers one request as an HTTP worker would, after the gate and tiny_http.
+    /// Answers one request as an HTTP worker would, after the gate and tiny_http, from a
+    /// client at `192.0.2.1`.
     pub fn request(
         &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let remote = SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 40000));
+        self.request_from(remote, method, path, headers, body)
+    }
+
+    /// [`Harness::request`] from a client at `remote`.
+    pub fn request_from(
+        &self,
+        remote: SocketAddr,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
@@ -79,7 +102,7 @@ impl Harness {
                 .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
                 .collect(),
             body: body.to_vec(),
-            remote: Some(SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 40000))),
+            remote: Some(remote),
         };
         self.app.handle(&request)
     }
@@ -157,6 +180,53 @@ mod tests {
         assert_eq!(bad.status, 400);
         assert_eq!(frame_request(b"GET / HTTP/1.1\r\n\r\n"), Some(Ok((18, 0))));
         assert_eq!(frame_request(&[b'x'; 17 * 1024]), Some(Err(431)));
+    }
+
+    /// The candidate lines of an answer.
+    fn candidates(answer: &[u8]) -> Vec<String> {
+        String::from_utf8_lossy(answer)
+            .lines()
+            .filter(|line| line.starts_with("a=candidate:"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Loopback candidates go to loopback clients only (or to anyone when nothing else is
+    /// announced); public addresses go to everyone.
+    #[test]
+    fn answers_fit_where_the_viewer_is() {
+        let sdp = [("Content-Type", "application/sdp")];
+        let offer = |harness: &Harness, from: &str| {
+            let from: SocketAddr = from.parse().expect("an address");
+            let created = harness.request_from(from, "POST", "/whep", &sdp, OFFER.as_bytes());
+            assert_eq!(
+                created.status,
+                201,
+                "{:?}",
+                String::from_utf8_lossy(&created.body)
+            );
+            candidates(&created.body)
+        };
+        let public = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5));
+        let harness = Harness::with_config(crate::http::RTC_ANSWER_TIMEOUT, |config| {
+            config.public_ips = vec![public];
+        });
+        let local = offer(&harness, "127.0.0.1:50000");
+        assert_eq!(local.len(), 2, "{local:?}");
+        assert!(local[0].contains(" 203.0.113.5 "), "{local:?}");
+        assert!(local[1].contains(" 127.0.0.1 "), "{local:?}");
+        // An IPv4 client of a socket bound to `::` shows up as an IPv4-mapped address.
+        let mapped = offer(&harness, "[::ffff:127.0.0.1]:50000");
+        assert_eq!(mapped.len(), 2, "{mapped:?}");
+        let remote = offer(&harness, "192.0.2.1:50000");
+        assert_eq!(remote.len(), 1, "{remote:?}");
+        assert!(remote[0].contains(" 203.0.113.5 "), "{remote:?}");
+
+        // Bound to loopback with nothing else: loopback is all there is, for everyone.
+        let harness = Harness::new();
+        let remote = offer(&harness, "192.0.2.1:50000");
+        assert_eq!(remote.len(), 1, "{remote:?}");
+        assert!(remote[0].contains(" 127.0.0.1 "), "{remote:?}");
     }
 
     /// A stuck RTC thread costs an HTTP worker its time budget, not its life: offers and

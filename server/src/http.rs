@@ -358,7 +358,7 @@ impl App {
         if kind != "offer" {
             return Response::text(400, format!("\"type\" must be \"offer\", got {kind:?}"));
         }
-        match self.submit_offer(stream, sdp) {
+        match self.submit_offer(request, stream, sdp) {
             Ok((_, answer)) => {
                 Response::json(200, &serde_json::json!({ "sdp": answer, "type": "answer" }))
             }
@@ -377,7 +377,7 @@ impl App {
         let Ok(sdp) = std::str::from_utf8(&request.body) else {
             return Response::text(400, "the SDP offer is not UTF-8 text");
         };
-        match self.submit_offer(stream, sdp) {
+        match self.submit_offer(request, stream, sdp) {
             Ok((viewer, answer)) => {
                 let location = format!("{}whep/{}", self.base_path(stream), viewer.get());
                 let mut response = Response::new(201, "application/sdp", answer)
@@ -421,13 +421,21 @@ impl App {
         Response::new(200, "text/plain; charset=utf-8", "DISABLED")
     }
 
-    fn submit_offer(&self, stream: usize, sdp: &str) -> Result<(ViewerId, String), Response> {
+    /// Hands an offer to the RTC thread, with the client's address: its answer's candidates
+    /// fit where the client is (see `Candidates::for_viewer`).
+    fn submit_offer(
+        &self,
+        request: &Request,
+        stream: usize,
+        sdp: &str,
+    ) -> Result<(ViewerId, String), Response> {
         if sdp.trim().is_empty() {
             return Err(Response::text(400, "the SDP offer is empty"));
         }
         let answer = self.ask(|reply| Command::Offer {
             stream,
             sdp: sdp.to_string(),
+            viewer: request.remote.map(|remote| remote.ip()),
             reply,
         })?;
         match answer {

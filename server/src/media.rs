@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
-use rtcgear_rtc::{Broadcast, BroadcastConfig, BroadcastEvent, Output, RtcError, ViewerId};
+use rtcgear_rtc::{
+    Broadcast, BroadcastConfig, BroadcastEvent, LocalCandidate, Output, RtcError, ViewerId,
+};
 
 use crate::config::IceServer;
 use crate::stream::{StreamFrame, StreamShared, Video};
@@ -16,10 +18,12 @@ use crate::udp::Batch;
 
 /// What the HTTP side asks of the RTC thread.
 pub(crate) enum Command {
-    /// A new viewer of `stream` with this SDP offer; the answer or the refusal goes to `reply`.
+    /// A new viewer of `stream` with this SDP offer, sent from `viewer` (the HTTP client's
+    /// address, when known); the answer or the refusal goes to `reply`.
     Offer {
         stream: usize,
         sdp: String,
+        viewer: Option<IpAddr>,
         reply: Sender<Result<(ViewerId, String), OfferError>>,
     },
     /// End one viewer's session (WHEP DELETE); `reply` says whether it existed.
@@ -86,7 +90,7 @@ pub(crate) fn udp_reader(socket: UdpSocket, tx: Sender<Datagram>, shutdown: Arc<
 pub(crate) struct Media {
     /// The socket's sending side: what each round of polling produced goes out in one batch.
     out: Batch,
-    candidates: Vec<SocketAddr>,
+    candidates: Candidates,
     broadcasts: Vec<Broadcast>,
     timeouts: Vec<Instant>,
     streams: Vec<Arc<StreamShared>>,
@@ -96,7 +100,7 @@ pub(crate) struct Media {
 impl Media {
     pub(crate) fn new(
         socket: UdpSocket,
-        candidates: Vec<SocketAddr>,
+        candidates: Candidates,
         streams: Vec<Arc<StreamShared>>,
         max_viewers: Option<usize>,
         ice_timeout: Duration,
@@ -107,7 +111,9 @@ impl Media {
             .map(|stream| {
                 // Passed-through H.264: keyframes cannot be asked for, so a GOP cache starts
                 // new viewers, and the answer names the stream's own profile.
-                let config = BroadcastConfig::new(candidates.clone())
+                // Every host address, so that datagrams are accepted wherever they arrive;
+                // each offer's answer announces only what fits its viewer (`for_viewer`).
+                let config = BroadcastConfig::new(candidates.hosts.clone())
                     .with_ice_timeout(ice_timeout)
                     .with_gop_cache(matches!(stream.video, Video::Passthrough { .. }))
                     .with_h264_profile(match stream.video {
@@ -207,13 +213,22 @@ impl Media {
 
     fn handle_command(&mut self, command: Command) {
         match command {
-            Command::Offer { stream, sdp, reply } => {
+            Command::Offer {
+                stream,
+                sdp,
+                viewer,
+                reply,
+            } => {
                 let total: usize = self.broadcasts.iter().map(Broadcast::viewer_count).sum();
                 let result = match self.max_viewers {
                     Some(max) if total >= max => Err(OfferError::Full { max }),
                     _ => match self.broadcasts.get_mut(stream) {
                         Some(broadcast) => broadcast
-                            .handle_offer(Instant::now(), &sdp)
+                            .handle_offer_with_candidates(
+                                Instant::now(),
+                                &sdp,
+                                &self.candidates.for_viewer(viewer),
+                            )
                             .map_err(OfferError::Rtc),
                         None => Err(OfferError::Rtc(RtcError::NoVideo)),
                     },
@@ -291,18 +306,19 @@ impl Media {
     /// interface, so this picks the candidate the peer most likely used: its own address when
     /// it is one of ours (loopback or this host), else the first of the same family.
     fn local_address_for(&self, source: SocketAddr) -> SocketAddr {
+        let hosts = &self.candidates.hosts;
         let same_family = |c: &&SocketAddr| c.is_ipv4() == source.is_ipv4();
-        self.candidates
+        hosts
             .iter()
             .find(|c| c.ip() == source.ip())
             .or_else(|| {
-                self.candidates
+                hosts
                     .iter()
                     .filter(same_family)
                     .find(|c| c.ip().is_loopback() == source.ip().is_loopback())
             })
-            .or_else(|| self.candidates.iter().find(same_family))
-            .or(self.candidates.first())
+            .or_else(|| hosts.iter().find(same_family))
+            .or(hosts.first())
             .copied()
             .unwrap_or(source)
     }
@@ -318,41 +334,119 @@ impl Media {
     }
 }
 
-/// The addresses to announce as host candidates for a socket bound to `bind:port`: every
-/// interface's address when `bind` is unspecified, plus a public address if one is given.
-pub(crate) fn host_candidates(
-    bind: IpAddr,
-    port: u16,
-    public_ip: Option<IpAddr>,
-) -> Vec<SocketAddr> {
-    let mut ips: Vec<IpAddr> = if bind.is_unspecified() {
-        match if_addrs::get_if_addrs() {
-            Ok(interfaces) => interfaces
-                .into_iter()
-                .map(|i| i.ip())
-                .filter(|ip| ip.is_ipv4() == bind.is_ipv4() || bind.is_ipv6())
-                // Link-local IPv6 addresses need a scope id that SDP cannot carry well.
-                .filter(|ip| match ip {
-                    IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
-                    IpAddr::V4(_) => true,
-                })
-                .collect(),
-            Err(err) => {
-                tracing::warn!("cannot list network interfaces ({err}); announcing loopback only");
-                vec![IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)]
+/// The addresses the server announces, and which of them each viewer gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Candidates {
+    /// Host candidates: the media socket's addresses (the bound one, or every interface's
+    /// when bound to all) and the public addresses given, loopback last.
+    pub(crate) hosts: Vec<SocketAddr>,
+    /// Which of `hosts` were given as public addresses: announced to every viewer, even a
+    /// loopback one (a port forward into a VM may well be `127.0.0.1`).
+    pub(crate) public: Vec<SocketAddr>,
+    /// The media socket's address as a STUN server saw it, and its base (the local address it
+    /// maps), once known.
+    pub(crate) reflexive: Option<(SocketAddr, SocketAddr)>,
+}
+
+impl Candidates {
+    /// The candidates for a socket bound to `bind:port`: every interface's address when
+    /// `bind` is unspecified, and the `public` addresses (of a family the socket can use).
+    pub(crate) fn gather(bind: IpAddr, port: u16, public: &[IpAddr]) -> Candidates {
+        let mut ips: Vec<IpAddr> = if bind.is_unspecified() {
+            match if_addrs::get_if_addrs() {
+                Ok(interfaces) => interfaces.into_iter().map(|i| i.ip()).collect(),
+                Err(err) => {
+                    tracing::warn!(
+                        "cannot list network interfaces ({err}); announcing loopback only"
+                    );
+                    vec![IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)]
+                }
+            }
+        } else {
+            vec![bind]
+        };
+        ips.retain(|&ip| usable_with(bind, ip));
+        let mut public_ips = Vec::new();
+        for &ip in public {
+            let ip = ip.to_canonical();
+            if usable_with(bind, ip) {
+                public_ips.push(ip);
+            } else {
+                tracing::warn!("public address {ip} cannot reach a media socket bound to {bind}; not announcing it");
             }
         }
-    } else {
-        vec![bind]
-    };
-    if let Some(public) = public_ip {
-        ips.push(public);
+        Candidates::of(ips, public_ips, port)
     }
-    ips.sort_by_key(|ip| ip.is_loopback());
-    ips.dedup();
-    ips.into_iter()
-        .map(|ip| SocketAddr::new(ip, port))
-        .collect()
+
+    fn of(mut ips: Vec<IpAddr>, public: Vec<IpAddr>, port: u16) -> Candidates {
+        ips.extend(&public);
+        // Stable: interfaces in the system's order, then the public addresses; loopback last.
+        ips.sort_by_key(|ip| ip.is_loopback());
+        let mut hosts: Vec<SocketAddr> = Vec::new();
+        for ip in ips {
+            let addr = SocketAddr::new(ip, port);
+            if !hosts.contains(&addr) {
+                hosts.push(addr);
+            }
+        }
+        Candidates {
+            hosts,
+            public: public
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect(),
+            reflexive: None,
+        }
+    }
+
+    /// What to announce to a viewer whose offer came from `viewer`.
+    ///
+    /// The viewer's address is the HTTP request's: the TCP peer that the gate saw, which no
+    /// client can forge. The offer's own candidates would be no better: browsers hide their
+    /// host addresses behind mDNS names, never offer loopback ones, and a WHEP client may
+    /// trickle them later or send none. A reverse proxy on this host makes every viewer look
+    /// like a loopback one; that is why a loopback peer gets everything (its real viewers may
+    /// be anywhere), while a peer elsewhere gets no loopback address, which would only send
+    /// its checks to its own machine. When nothing but loopback is left to announce (the
+    /// server bound to `127.0.0.1` behind a port forward), everyone gets it. An unknown peer
+    /// gets everything too.
+    pub(crate) fn for_viewer(&self, viewer: Option<IpAddr>) -> Vec<LocalCandidate> {
+        let everything = |_: &&SocketAddr| true;
+        let remote = viewer.is_some_and(|ip| !ip.to_canonical().is_loopback());
+        let not_loopback =
+            |addr: &&SocketAddr| !addr.ip().is_loopback() || self.public.contains(addr);
+        let pick = |keep: &dyn Fn(&&SocketAddr) -> bool| -> Vec<LocalCandidate> {
+            let mut picked: Vec<LocalCandidate> = self
+                .hosts
+                .iter()
+                .filter(keep)
+                .map(|&addr| LocalCandidate::Host(addr))
+                .collect();
+            if let Some((addr, base)) = self.reflexive {
+                picked.push(LocalCandidate::ServerReflexive { addr, base });
+            }
+            picked
+        };
+        if remote {
+            let picked = pick(&not_loopback);
+            if picked.iter().any(|c| matches!(c, LocalCandidate::Host(_))) {
+                return picked;
+            }
+        }
+        pick(&everything)
+    }
+}
+
+/// Whether a socket bound to `bind` can take datagrams sent to `ip`: of its family (a socket
+/// on `::` takes both), and no IPv6 link-local address, which needs a scope id that SDP
+/// cannot carry well.
+fn usable_with(bind: IpAddr, ip: IpAddr) -> bool {
+    let family = ip.is_ipv4() == bind.is_ipv4() || (bind.is_ipv6() && bind.is_unspecified());
+    let link_local = match ip {
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V4(_) => false,
+    };
+    family && !link_local
 }
 
 /// How long startup waits for a STUN server's answer, over all retransmissions.
@@ -367,8 +461,9 @@ const STUN_WAIT: Duration = Duration::from_millis(1500);
 pub(crate) fn add_reflexive_candidate(
     socket: &UdpSocket,
     stun: &IceServer,
-    candidates: &mut Vec<SocketAddr>,
+    candidates: &mut Candidates,
 ) {
+    let candidates = &mut candidates.hosts;
     match stun::mapped_address(socket, stun, STUN_WAIT) {
         Ok(mapped) if candidates.contains(&mapped) => {
             tracing::info!("STUN server {stun} sees the media port as {mapped}, already announced");
@@ -382,5 +477,124 @@ pub(crate) fn add_reflexive_candidate(
         Err(reason) => {
             tracing::warn!("no server-reflexive candidate from STUN server {stun}: {reason}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("an IP address")
+    }
+
+    fn addrs(candidates: &[LocalCandidate]) -> Vec<String> {
+        candidates
+            .iter()
+            .map(|c| match c {
+                LocalCandidate::Host(addr) => format!("host {addr}"),
+                LocalCandidate::ServerReflexive { addr, base } => format!("srflx {addr} {base}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn loopback_goes_to_loopback_viewers_only() {
+        let mut candidates = Candidates::of(
+            vec![ip("127.0.0.1"), ip("192.168.1.5"), ip("10.0.0.2")],
+            vec![ip("203.0.113.5")],
+            4000,
+        );
+        assert_eq!(
+            candidates.hosts,
+            [
+                "192.168.1.5:4000",
+                "10.0.0.2:4000",
+                "203.0.113.5:4000",
+                "127.0.0.1:4000"
+            ]
+            .map(|a| a.parse::<SocketAddr>().unwrap())
+        );
+        let everything = [
+            "host 192.168.1.5:4000",
+            "host 10.0.0.2:4000",
+            "host 203.0.113.5:4000",
+            "host 127.0.0.1:4000",
+        ];
+        let remote = &everything[..3];
+        assert_eq!(
+            addrs(&candidates.for_viewer(Some(ip("127.0.0.1")))),
+            everything
+        );
+        assert_eq!(
+            addrs(&candidates.for_viewer(Some(ip("::ffff:127.0.0.1")))),
+            everything
+        );
+        assert_eq!(addrs(&candidates.for_viewer(Some(ip("::1")))), everything);
+        assert_eq!(addrs(&candidates.for_viewer(None)), everything);
+        assert_eq!(addrs(&candidates.for_viewer(Some(ip("192.0.2.9")))), remote);
+        assert_eq!(
+            addrs(&candidates.for_viewer(Some(ip("2001:db8::9")))),
+            remote
+        );
+
+        candidates.reflexive = Some((
+            "198.51.100.1:4100".parse().unwrap(),
+            "192.168.1.5:4000".parse().unwrap(),
+        ));
+        let remote = addrs(&candidates.for_viewer(Some(ip("192.0.2.9"))));
+        assert_eq!(remote.len(), 4, "{remote:?}");
+        assert_eq!(remote[3], "srflx 198.51.100.1:4100 192.168.1.5:4000");
+        assert_eq!(candidates.for_viewer(Some(ip("127.0.0.1"))).len(), 5);
+    }
+
+    #[test]
+    fn a_public_loopback_address_and_a_lone_loopback_go_to_everyone() {
+        // A VM's port forward: `--public-ip 127.0.0.1` is what its host's browser uses.
+        let forwarded = Candidates::of(vec![ip("10.0.2.15")], vec![ip("127.0.0.1")], 4000);
+        assert_eq!(
+            addrs(&forwarded.for_viewer(Some(ip("10.0.2.2")))),
+            ["host 10.0.2.15:4000", "host 127.0.0.1:4000"]
+        );
+        // Bound to loopback, reached through a forward: nothing else to offer.
+        let lone = Candidates::of(vec![ip("127.0.0.1")], Vec::new(), 4000);
+        assert_eq!(
+            addrs(&lone.for_viewer(Some(ip("192.0.2.9")))),
+            ["host 127.0.0.1:4000"]
+        );
+    }
+
+    #[test]
+    fn gathering_keeps_what_the_socket_can_use() {
+        let v4 = Candidates::gather(
+            ip("127.0.0.1"),
+            4000,
+            &[ip("203.0.113.5"), ip("2001:db8::5"), ip("203.0.113.5")],
+        );
+        assert_eq!(
+            v4.hosts,
+            ["203.0.113.5:4000", "127.0.0.1:4000"].map(|a| a.parse::<SocketAddr>().unwrap())
+        );
+        let v6 = Candidates::gather(
+            ip("::1"),
+            4000,
+            &[ip("::ffff:203.0.113.5"), ip("2001:db8::5")],
+        );
+        assert_eq!(
+            v6.hosts,
+            ["[2001:db8::5]:4000", "[::1]:4000"].map(|a| a.parse::<SocketAddr>().unwrap())
+        );
+        assert!(usable_with(ip("::"), ip("203.0.113.5")));
+        assert!(!usable_with(ip("0.0.0.0"), ip("2001:db8::5")));
+        assert!(!usable_with(ip("::"), ip("fe80::1")));
+        // Bound to every interface: at least the loopback one, never unspecified.
+        let all = Candidates::gather(ip("0.0.0.0"), 4000, &[]);
+        assert!(
+            all.hosts
+                .iter()
+                .all(|a| a.is_ipv4() && !a.ip().is_unspecified()),
+            "{:?}",
+            all.hosts
+        );
     }
 }

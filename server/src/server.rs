@@ -16,7 +16,7 @@ use crate::config::{check_stream_name, ServerConfig};
 use crate::gate::{Gate, GateConfig, Peers};
 use crate::http::{App, RTC_ANSWER_TIMEOUT};
 use crate::limit::RateLimiter;
-use crate::media::{self, Media};
+use crate::media::{self, Candidates, Media};
 use crate::message::{Handler, Middleware, Request, Response};
 use crate::stream::{self, StreamConfig, StreamShared};
 use crate::web::Web;
@@ -146,8 +146,8 @@ impl ServerBuilder {
             context: "reading the UDP address".into(),
             source: e,
         })?;
-        let mut candidates = media::host_candidates(config.bind, udp_addr.port(), config.public_ip);
-        if candidates.is_empty() {
+        let mut candidates = Candidates::gather(config.bind, udp_addr.port(), &config.public_ips);
+        if candidates.hosts.is_empty() {
             return Err(ServerError::Config(format!(
                 "no address to announce to viewers for {}",
                 config.bind
@@ -208,7 +208,7 @@ pub struct Server {
     http_addr: SocketAddr,
     udp: UdpSocket,
     udp_addr: SocketAddr,
-    candidates: Vec<SocketAddr>,
+    candidates: Candidates,
     streams: Vec<StreamConfig>,
     shared: Vec<Arc<StreamShared>>,
     routes: HashMap<(String, String), Handler>,
@@ -256,9 +256,11 @@ impl Server {
         self.udp_addr
     }
 
-    /// The addresses announced to viewers as ICE candidates.
+    /// The addresses announced to viewers as ICE host candidates: the media socket's and the
+    /// public ones. A viewer whose HTTP request comes from another host gets no loopback
+    /// address but a public one; a server-reflexive candidate from STUN is added when known.
     pub fn candidates(&self) -> &[SocketAddr] {
-        &self.candidates
+        &self.candidates.hosts
     }
 
     /// URLs to open in a browser: loopback first, then the other announced addresses.
@@ -268,6 +270,7 @@ impl Server {
             let mut ips = vec![IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
             ips.extend(
                 self.candidates
+                    .hosts
                     .iter()
                     .map(SocketAddr::ip)
                     .filter(|ip| !ip.is_loopback()),
