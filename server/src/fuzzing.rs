@@ -174,12 +174,62 @@ mod tests {
         let location = created.header("Location").expect("a Location").to_string();
         assert!(location.starts_with("/yard/whep/"), "{location}");
         assert_eq!(harness.request("PATCH", &location, &[], b"").status, 405);
-        assert_eq!(harness.request("DELETE", &location, &[], b"").status, 200);
-        assert_eq!(harness.request("DELETE", &location, &[], b"").status, 404);
+        let deleted = harness.request("DELETE", &location, &[], b"");
+        assert_eq!(
+            (deleted.status, &deleted.body[..]),
+            (200, &b"session ended\n"[..])
+        );
+        // Idempotent: gone is gone.
+        let again = harness.request("DELETE", &location, &[], b"");
+        assert_eq!(
+            (again.status, &again.body[..]),
+            (200, &b"session already ended\n"[..])
+        );
+        // Ids never given out, or given out on another stream, are not found.
+        let id = location.rsplit('/').next().expect("an id");
+        for path in [
+            "/yard/whep/999999".to_string(),
+            "/yard/whep/0".to_string(),
+            "/yard/whep/nonsense".to_string(),
+            format!("/whep/{id}"),
+        ] {
+            assert_eq!(
+                harness.request("DELETE", &path, &[], b"").status,
+                404,
+                "{path}"
+            );
+        }
         let bad = harness.request("POST", "/whep", &sdp, b"v=0\r\nm=");
         assert_eq!(bad.status, 400);
         assert_eq!(frame_request(b"GET / HTTP/1.1\r\n\r\n"), Some(Ok((18, 0))));
         assert_eq!(frame_request(&[b'x'; 17 * 1024]), Some(Err(431)));
+    }
+
+    /// After an ICE failure the server drops the session on its own; the page's DELETE that
+    /// follows still succeeds.
+    #[test]
+    fn deleting_a_session_the_server_dropped_succeeds() {
+        let harness = Harness::new();
+        let sdp = [("Content-Type", "application/sdp")];
+        let created = harness.request("POST", "/whep", &sdp, OFFER.as_bytes());
+        assert_eq!(created.status, 201);
+        let location = created.header("Location").expect("a Location").to_string();
+        // Nobody connects: the harness's ICE timeout (1 s) drops the viewer.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while harness.app.streams[0].viewers.load(Ordering::Relaxed) != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the viewer was never dropped"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let deleted = harness.request("DELETE", &location, &[], b"");
+        assert_eq!(
+            deleted.status,
+            200,
+            "{:?}",
+            String::from_utf8_lossy(&deleted.body)
+        );
     }
 
     /// The candidate lines of an answer.

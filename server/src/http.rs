@@ -16,7 +16,7 @@ use crate::auth::{Access, Decision};
 use crate::config::ServerConfig;
 use crate::gate::Peers;
 use crate::limit::RateLimiter;
-use crate::media::{Command, OfferError};
+use crate::media::{Command, OfferError, Removal};
 use crate::message::{Handler, Middleware, Request, Response};
 use crate::stream::{lock, StreamShared};
 use crate::turn;
@@ -394,6 +394,12 @@ impl App {
         }
     }
 
+    /// WHEP: ends a session. A session the server has dropped already (its ICE failed or
+    /// timed out, the browser closed it, or this is a repeated DELETE) gets `200` as well:
+    /// DELETE is idempotent (RFC 9110 9.2.2), WHEP lets a session end on the server's side,
+    /// and what the client asks for, the session gone, holds. A page that tidies up after an
+    /// ICE failure then logs no error for nothing. An id this stream never gave out is a
+    /// `404`, so a wrong URL is not taken for success.
     fn whep_delete(&self, stream: usize, id: &str) -> Response {
         let Some(viewer) = id.parse::<u64>().ok().map(ViewerId::from_raw) else {
             return Response::text(404, format!("no WHEP session {id:?}"));
@@ -403,8 +409,9 @@ impl App {
             viewer,
             reply,
         }) {
-            Ok(true) => Response::text(200, "session ended"),
-            Ok(false) => Response::text(404, format!("no WHEP session {id:?}")),
+            Ok(Removal::Ended) => Response::text(200, "session ended"),
+            Ok(Removal::Gone) => Response::text(200, "session already ended"),
+            Ok(Removal::Unknown) => Response::text(404, format!("no WHEP session {id:?}")),
             Err(response) => response,
         }
     }

@@ -26,16 +26,28 @@ pub(crate) enum Command {
         viewer: Option<IpAddr>,
         reply: Sender<Result<(ViewerId, String), OfferError>>,
     },
-    /// End one viewer's session (WHEP DELETE); `reply` says whether it existed.
+    /// End one viewer's session (WHEP DELETE); `reply` says what became of it.
     Remove {
         stream: usize,
         viewer: ViewerId,
-        reply: Sender<bool>,
+        reply: Sender<Removal>,
     },
     /// Tests: holds the RTC thread until `until` gets a message or disconnects (at most
     /// 30 s), as a thread stuck in a slow call would be.
     #[cfg(test)]
     Stall { until: Receiver<()> },
+}
+
+/// What a [`Command::Remove`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Removal {
+    /// The session was there, and is ending now.
+    Ended,
+    /// The session was answered once but is gone already (ICE failed or timed out, the
+    /// browser closed it, an earlier DELETE).
+    Gone,
+    /// No such session was ever answered on this stream.
+    Unknown,
 }
 
 /// Why an offer was refused.
@@ -92,6 +104,9 @@ pub(crate) struct Media {
     out: Batch,
     candidates: Candidates,
     broadcasts: Vec<Broadcast>,
+    /// The highest viewer id each broadcast has answered: ids count up from 1, so any id up
+    /// to it that is no viewer now was one once.
+    issued: Vec<u64>,
     timeouts: Vec<Instant>,
     streams: Vec<Arc<StreamShared>>,
     max_viewers: Option<usize>,
@@ -126,6 +141,7 @@ impl Media {
         Media {
             out: Batch::new(socket),
             timeouts: vec![now; broadcasts.len()],
+            issued: vec![0; broadcasts.len()],
             candidates,
             broadcasts,
             streams,
@@ -234,6 +250,7 @@ impl Media {
                     },
                 };
                 if let Ok((viewer, _)) = &result {
+                    self.issued[stream] = self.issued[stream].max(viewer.get());
                     tracing::info!(stream = %self.streams[stream].label(), "{viewer} offered");
                 }
                 let _ = reply.send(result);
@@ -244,11 +261,19 @@ impl Media {
                 viewer,
                 reply,
             } => {
+                let issued = self.issued.get(stream).copied().unwrap_or(0);
                 let removed = self
                     .broadcasts
                     .get_mut(stream)
                     .is_some_and(|b| b.remove_viewer(viewer));
-                let _ = reply.send(removed);
+                let removal = if removed {
+                    Removal::Ended
+                } else if (1..=issued).contains(&viewer.get()) {
+                    Removal::Gone
+                } else {
+                    Removal::Unknown
+                };
+                let _ = reply.send(removal);
                 if stream < self.broadcasts.len() {
                     self.drain(stream);
                 }
