@@ -27,10 +27,11 @@ pub struct ServerConfig {
     /// Announced to every viewer, loopback ones too; addresses of a family the media socket
     /// cannot use are left out with a warning.
     pub public_ips: Vec<IpAddr>,
-    /// STUN and TURN servers for the player page (and WHEP `Link` headers). The server asks a
-    /// STUN server for its own public address, announced as one more
-    /// candidate address (a host candidate, as `public_ip` is). A TURN server given without
-    /// credentials needs [`turn_secret`](ServerConfig::turn_secret).
+    /// STUN and TURN servers for the player page (and WHEP `Link` headers). The server asks
+    /// the first `stun:` server for its media port's public address once it runs, without
+    /// holding up the start, and announces it as a server-reflexive candidate (`typ srflx`,
+    /// its local base as `raddr`/`rport`) in the answers it gives from then on. A TURN server
+    /// given without credentials needs [`turn_secret`](ServerConfig::turn_secret).
     pub ice_servers: Vec<IceServer>,
     /// The secret shared with the TURN server (coturn's `static-auth-secret`, with
     /// `use-auth-secret`): every page and WHEP answer then gets fresh TURN REST credentials

@@ -32,6 +32,13 @@ pub(crate) enum Command {
         viewer: ViewerId,
         reply: Sender<Removal>,
     },
+    /// The STUN server `stun` sees the media socket's `base` as `mapped`: announce it as a
+    /// server-reflexive candidate from now on.
+    Reflexive {
+        mapped: SocketAddr,
+        base: SocketAddr,
+        stun: String,
+    },
     /// Tests: holds the RTC thread until `until` gets a message or disconnects (at most
     /// 30 s), as a thread stuck in a slow call would be.
     #[cfg(test)]
@@ -110,6 +117,8 @@ pub(crate) struct Media {
     timeouts: Vec<Instant>,
     streams: Vec<Arc<StreamShared>>,
     max_viewers: Option<usize>,
+    /// Where STUN Binding responses go while the `stun` thread waits for one.
+    stun_replies: Option<Sender<(SocketAddr, Vec<u8>)>>,
 }
 
 impl Media {
@@ -146,7 +155,15 @@ impl Media {
             broadcasts,
             streams,
             max_viewers,
+            stun_replies: None,
         }
+    }
+
+    /// Passes STUN Binding responses to `replies` (the `stun` thread) instead of the viewers,
+    /// as long as it listens.
+    pub(crate) fn with_stun_replies(mut self, replies: Sender<(SocketAddr, Vec<u8>)>) -> Media {
+        self.stun_replies = Some(replies);
+        self
     }
 
     /// Runs until shutdown: select over datagrams, frames, commands and the next timeout.
@@ -203,6 +220,17 @@ impl Media {
     }
 
     fn handle_datagram(&mut self, datagram: Datagram) {
+        if let Some(replies) = &self.stun_replies {
+            if stun::is_binding_response(&datagram.data) {
+                let reply = (datagram.source, datagram.data);
+                if let Err(crossbeam_channel::TrySendError::Disconnected(_)) =
+                    replies.try_send(reply)
+                {
+                    self.stun_replies = None;
+                }
+                return;
+            }
+        }
         let destination = self.local_address_for(datagram.source);
         for index in 0..self.broadcasts.len() {
             if self.broadcasts[index].handle_receive(
@@ -276,6 +304,19 @@ impl Media {
                 let _ = reply.send(removal);
                 if stream < self.broadcasts.len() {
                     self.drain(stream);
+                }
+            }
+            Command::Reflexive { mapped, base, stun } => {
+                if self.candidates.hosts.contains(&mapped) {
+                    tracing::info!(
+                        "STUN server {stun} sees the media port as {mapped}, already announced"
+                    );
+                } else {
+                    tracing::info!(
+                        "STUN server {stun} sees the media port ({base}) as {mapped}; \
+                         announcing it as a server-reflexive candidate"
+                    );
+                    self.candidates.reflexive = Some((mapped, base));
                 }
             }
             #[cfg(test)]
@@ -474,30 +515,34 @@ fn usable_with(bind: IpAddr, ip: IpAddr) -> bool {
     family && !link_local
 }
 
-/// How long startup waits for a STUN server's answer, over all retransmissions.
+/// How long the STUN server has to answer, over all retransmissions.
 const STUN_WAIT: Duration = Duration::from_millis(1500);
 
-/// Asks the STUN server `stun` for the public address of `socket` (the media socket, before any
-/// thread reads it) and adds it to `candidates` if it is new. A failure is logged and otherwise
-/// ignored: the server still works on the host candidates.
-///
-/// The mapped address is announced as a host candidate, as `public_ip` is: the `rtc` crate
-/// announces every configured address that way, and browsers connect to it all the same.
-pub(crate) fn add_reflexive_candidate(
-    socket: &UdpSocket,
-    stun: &IceServer,
-    candidates: &mut Candidates,
+/// The `stun` thread: asks the STUN server `stun` for the media port's public address,
+/// sending from `socket` (a clone of the media socket) while the RTC thread hands the answers
+/// over through `replies`, and tells that thread the server-reflexive candidate it found. A
+/// failure is logged and otherwise ignored: the server works on its host candidates. Nothing
+/// waits for it: viewers that come before the answer get the host candidates alone.
+pub(crate) fn find_reflexive(
+    socket: UdpSocket,
+    stun: IceServer,
+    replies: Receiver<(SocketAddr, Vec<u8>)>,
+    commands: Sender<Command>,
+    shutdown: Arc<AtomicBool>,
 ) {
-    let candidates = &mut candidates.hosts;
-    match stun::mapped_address(socket, stun, STUN_WAIT) {
-        Ok(mapped) if candidates.contains(&mapped) => {
-            tracing::info!("STUN server {stun} sees the media port as {mapped}, already announced");
-        }
-        Ok(mapped) => {
-            tracing::info!("STUN server {stun} sees the media port as {mapped}; announcing it");
-            candidates.push(mapped);
-            // As in host_candidates: loopback last.
-            candidates.sort_by_key(|c| c.ip().is_loopback());
+    match stun::ask(&socket, &stun, &replies, STUN_WAIT, &shutdown) {
+        Ok((mapped, base)) => {
+            let command = Command::Reflexive {
+                mapped,
+                base,
+                stun: stun.to_string(),
+            };
+            if commands
+                .send_timeout(command, Duration::from_secs(5))
+                .is_err()
+            {
+                tracing::debug!("the RTC thread took no server-reflexive candidate");
+            }
         }
         Err(reason) => {
             tracing::warn!("no server-reflexive candidate from STUN server {stun}: {reason}");

@@ -146,21 +146,12 @@ impl ServerBuilder {
             context: "reading the UDP address".into(),
             source: e,
         })?;
-        let mut candidates = Candidates::gather(config.bind, udp_addr.port(), &config.public_ips);
+        let candidates = Candidates::gather(config.bind, udp_addr.port(), &config.public_ips);
         if candidates.hosts.is_empty() {
             return Err(ServerError::Config(format!(
                 "no address to announce to viewers for {}",
                 config.bind
             )));
-        }
-        // Ask from the media socket itself, so the NAT mapping found is the media port's.
-        // Only `stun:` over UDP; `stuns:` is TLS over TCP and cannot speak for a UDP port.
-        if let Some(stun) = config
-            .ice_servers
-            .iter()
-            .find(|server| server.urls.starts_with("stun:"))
-        {
-            media::add_reflexive_candidate(&udp, stun, &mut candidates);
         }
         let shared = streams
             .iter()
@@ -353,14 +344,41 @@ impl Server {
                     .map_err(spawn_error)?,
             );
         }
+        // The STUN server, if any, is asked from the media socket itself, so that the NAT
+        // mapping found is the media port's; only `stun:` over UDP (`stuns:` is TLS over TCP
+        // and cannot speak for a UDP port). Its own thread sends and waits; the RTC thread
+        // reads the socket and hands the answer over. Start-up does not wait for it.
+        let stun_server = config
+            .ice_servers
+            .iter()
+            .find(|server| server.urls.starts_with("stun:"))
+            .cloned();
+        let mut stun_thread = None;
         {
-            let media = Media::new(
-                udp,
+            let mut media = Media::new(
+                udp.try_clone().map_err(|e| ServerError::Io {
+                    context: "sharing the UDP socket".into(),
+                    source: e,
+                })?,
                 candidates,
                 shared.clone(),
                 config.max_viewers,
                 config.ice_timeout,
             );
+            if let Some(stun) = stun_server {
+                let (replies_tx, replies_rx) = crossbeam_channel::bounded(8);
+                media = media.with_stun_replies(replies_tx);
+                let commands = command_tx.clone();
+                let shutdown = shutdown.clone();
+                stun_thread = Some(
+                    thread::Builder::new()
+                        .name("stun".into())
+                        .spawn(move || {
+                            media::find_reflexive(udp, stun, replies_rx, commands, shutdown)
+                        })
+                        .map_err(spawn_error)?,
+                );
+            }
             let shutdown = shutdown.clone();
             threads.push(
                 thread::Builder::new()
@@ -441,6 +459,17 @@ impl Server {
             thread::sleep(Duration::from_millis(50));
         }
         tracing::info!("shutting down");
+        // The `stun` thread ends within its wait, unless the STUN server's name is still
+        // being resolved, which nothing can cut short: then it is left to end on its own.
+        if let Some(stun) = stun_thread {
+            if stun.is_finished() {
+                if stun.join().is_err() {
+                    tracing::error!("thread stun panicked");
+                }
+            } else {
+                tracing::debug!("not waiting for the STUN server's name to resolve");
+            }
+        }
         for thread in threads {
             let name = thread.thread().name().unwrap_or("?").to_string();
             if thread.join().is_err() {

@@ -2,14 +2,17 @@
 //! seen from: a Binding Request out, the (XOR-)MAPPED-ADDRESS of the Binding Success Response
 //! back.
 //!
-//! The encoding and parsing are pure functions; [`mapped_address`] is the one piece of I/O, run
-//! once on the media socket while the server starts, before any thread reads from it.
+//! The encoding and parsing are pure functions; [`ask`] is the one piece of I/O, run on a
+//! thread of its own once the server runs: it sends from the media socket, and the RTC thread,
+//! which reads that socket, hands the answers over.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::config::IceServer;
 
@@ -193,32 +196,85 @@ pub(crate) fn is_usable(addr: SocketAddr) -> bool {
     ip_ok && addr.port() != 0
 }
 
-/// Asks `server` for the address `socket` is seen from, waiting at most `wait` in all.
+/// Whether `data` is a STUN Binding response (success or error). The server is ICE-lite: it
+/// answers browsers' Binding requests and never sends its own to them, so a Binding response
+/// that reaches the media socket can only answer the request to the STUN server.
+pub(crate) fn is_binding_response(data: &[u8]) -> bool {
+    data.len() >= HEADER_LEN
+        && data[4..8] == MAGIC_COOKIE.to_be_bytes()
+        && matches!(
+            u16::from_be_bytes([data[0], data[1]]),
+            BINDING_SUCCESS | BINDING_ERROR
+        )
+}
+
+/// Asks `server` for the address the media socket is seen from, waiting at most `wait` in all
+/// once the server's name is resolved.
 ///
-/// The request goes out three times (at 0, ⅓ and ⅔ of `wait`), as UDP may lose it. Other
-/// datagrams that arrive meanwhile are dropped; nobody else reads the socket yet. The socket's
-/// read timeout is restored afterwards. The error is a reason for the log.
-pub(crate) fn mapped_address(
+/// `socket` is a clone of the media socket, used to send only: the RTC thread reads every
+/// datagram and passes Binding responses on through `replies`, as `(source, datagram)`. The
+/// request goes out three times (at 0, ⅓ and ⅔ of `wait`), as UDP may lose it. Gives up early
+/// when `stop` is set. The error is a reason for the log.
+pub(crate) fn ask(
     socket: &UdpSocket,
     server: &IceServer,
+    replies: &Receiver<(SocketAddr, Vec<u8>)>,
     wait: Duration,
-) -> Result<SocketAddr, String> {
+    stop: &AtomicBool,
+) -> Result<(SocketAddr, SocketAddr), String> {
+    const SENDS: u32 = 3;
     let local = socket
         .local_addr()
         .map_err(|e| format!("reading the socket's address: {e}"))?;
     let target = resolve(&server.host_port(), local)?;
-    let previous = socket
-        .read_timeout()
-        .map_err(|e| format!("reading the socket's timeout: {e}"))?;
-    let result = exchange(socket, target, wait);
-    if let Err(err) = socket.set_read_timeout(previous) {
-        tracing::warn!("cannot restore the UDP read timeout: {err}");
+    let id = new_transaction_id();
+    let request = binding_request(&id);
+    let started = Instant::now();
+    let mut last_error = None;
+    for send in 0..SENDS {
+        if stop.load(Ordering::Relaxed) {
+            return Err("the server stopped first".into());
+        }
+        if let Err(err) = socket.send_to(&request, target) {
+            // Sending may fail for good (no route from the bound address); keep the reason and
+            // try again at the next turn, as it may also be a passing hiccup.
+            last_error = Some(format!("sending to {target}: {err}"));
+        }
+        let turn_end = started + wait * (send + 1) / SENDS;
+        loop {
+            let now = Instant::now();
+            if now >= turn_end {
+                break;
+            }
+            // Short waits, to notice `stop`.
+            let left = (turn_end - now).min(Duration::from_millis(100));
+            match replies.recv_timeout(left) {
+                Ok((source, data)) if source == target => match parse_response(&data, &id) {
+                    Reply::Mapped(mapped) if is_usable(mapped) => {
+                        return Ok((mapped, base(local, target)))
+                    }
+                    Reply::Mapped(mapped) => {
+                        return Err(format!("it answered with an unusable address {mapped}"))
+                    }
+                    Reply::Failed(why) => return Err(format!("{target} answered: {why}")),
+                    Reply::Unrelated => {}
+                },
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err("the server stopped first".into());
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err("the server stopped first".into())
+                }
+            }
+        }
     }
-    let mapped = result?;
-    if !is_usable(mapped) {
-        return Err(format!("it answered with an unusable address {mapped}"));
-    }
-    Ok(mapped)
+    Err(match last_error {
+        Some(err) => format!("no answer from {target} within {wait:?} ({err})"),
+        None => format!("no answer from {target} within {wait:?}"),
+    })
 }
 
 /// The STUN server's address in the socket's family. A socket bound to `::` also reaches IPv4
@@ -247,55 +303,24 @@ fn resolve(host_port: &str, local: SocketAddr) -> Result<SocketAddr, String> {
     ))
 }
 
-fn exchange(socket: &UdpSocket, target: SocketAddr, wait: Duration) -> Result<SocketAddr, String> {
-    const SENDS: u32 = 3;
-    let id = new_transaction_id();
-    let request = binding_request(&id);
-    let started = Instant::now();
-    let deadline = started + wait;
-    let mut buf = [0u8; 2048];
-    let mut last_error = None;
-    for send in 0..SENDS {
-        if let Err(err) = socket.send_to(&request, target) {
-            // Sending may fail for good (no route from the bound address); keep the reason and
-            // try again at the next turn, as it may also be a passing hiccup.
-            last_error = Some(format!("sending to {target}: {err}"));
-        }
-        let turn_end = if send + 1 == SENDS {
-            deadline
-        } else {
-            started + wait * (send + 1) / SENDS
-        };
-        loop {
-            let now = Instant::now();
-            if now >= turn_end {
-                break;
-            }
-            // A zero timeout means "block forever" to the system, so keep at least 1 ms.
-            let left = (turn_end - now).max(Duration::from_millis(1));
-            socket
-                .set_read_timeout(Some(left))
-                .map_err(|e| format!("setting the read timeout: {e}"))?;
-            match socket.recv_from(&mut buf) {
-                Ok((len, source)) if source == target => match parse_response(&buf[..len], &id) {
-                    Reply::Mapped(addr) => return Ok(addr),
-                    Reply::Failed(why) => return Err(format!("{target} answered: {why}")),
-                    Reply::Unrelated => {}
-                },
-                Ok(_) => {}
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                Err(err) => last_error = Some(format!("receiving: {err}")),
-            }
+/// The local address a socket bound to `local` sends from towards `target`: `local` itself,
+/// or for a socket bound to every interface, the address the system's routes pick (a
+/// connected UDP socket learns it without sending anything).
+fn base(local: SocketAddr, target: SocketAddr) -> SocketAddr {
+    if !local.ip().is_unspecified() {
+        return SocketAddr::new(local.ip().to_canonical(), local.port());
+    }
+    let unspecified = SocketAddr::new(local.ip(), 0);
+    let routed = UdpSocket::bind(unspecified)
+        .and_then(|probe| probe.connect(target).map(|()| probe))
+        .and_then(|probe| probe.local_addr());
+    match routed {
+        Ok(routed) => SocketAddr::new(routed.ip().to_canonical(), local.port()),
+        Err(err) => {
+            tracing::debug!("no route to {target} to learn the base address: {err}");
+            SocketAddr::new(local.ip().to_canonical(), local.port())
         }
     }
-    Err(match last_error {
-        Some(err) => format!("no answer from {target} within {wait:?} ({err})"),
-        None => format!("no answer from {target} within {wait:?}"),
-    })
 }
 
 #[cfg(test)]
@@ -536,5 +561,28 @@ mod tests {
         );
         assert!(resolve("127.0.0.1:3478", v6_only).is_err());
         assert!(resolve("[::1]:3478", v4).is_err());
+    }
+
+    #[test]
+    fn binding_responses_are_told_apart() {
+        let id = new_transaction_id();
+        assert!(is_binding_response(&response(BINDING_SUCCESS, &id, &[])));
+        assert!(is_binding_response(&response(BINDING_ERROR, &id, &[])));
+        assert!(is_binding_response(&RFC5769_IPV4));
+        assert!(!is_binding_response(&binding_request(&id)));
+        assert!(!is_binding_response(b"not stun at all, not at all"));
+        assert!(!is_binding_response(&[0x01, 0x01, 0, 0]));
+    }
+
+    #[test]
+    fn the_base_is_the_bound_address_or_the_routed_one() {
+        let target: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+        let port = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(base(port("127.0.0.1:4000"), target), port("127.0.0.1:4000"));
+        assert_eq!(base(port("0.0.0.0:4000"), target), port("127.0.0.1:4000"));
+        assert_eq!(
+            base(port("[::ffff:127.0.0.1]:4000"), target),
+            port("127.0.0.1:4000")
+        );
     }
 }
