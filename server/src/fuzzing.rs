@@ -214,14 +214,18 @@ mod tests {
         let created = harness.request("POST", "/whep", &sdp, OFFER.as_bytes());
         assert_eq!(created.status, 201);
         let location = created.header("Location").expect("a Location").to_string();
-        // Nobody connects: the harness's ICE timeout (1 s) drops the viewer.
+        // Counted once the RTC thread is done with the offer; nobody connects, so the
+        // harness's ICE timeout (1 s) then drops the viewer.
+        let viewers = || harness.app.streams[0].viewers.load(Ordering::Relaxed);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while harness.app.streams[0].viewers.load(Ordering::Relaxed) != 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the viewer was never dropped"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        for (count, what) in [(1, "counted"), (0, "dropped")] {
+            while viewers() != count {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the viewer was never {what}"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         let deleted = harness.request("DELETE", &location, &[], b"");
         assert_eq!(
