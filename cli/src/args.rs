@@ -134,17 +134,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub web_dir: Option<PathBuf>,
 
-    /// A STUN or TURN server for the browsers and WHEP clients (repeatable): stun:HOST[:PORT],
-    /// turn:USER:PASS@HOST[:PORT][?transport=udp|tcp] or turns:…, or turn:HOST[:PORT] with
-    /// --turn-secret. The password follows the last ':' before the last '@', so a user name
-    /// may hold ':'; percent-escapes are decoded (%40 for '@', %3A for ':', %25 for '%'). A
-    /// turn: server without ?transport= is offered over UDP and TCP both.
+    /// A STUN or TURN server for the browsers and WHEP clients (repeatable): stun:HOST:PORT,
+    /// turn:USER:PASS@HOST:PORT?transport=udp|tcp or turns:…, or turn:HOST:PORT with
+    /// --turn-secret (the port and the transport may be left out). The password follows the
+    /// last ':' before the last '@', so a user name may hold ':'; percent-escapes are decoded
+    /// (%40 for '@', %3A for ':', %25 for '%'). A turn: server without ?transport= is offered
+    /// over UDP and TCP both.
     #[arg(long = "ice-server", value_name = "URL", value_parser = parse_ice_server)]
     pub ice_servers: Vec<IceServer>,
 
     /// The secret shared with the TURN server (coturn's static-auth-secret, with
     /// use-auth-secret): every page and WHEP answer gets fresh time-limited credentials for
-    /// each --ice-server turn:HOST[:PORT] given without any. Never printed or logged.
+    /// each --ice-server turn:HOST:PORT given without any. Never printed or logged.
     #[arg(
         long,
         env = "RTCGEAR_TURN_SECRET",
