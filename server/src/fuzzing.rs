@@ -294,9 +294,16 @@ mod tests {
         let release = harness.stall_rtc();
         let json = [("Content-Type", "application/json")];
         let vidgear = serde_json::json!({ "sdp": OFFER, "type": "offer" }).to_string();
+        let session = format!(
+            "/whep/{}",
+            harness
+                .app
+                .sessions
+                .name(rtcgear_rtc::ViewerId::from_raw(7))
+        );
         for (method, path, headers, body) in [
             ("POST", "/whep", sdp, OFFER.as_bytes()),
-            ("DELETE", "/whep/7", sdp, &b""[..]),
+            ("DELETE", session.as_str(), sdp, &b""[..]),
             ("POST", "/offer", json, vidgear.as_bytes()),
         ] {
             let started = std::time::Instant::now();

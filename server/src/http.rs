@@ -18,6 +18,7 @@ use crate::gate::Peers;
 use crate::limit::RateLimiter;
 use crate::media::{Command, OfferError, Removal};
 use crate::message::{Handler, Middleware, Request, Response};
+use crate::session::SessionNames;
 use crate::stream::{lock, StreamShared};
 use crate::turn;
 use crate::web::Web;
@@ -40,6 +41,8 @@ pub(crate) struct App {
     /// How long a worker waits for the RTC thread, to queue a command and to get its answer
     /// ([`RTC_ANSWER_TIMEOUT`]; shorter in tests).
     pub(crate) rtc_timeout: Duration,
+    /// The names of WHEP sessions in their URLs.
+    pub(crate) sessions: SessionNames,
 }
 
 /// How long an HTTP worker waits for the RTC thread before it answers `503`.
@@ -379,7 +382,11 @@ impl App {
         };
         match self.submit_offer(request, stream, sdp) {
             Ok((viewer, answer)) => {
-                let location = format!("{}whep/{}", self.base_path(stream), viewer.get());
+                let location = format!(
+                    "{}whep/{}",
+                    self.base_path(stream),
+                    self.sessions.name(viewer)
+                );
                 let mut response = Response::new(201, "application/sdp", answer)
                     .with_header("Location", location)
                     .with_header("ETag", format!("\"{}\"", viewer.get()));
@@ -399,9 +406,10 @@ impl App {
     /// DELETE is idempotent (RFC 9110 9.2.2), WHEP lets a session end on the server's side,
     /// and what the client asks for, the session gone, holds. A page that tidies up after an
     /// ICE failure then logs no error for nothing. An id this stream never gave out is a
-    /// `404`, so a wrong URL is not taken for success.
+    /// `404`, so a wrong URL is not taken for success, and so is a name this server did not
+    /// make (see [`SessionNames`]): a guess, or a URL from before a restart.
     fn whep_delete(&self, stream: usize, id: &str) -> Response {
-        let Some(viewer) = id.parse::<u64>().ok().map(ViewerId::from_raw) else {
+        let Some(viewer) = self.sessions.parse(id) else {
             return Response::text(404, format!("no WHEP session {id:?}"));
         };
         match self.ask(|reply| Command::Remove {

@@ -110,6 +110,7 @@ mod limit;
 mod media;
 mod message;
 mod server;
+mod session;
 mod stream;
 mod stun;
 mod turn;

@@ -18,6 +18,7 @@ use crate::http::{App, RTC_ANSWER_TIMEOUT};
 use crate::limit::RateLimiter;
 use crate::media::{self, Candidates, Media};
 use crate::message::{Handler, Middleware, Request, Response};
+use crate::session::SessionNames;
 use crate::stream::{self, StreamConfig, StreamShared};
 use crate::web::Web;
 use crate::ServerError;
@@ -430,6 +431,7 @@ impl Server {
             middleware,
             peers: Some(peers),
             rtc_timeout: RTC_ANSWER_TIMEOUT,
+            sessions: SessionNames::new(),
         });
         for n in 0..workers {
             let app = app.clone();
@@ -525,6 +527,7 @@ impl Server {
             middleware,
             peers: None,
             rtc_timeout: RTC_ANSWER_TIMEOUT,
+            sessions: SessionNames::new(),
         });
         (app, shutdown, rtc)
     }
