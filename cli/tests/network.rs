@@ -13,6 +13,7 @@ use rtcgear_test_support::ports::{free_tcp_port, free_udp_port};
 use rtcgear_test_support::relay::{Relay, RelayConfig};
 use rtcgear_test_support::serial::heavy;
 use rtcgear_test_support::webdriver::Browser;
+use serde_json::Value;
 
 /// A `rtcgear serve` process (320x240 at 30 fps, the test pattern), killed on drop.
 struct Serve {
@@ -362,4 +363,73 @@ fn a_reloaded_page_gets_a_fresh_session_and_the_old_one_goes() {
         assert_eq!(status, 200, "reload {reload}: DELETE of the old session");
         previous = current;
     }
+}
+
+/// A page whose media finds no route (the answer's candidate rewritten to a UDP port where
+/// nothing listens, as when a firewall drops the server's UDP) says so in words, pointing at
+/// UDP and the README's Networks section, instead of spinning; it keeps offering again, and
+/// plays as soon as the route is there.
+#[test]
+fn a_page_whose_media_finds_no_route_says_so_and_keeps_trying() {
+    let _turn = heavy();
+    let serve = Serve::start();
+    let nowhere = free_udp_port();
+    let browser = Browser::start();
+    browser.on_new_document(&format!(
+        "(() => {{ \
+           const apply = RTCPeerConnection.prototype.setRemoteDescription; \
+           window.__blockMedia = true; window.__blocked = 0; \
+           RTCPeerConnection.prototype.setRemoteDescription = function (d, ...rest) {{ \
+             if (window.__blockMedia && d && typeof d.sdp === 'string') {{ \
+               window.__blocked++; \
+               d = {{ type: d.type, sdp: d.sdp.replace(/ 127\\.0\\.0\\.1 {udp} typ host/g, \
+                 ' 127.0.0.1 {nowhere} typ host') }}; \
+             }} \
+             return apply.call(this, d, ...rest); \
+           }}; \
+         }})();",
+        udp = serve.udp_port
+    ));
+    browser.goto(&serve.url("/"));
+    let started = Instant::now();
+    browser.wait_for(
+        "the page to say that the media has no route",
+        Duration::from_secs(30),
+        "return window.rtcgear.state === 'failed' && window.rtcgear.iceFailures > 0",
+    );
+    eprintln!("the page said so after {:?}", started.elapsed());
+    let says = browser
+        .eval("return document.getElementById('state').textContent")
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for words in [
+        "no route to the media",
+        "UDP",
+        "Networks section",
+        "retrying",
+    ] {
+        assert!(says.contains(words), "{words:?} in {says:?}");
+    }
+    let overlay = browser.eval("return document.getElementById('overlay').textContent");
+    assert!(
+        overlay
+            .as_str()
+            .is_some_and(|o| o.contains("no route to the media")),
+        "{overlay}"
+    );
+    // It keeps offering, and keeps saying so meanwhile.
+    browser.wait_for(
+        "another offer",
+        Duration::from_secs(10),
+        "return window.__blocked >= 2",
+    );
+    assert_eq!(browser.eval("return window.rtcgear.state"), "failed");
+
+    // The route opens: the next offer plays, and the words go.
+    browser.eval("window.__blockMedia = false; return true");
+    browser.wait_for("the page to play", Duration::from_secs(30), PLAYING);
+    assert_eq!(browser.eval("return window.rtcgear.problem"), Value::Null);
+    let says = browser.eval("return document.getElementById('state').textContent");
+    assert_eq!(says, "connected");
 }

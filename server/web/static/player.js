@@ -1,6 +1,9 @@
 // The rtcgear player: plays one stream over WebRTC through WHEP, shows live statistics, measures
-// glass-to-glass latency from the stamp in the picture, and reconnects by itself.
-// State for scripts and tests: window.rtcgear = { state, stats, session }.
+// glass-to-glass latency from the stamp in the picture, and reconnects by itself: at once when
+// its media stops (no frames, or the connection lost), soon after the server is back when it
+// was down, and with the reason in words when the media finds no route (ICE failed).
+// State for scripts and tests: window.rtcgear = { state, stats, session, reconnects, pc,
+// problem, iceFailures }.
 (function () {
   "use strict";
   const root = document.getElementById("player");
@@ -26,15 +29,40 @@
     latencyMs: null, latencyP50Ms: null, framesLost: 0, stampsRead: 0, connectedAt: null,
     firstFrameMs: null,
   };
-  const app = window.rtcgear = { state: "new", stats, session: null, reconnects: 0 };
+  // state: "connecting", "connected", "reconnecting" (the media was lost, or the server is
+  // unreachable), or "failed" (the server answered but the media found no route: ICE failed);
+  // problem: that failure in words while it lasts; reconnects: new sessions after the first.
+  const app = window.rtcgear = {
+    state: "new", stats, session: null, reconnects: 0, pc: null, problem: null, iceFailures: 0,
+  };
+
+  // How the page watches its media: a connection that says "disconnected" for this long, or
+  // that receives neither packets nor frames for this long (or three frame intervals at a low
+  // frame rate) while the server's source is live, is torn down and made again at once.
+  const DISCONNECTED_LIMIT_MS = 2000;
+  const STALL_LIMIT_MS = 1500;
+  // An answered offer whose connection is not up after this long has no route to the media.
+  const CONNECT_LIMIT_MS = 10000;
+  // Retries while the server is unreachable: fast at first, then at most about a second apart
+  // (each delay randomized by ±25 %, so that the pages of a restarted server spread out).
+  const PROBE_FIRST_MS = 250;
+  const PROBE_CAP_MS = 1000;
 
   let pc = null;
   let sessionUrl = null;
   let retryTimer = null;
+  let connectTimer = null;
   let retryDelay = 1000;
+  let probeDelay = PROBE_FIRST_MS;
   let lastSample = null;
   let startedAt = 0;
   let disconnectedSince = null;
+  // The last time this connection showed progress: a frame presented, or more packets or
+  // frames in getStats (which also counts in a hidden tab, where no frame is presented).
+  let progressAt = 0;
+  let checking = false;
+  let checkedAt = 0;
+  let mediaRoute = "";
 
   function setState(state, detail) {
     app.state = state;
@@ -43,6 +71,14 @@
     const playing = state === "connected" && stats.framesDecoded > 0;
     overlay.classList.toggle("hidden", playing);
     if (!playing) overlay.textContent = detail ? state + " (" + detail + ")" : state + "…";
+  }
+
+  function jitter(ms) {
+    return Math.round(ms * (0.75 + Math.random() * 0.5));
+  }
+
+  function seconds(ms) {
+    return ms < 1000 ? (ms / 1000).toFixed(1) + " s" : Math.round(ms / 1000) + " s";
   }
 
   function waitForIceGathering(peer, limitMs) {
@@ -55,15 +91,36 @@
     });
   }
 
+  // Where the answer says the media comes from ("UDP 192.0.2.1:8000"), for the words of a
+  // failure.
+  function routeOf(answer) {
+    const routes = [];
+    for (const line of answer.split(/\r?\n/)) {
+      const f = line.startsWith("a=candidate:") ? line.split(" ") : null;
+      if (f && f.length > 7) {
+        const route = f[2].toUpperCase() + " " + (f[4].includes(":") ? "[" + f[4] + "]" : f[4]) + ":" + f[5];
+        if (!routes.includes(route)) routes.push(route);
+      }
+    }
+    return routes.join(", ");
+  }
+
+  // The retry note of a state's words: what the page is doing about it.
+  function retrying(ms) {
+    return ms > 0 ? "retrying in " + seconds(ms) : "retrying now";
+  }
+
   async function connect() {
     clearTimeout(retryTimer);
     teardown();
-    setState(app.reconnects ? "reconnecting" : "connecting");
+    if (app.problem) setState("failed", app.problem + "; " + retrying(0));
+    else setState(app.reconnects ? "reconnecting" : "connecting");
     startedAt = performance.now();
     stats.firstFrameMs = null;
     stats.framesDecoded = 0;
     stats.fps = 0;
     const peer = pc = app.pc = new RTCPeerConnection({ iceServers });
+    let played = false;
     peer.addTransceiver("video", { direction: "recvonly" });
     peer.ontrack = (event) => {
       if (video.srcObject !== event.streams[0]) video.srcObject = event.streams[0] || new MediaStream([event.track]);
@@ -72,14 +129,23 @@
       if (peer !== pc) return;
       const s = peer.connectionState;
       if (s === "connected") {
+        clearTimeout(connectTimer);
+        played = true;
         disconnectedSince = null;
         retryDelay = 1000;
+        probeDelay = PROBE_FIRST_MS;
+        progressAt = performance.now();
+        app.problem = null;
         stats.connectedAt = Date.now();
         setState("connected");
-      } else if (s === "failed" || s === "closed") {
-        scheduleReconnect("connection " + s);
+      } else if (s === "failed") {
+        // Chromium gives up on ICE this way; a connection lost after it played fails too.
+        if (played) lostMedia("connection failed");
+        else noRoute("the connection failed");
+      } else if (s === "closed") {
+        lostMedia("connection closed");
       } else if (s === "disconnected") {
-        disconnectedSince = disconnectedSince || Date.now();
+        disconnectedSince = disconnectedSince || performance.now();
         setState("reconnecting", "network blip");
       }
     };
@@ -87,31 +153,50 @@
       const offer = await peer.createOffer();
       await peer.setLocalDescription(offer);
       await waitForIceGathering(peer, 2000);
-      const response = await fetch(whepUrl, {
-        method: "POST",
-        // A server that went away without closing its connections must not hang us.
-        signal: AbortSignal.timeout(5000),
-        // The access cookie (or the browser's basic-auth login) goes along; same-origin only.
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/sdp" },
-        body: peer.localDescription.sdp,
-      });
+      if (peer !== pc) return;
+      let response;
+      try {
+        response = await fetch(whepUrl, {
+          method: "POST",
+          // A server that went away without closing its connections must not hang us.
+          signal: AbortSignal.timeout(5000),
+          // The access cookie (or the browser's basic-auth login) goes along; same-origin only.
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/sdp" },
+          body: peer.localDescription.sdp,
+        });
+      } catch (err) {
+        // No answer at all: the server is down or out of reach. Watch for it to come back.
+        if (peer === pc) serverUnreachable();
+        return;
+      }
       if (response.status !== 201) {
         const reason = (await response.text()).trim() || response.statusText;
-        throw new Error(response.status + " " + reason);
+        const after = Number(response.headers.get("Retry-After"));
+        throw Object.assign(new Error(response.status + " " + reason), {
+          retryMs: after > 0 ? Math.min(after, 30) * 1000 : 0,
+        });
       }
       const location = response.headers.get("Location");
       sessionUrl = location ? new URL(location, window.location.href).href : null;
       app.session = sessionUrl;
       const answer = await response.text();
       if (peer !== pc) return;
+      mediaRoute = routeOf(answer);
       await peer.setRemoteDescription({ type: "answer", sdp: answer });
+      clearTimeout(connectTimer);
+      connectTimer = setTimeout(() => {
+        if (peer === pc && peer.connectionState !== "connected") {
+          noRoute("no connection " + seconds(CONNECT_LIMIT_MS) + " after the server answered");
+        }
+      }, CONNECT_LIMIT_MS);
     } catch (err) {
-      if (peer === pc) scheduleReconnect(String(err.message || err));
+      if (peer === pc) scheduleReconnect(String(err.message || err), err.retryMs || 0);
     }
   }
 
   function teardown() {
+    clearTimeout(connectTimer);
     if (pc) {
       const old = pc;
       pc = null;
@@ -121,29 +206,124 @@
     }
     if (sessionUrl) {
       // Best effort: tell the server the old session is over, so it frees it at once.
-      fetch(sessionUrl, { method: "DELETE", keepalive: true }).catch(() => {});
+      fetch(sessionUrl, { method: "DELETE", keepalive: true, credentials: "same-origin" }).catch(() => {});
       sessionUrl = null;
     }
     lastSample = null;
+    disconnectedSince = null;
   }
 
-  function scheduleReconnect(reason) {
+  // A retry after the server refused or failed the offer (4xx/5xx): slower, as the server is
+  // there and said no (Retry-After, when it gives one, sets the delay).
+  function scheduleReconnect(reason, afterMs) {
     clearTimeout(retryTimer);
+    teardown();
     app.reconnects++;
-    setState("reconnecting", reason + "; retrying in " + Math.round(retryDelay / 1000) + " s");
-    retryTimer = setTimeout(connect, retryDelay);
+    const delay = afterMs || jitter(retryDelay);
     retryDelay = Math.min(retryDelay * 2, 5000);
+    if (app.problem) setState("failed", app.problem + "; " + reason + "; " + retrying(delay));
+    else setState("reconnecting", reason + "; " + retrying(delay));
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  // The media of a connection that played is gone (the server restarted or went away, the
+  // network changed): a new session at once.
+  function lostMedia(reason) {
+    clearTimeout(retryTimer);
+    teardown();
+    app.reconnects++;
+    setState("reconnecting", reason + "; " + retrying(0));
+    connect();
+  }
+
+  // The server answered the offer, but no media got through: ICE found no route (UDP blocked,
+  // or an address the browser cannot reach). Say so, and keep trying.
+  function noRoute(why) {
+    clearTimeout(retryTimer);
+    const route = mediaRoute ? "; the server offered " + mediaRoute : "";
+    teardown();
+    app.reconnects++;
+    app.iceFailures++;
+    app.problem = "no route to the media (" + why + route + "): is UDP blocked between this " +
+      "browser and the server? See the Networks section of rtcgear's README";
+    const delay = jitter(1000);
+    setState("failed", app.problem + "; " + retrying(delay));
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  // No answer from the server: probe it (a cheap GET, no new connection) until it answers, at
+  // short randomized intervals, and offer again the moment it does.
+  function serverUnreachable() {
+    clearTimeout(retryTimer);
+    teardown();
+    const delay = jitter(probeDelay);
+    probeDelay = Math.min(probeDelay * 2, PROBE_CAP_MS);
+    setState("reconnecting", "the server does not answer; " + retrying(delay));
+    retryTimer = setTimeout(async () => {
+      if (await serverAnswers()) connect();
+      else serverUnreachable();
+    }, delay);
+  }
+
+  async function serverAnswers() {
+    try {
+      await fetch("/api/streams", { cache: "no-store", credentials: "same-origin", signal: AbortSignal.timeout(2000) });
+      return true;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  // What the server says of this page's stream: null when it does not answer.
+  async function serverStream() {
+    try {
+      const response = await fetch("/api/streams", {
+        cache: "no-store", credentials: "same-origin", signal: AbortSignal.timeout(1500),
+      });
+      if (!response.ok) return { name: streamName };
+      const body = await response.json();
+      return body.streams.find((s) => s.name === streamName) || { name: streamName, missing: true };
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // Runs every 250 ms (in a hidden tab as often as the browser lets it): is the media still
+  // coming?
+  async function watchMedia() {
+    if (!pc || app.state === "failed" || checking) return;
+    const peer = pc;
+    const now = performance.now();
+    if (disconnectedSince && now - disconnectedSince >= DISCONNECTED_LIMIT_MS) {
+      lostMedia("network lost");
+      return;
+    }
+    if (peer.connectionState !== "connected" && !disconnectedSince) return;
+    const limit = Math.max(STALL_LIMIT_MS, stats.fps > 0 ? 3000 / stats.fps : 0);
+    if (now - progressAt < limit || now - checkedAt < 1000) return;
+    // Nothing for a while (or timers too throttled to tell): look again, then ask the server
+    // whether its source is the cause.
+    checking = true;
+    checkedAt = now;
+    await sampleStats();
+    const stream = peer === pc && performance.now() - progressAt >= limit ? await serverStream() : undefined;
+    checking = false;
+    if (stream === undefined) return;
+    if (peer !== pc || performance.now() - progressAt < limit) return;
+    const stalled = "no frames for " + seconds(performance.now() - progressAt);
+    if (!stream) lostMedia(stalled + " and the server does not answer");
+    else if (stream.missing || stream.viewers === 0) lostMedia(stalled + "; the server lost this session");
+    // A source that is starting, down, ended or failed: the server says so (Source), and the
+    // frames come on this session when it has them.
+    else if (!["starting", "reconnecting", "ended", "failed"].includes(stream.state)) lostMedia(stalled);
   }
 
   async function sampleStats() {
     if (!pc) return;
-    if (disconnectedSince && Date.now() - disconnectedSince > 4000) {
-      disconnectedSince = null;
-      scheduleReconnect("network lost");
-      return;
-    }
+    const peer = pc;
     let report;
-    try { report = await pc.getStats(); } catch (e) { return; }
+    try { report = await peer.getStats(); } catch (e) { return; }
+    if (peer !== pc) return;
     let inbound = null, pair = null;
     report.forEach((s) => {
       if (s.type === "inbound-rtp" && s.kind === "video") inbound = s;
@@ -151,12 +331,23 @@
     });
     if (inbound) {
       const now = performance.now();
+      // Packets or frames since the last sample are progress too (a hidden tab presents no
+      // frames), dated by the last packet's arrival where the browser says it.
+      const moved = lastSample && (inbound.packetsReceived > lastSample.packets || inbound.framesDecoded > lastSample.frames);
+      if (moved) {
+        const age = inbound.lastPacketReceivedTimestamp > 0 && inbound.timestamp > 0
+          ? Math.max(0, inbound.timestamp - inbound.lastPacketReceivedTimestamp) : 0;
+        progressAt = Math.max(progressAt, now - age);
+      }
       if (lastSample) {
         const dt = (now - lastSample.t) / 1000;
         stats.fps = (inbound.framesDecoded - lastSample.frames) / dt;
         stats.bitrateKbps = (8 * (inbound.bytesReceived - lastSample.bytes)) / dt / 1000;
       }
-      lastSample = { t: now, frames: inbound.framesDecoded || 0, bytes: inbound.bytesReceived || 0 };
+      lastSample = {
+        t: now, frames: inbound.framesDecoded || 0, bytes: inbound.bytesReceived || 0,
+        packets: inbound.packetsReceived || 0,
+      };
       stats.framesDecoded = inbound.framesDecoded || 0;
       stats.width = inbound.frameWidth || video.videoWidth;
       stats.height = inbound.frameHeight || video.videoHeight;
@@ -204,7 +395,10 @@
   }
   if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) {
     const onFrame = () => {
-      if (stats.firstFrameMs === null && pc) stats.firstFrameMs = performance.now() - startedAt;
+      if (pc) {
+        progressAt = performance.now();
+        if (stats.firstFrameMs === null) stats.firstFrameMs = progressAt - startedAt;
+      }
       readStamp();
       video.requestVideoFrameCallback(onFrame);
     };
@@ -234,6 +428,7 @@
   window.addEventListener("pagehide", teardown);
 
   setInterval(sampleStats, 1000);
+  setInterval(watchMedia, 250);
   setInterval(sampleServer, 2000);
   sampleServer();
   connect();

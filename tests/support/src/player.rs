@@ -1,6 +1,6 @@
 //! rtcgear's player page as a test sees it through a [`Browser`]: the page keeps its state in
-//! `window.rtcgear` (`state`, `stats.framesDecoded`, `reconnects`, `pc`) and shows the video
-//! in `<video id="video">`.
+//! `window.rtcgear` (`state`, `stats.framesDecoded`, `reconnects`, `pc`, and `problem` and
+//! `iceFailures` when its media found no route) and shows the video in `<video id="video">`.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,15 +19,15 @@ const STATE_SCRIPT: &str = "const r = window.rtcgear, v = document.getElementByI
 /// What the player says when a wait times out.
 const DIAGNOSIS_SCRIPT: &str = "return window.rtcgear ? {state: window.rtcgear.state, \
     says: document.getElementById('state').textContent, \
-    reconnects: window.rtcgear.reconnects, \
+    reconnects: window.rtcgear.reconnects, problem: window.rtcgear.problem, \
     pc: window.rtcgear.pc && [window.rtcgear.pc.connectionState, \
     window.rtcgear.pc.iceConnectionState], stats: window.rtcgear.stats} : null";
 
 /// The player's state at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlayerState {
-    /// The connection state (`connected`, `connecting`, …), or `loading` before the page's
-    /// script has run.
+    /// The connection state (`connecting`, `connected`, `reconnecting`, or `failed` when the
+    /// media found no route), or `loading` before the page's script has run.
     pub state: String,
     /// Frames decoded since the player last connected.
     pub frames: u64,
