@@ -38,7 +38,8 @@
 
   // How the page watches its media: a connection that says "disconnected" for this long, or
   // that receives neither packets nor frames for this long (or three frame intervals at a low
-  // frame rate) while the server's source is live, is torn down and made again at once.
+  // frame rate) while the server does not answer, no longer counts this viewer, or makes
+  // frames, is torn down and made again at once.
   const DISCONNECTED_LIMIT_MS = 2000;
   const STALL_LIMIT_MS = 1500;
   // An answered offer whose connection is not up after this long has no route to the media.
@@ -62,6 +63,7 @@
   let progressAt = 0;
   let checking = false;
   let checkedAt = 0;
+  let quiet = null;
   let mediaRoute = "";
 
   function setState(state, detail) {
@@ -280,7 +282,7 @@
       const response = await fetch("/api/streams", {
         cache: "no-store", credentials: "same-origin", signal: AbortSignal.timeout(1500),
       });
-      if (!response.ok) return { name: streamName };
+      if (!response.ok) return { name: streamName, unknown: true };
       const body = await response.json();
       return body.streams.find((s) => s.name === streamName) || { name: streamName, missing: true };
     } catch (e) {
@@ -313,9 +315,13 @@
     const stalled = "no frames for " + seconds(performance.now() - progressAt);
     if (!stream) lostMedia(stalled + " and the server does not answer");
     else if (stream.missing || stream.viewers === 0) lostMedia(stalled + "; the server lost this session");
-    // A source that is starting, down, ended or failed: the server says so (Source), and the
-    // frames come on this session when it has them.
-    else if (!["starting", "reconnecting", "ended", "failed"].includes(stream.state)) lostMedia(stalled);
+    else if (stream.unknown) return;
+    // The server still counts this viewer: is it making frames (that do not arrive), or is its
+    // source quiet (down, ended, stalled: the Source statistic says so, and the frames come
+    // on this session when it has them)? Two looks a second apart tell.
+    else if (quiet && quiet.since === progressAt && stream.frames_encoded > quiet.frames) {
+      lostMedia(stalled + " while the server sends them");
+    } else quiet = { since: progressAt, frames: stream.frames_encoded };
   }
 
   async function sampleStats() {
