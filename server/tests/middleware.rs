@@ -1,31 +1,24 @@
 //! Custom routes and middleware see every request, in order, and can answer on their own.
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 use rtcgear_capture::{FrameRate, TestPattern};
 use rtcgear_server::{Request, Response, Server, ServerConfig, StreamConfig};
+use rtcgear_test_support::http;
 
+/// `(status, X-Tag header, body)` of one request with an SDP-looking body.
 fn call(url: &str, method: &str) -> (u16, Option<String>, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let request = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-type", "application/sdp")
-        .body(b"v=0".to_vec())
-        .expect("a valid request");
-    let mut response = agent.run(request).expect("the server answers");
-    let tag = response
-        .headers()
-        .get("x-tag")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = response.body_mut().read_to_string().unwrap_or_default();
-    (response.status().as_u16(), tag, body)
+    let (status, headers, body) =
+        http::request(url, method, Some(("application/sdp", b"v=0")), &[]);
+    let tag = headers
+        .into_iter()
+        .find(|(name, _)| name == "x-tag")
+        .map(|(_, value)| value);
+    let body = match body {
+        serde_json::Value::String(text) => text,
+        json => json.to_string(),
+    };
+    (status, tag, body)
 }
 
 #[test]

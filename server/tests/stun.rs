@@ -131,18 +131,14 @@ impl Running {
 
     /// The candidate lines of a WHEP answer to a browser's offer.
     fn answer_candidates(&self) -> Vec<String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into();
-        let mut response = agent
-            .post(&format!("http://{}/whep", self.http))
-            .header("content-type", "application/sdp")
-            .send(OFFER)
-            .expect("the server answers");
-        let body = response.body_mut().read_to_string().unwrap_or_default();
-        assert_eq!(response.status().as_u16(), 201, "{body}");
+        let (status, _, body) = rtcgear_test_support::http::request(
+            &format!("http://{}/whep", self.http),
+            "POST",
+            Some(("application/sdp", OFFER.as_bytes())),
+            &[],
+        );
+        let body = body.as_str().unwrap_or_default().to_string();
+        assert_eq!(status, 201, "{body}");
         body.lines()
             .filter(|line| line.starts_with("a=candidate:"))
             .map(str::to_string)

@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_lc_rs::hmac;
 use base64::Engine;
 use rtcgear_capture::{FrameRate, TestPattern};
-use rtcgear_server::{Server, ServerConfig, StreamConfig};
+use rtcgear_server::{IceServer, Server, ServerConfig, ServerError, ShutdownHandle, StreamConfig};
+use rtcgear_test_support::http;
+use rtcgear_test_support::process::ChildGuard;
+use rtcgear_test_support::tempdir::TempDir;
 
 const OFFER: &str = include_str!("../../tests/data/chromium-offer.sdp");
 const SECRET: &str = "north-wind";
@@ -16,26 +19,56 @@ const TTL: Duration = Duration::from_secs(2 * 3600);
 
 /// `(status, Link headers, body)` of one request.
 fn call(url: &str, method: &str, content_type: &str, body: &[u8]) -> (u16, Vec<String>, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let request = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-type", content_type)
-        .body(body.to_vec())
-        .expect("a valid request");
-    let mut response = agent.run(request).expect("the server answers");
-    let links = response
-        .headers()
-        .get_all("link")
-        .iter()
-        .map(|v| v.to_str().expect("an ASCII Link header").to_string())
+    let (status, headers, body) = http::request(url, method, Some((content_type, body)), &[]);
+    let links = headers
+        .into_iter()
+        .filter(|(name, _)| name == "link")
+        .map(|(_, value)| value)
         .collect();
-    let body = response.body_mut().read_to_string().unwrap_or_default();
-    (response.status().as_u16(), links, body)
+    let body = match body {
+        serde_json::Value::String(text) => text,
+        json => json.to_string(),
+    };
+    (status, links, body)
+}
+
+/// A server on loopback with the test pattern, these ICE servers and the secret; its base URL
+/// and what stops it.
+fn serve(ice_servers: Vec<IceServer>) -> (String, Running) {
+    let mut config = ServerConfig::default();
+    config.bind = Ipv4Addr::LOCALHOST.into();
+    config.http_port = 0;
+    config.udp_port = Some(0);
+    config.ice_servers = ice_servers;
+    config.turn_secret = Some(SECRET.into());
+    config.turn_ttl = TTL;
+    let pattern =
+        TestPattern::new(64, 64, FrameRate::from_int(5).expect("5 > 0")).expect("a valid size");
+    let server = Server::builder()
+        .config(config)
+        .stream(StreamConfig::new("", pattern))
+        .build()
+        .expect("the server starts");
+    let base = format!("http://{}", server.http_addr());
+    let stop = server.shutdown_handle();
+    let thread = std::thread::spawn(move || server.run());
+    (base, Running { stop, thread })
+}
+
+/// A running server, stopped and checked to stop cleanly by [`Running::stop`].
+struct Running {
+    stop: ShutdownHandle,
+    thread: std::thread::JoinHandle<Result<(), ServerError>>,
+}
+
+impl Running {
+    fn stop(self) {
+        self.stop.shutdown();
+        self.thread
+            .join()
+            .expect("the server thread ends")
+            .expect("the server stops cleanly");
+    }
 }
 
 fn unix_now() -> u64 {
@@ -84,28 +117,12 @@ fn page_ice_servers(html: &str) -> serde_json::Value {
 
 #[test]
 fn pages_and_whep_answers_get_fresh_turn_credentials() {
-    let mut config = ServerConfig::default();
-    config.bind = Ipv4Addr::LOCALHOST.into();
-    config.http_port = 0;
-    config.udp_port = Some(0);
-    config.ice_servers = vec![
+    let (base, running) = serve(vec![
         "turn:127.0.0.1:3478".parse().expect("a TURN URL"),
         "turn:1733230000:alice:pw%40@127.0.0.1:3479?transport=tcp"
             .parse()
             .expect("a TURN URL with credentials"),
-    ];
-    config.turn_secret = Some(SECRET.into());
-    config.turn_ttl = TTL;
-    let pattern =
-        TestPattern::new(64, 64, FrameRate::from_int(5).expect("5 > 0")).expect("a valid size");
-    let server = Server::builder()
-        .config(config)
-        .stream(StreamConfig::new("", pattern))
-        .build()
-        .expect("the server starts");
-    let base = format!("http://{}", server.http_addr());
-    let stop = server.shutdown_handle();
-    let running = std::thread::spawn(move || server.run());
+    ]);
 
     for _ in 0..2 {
         let (status, _, html) = call(&format!("{base}/"), "GET", "text/plain", b"");
@@ -175,11 +192,7 @@ fn pages_and_whep_answers_get_fresh_turn_credentials() {
         assert!(!links.iter().any(|link| link.contains(SECRET)));
     }
 
-    stop.shutdown();
-    running
-        .join()
-        .expect("the server thread ends")
-        .expect("the server stops cleanly");
+    running.stop();
 }
 
 #[test]
@@ -204,16 +217,6 @@ fn a_turn_server_without_credentials_or_secret_is_refused() {
     );
 }
 
-/// A child process killed when dropped, so a failing assertion leaves none behind.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A port free on loopback for both UDP and TCP, as far as one can tell.
 fn free_port() -> u16 {
     loop {
@@ -225,8 +228,10 @@ fn free_port() -> u16 {
     }
 }
 
-fn spawn(program: &str, args: &[String]) -> Child {
-    Child(
+/// `program` started quietly, killed when the guard drops, so a failing assertion leaves no
+/// process behind.
+fn spawn(program: &str, args: &[String]) -> ChildGuard {
+    ChildGuard::new(
         std::process::Command::new(program)
             .args(args)
             .stdin(std::process::Stdio::null())
@@ -267,17 +272,10 @@ fn allocates(port: u16, peer_port: u16, username: &str, password: &str, tcp: boo
     }
     args.push("127.0.0.1".into());
     let mut client = spawn("turnutils_uclient", &args);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = client.0.try_wait().expect("polling turnutils_uclient") {
-            return status.success();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "turnutils_uclient did not end within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    client
+        .wait_for(Duration::from_secs(30))
+        .expect("turnutils_uclient ends within 30 s")
+        .success()
 }
 
 /// coturn with `use-auth-secret` takes the credentials of the page, over UDP and TCP, and
@@ -286,8 +284,8 @@ fn allocates(port: u16, peer_port: u16, username: &str, password: &str, tcp: boo
 #[test]
 #[ignore = "needs coturn"]
 fn coturn_accepts_the_credentials() {
-    let dir = std::env::temp_dir().join(format!("rtcgear-coturn-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temp folder");
+    let dir = TempDir::new("coturn");
+    let dir = dir.path();
     let (turn_port, peer_port) = (free_port(), free_port());
     let _turn = spawn(
         "turnserver",
@@ -327,25 +325,9 @@ fn coturn_accepts_the_credentials() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let mut config = ServerConfig::default();
-    config.bind = Ipv4Addr::LOCALHOST.into();
-    config.http_port = 0;
-    config.udp_port = Some(0);
-    config.ice_servers = vec![format!("turn:127.0.0.1:{turn_port}")
+    let (base, running) = serve(vec![format!("turn:127.0.0.1:{turn_port}")
         .parse()
-        .expect("a TURN URL")];
-    config.turn_secret = Some(SECRET.into());
-    config.turn_ttl = TTL;
-    let pattern =
-        TestPattern::new(64, 64, FrameRate::from_int(5).expect("5 > 0")).expect("a valid size");
-    let server = Server::builder()
-        .config(config)
-        .stream(StreamConfig::new("", pattern))
-        .build()
-        .expect("the server starts");
-    let base = format!("http://{}", server.http_addr());
-    let stop = server.shutdown_handle();
-    let running = std::thread::spawn(move || server.run());
+        .expect("a TURN URL")]);
     let (status, _, html) = call(&format!("{base}/"), "GET", "text/plain", b"");
     assert_eq!(status, 200, "{html}");
     let servers = page_ice_servers(&html);
@@ -366,10 +348,5 @@ fn coturn_accepts_the_credentials() {
         "a wrong password"
     );
 
-    stop.shutdown();
-    running
-        .join()
-        .expect("the server thread ends")
-        .expect("the server stops cleanly");
-    let _ = std::fs::remove_dir_all(&dir);
+    running.stop();
 }
