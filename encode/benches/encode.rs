@@ -8,12 +8,14 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::path::Path;
 use std::time::Instant;
 
 use rtcgear_capture::{Frame, FrameRate};
 use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
+use rtcgear_test_support::tempdir::TempDir;
 
-use common::{pattern, TempFile};
+use common::pattern;
 
 /// Frames in the clip: ten seconds at 30 fps.
 const FRAMES: u64 = 300;
@@ -27,9 +29,10 @@ fn main() {
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
     for (width, height) in [(640, 480), (1280, 720)] {
         let frames = pattern(width, height, FRAMES);
-        let clip = TempFile::new("clip.yuv");
+        let dir = TempDir::new("encode-bench");
+        let clip = dir.path().join("clip.yuv");
         let raw: Vec<u8> = frames.iter().flat_map(Frame::to_packed).collect();
-        std::fs::write(clip.path(), raw).expect("the temp directory is writable");
+        std::fs::write(&clip, raw).expect("the temp folder is writable");
 
         for threads in [1, 0] {
             let mut config = EncoderConfig::new(width, height, FPS);
@@ -82,7 +85,7 @@ fn encode(config: &EncoderConfig, frames: &[Frame]) -> (f64, u64) {
 
 /// Encodes the raw clip with FFmpeg's libx264 at the same settings and returns frames a second
 /// from FFmpeg's `-benchmark` real time.
-fn ffmpeg(config: &EncoderConfig, clip: &TempFile) -> f64 {
+fn ffmpeg(config: &EncoderConfig, clip: &Path) -> f64 {
     let RateControl::Bitrate { kbps } = config.rate else {
         unreachable!("EncoderConfig::new sets a bitrate");
     };
@@ -92,7 +95,7 @@ fn ffmpeg(config: &EncoderConfig, clip: &TempFile) -> f64 {
     let bufsize = format!("{}k", kbps * rtcgear_encode::VBV_FRAMES * FPS.den / FPS.num);
     let keyint = config.keyframe_interval.to_string();
     let threads = config.threads.to_string();
-    let clip = clip.path().to_str().expect("temp paths are UTF-8");
+    let clip = clip.to_str().expect("temp paths are UTF-8");
     let output = common::run(
         "ffmpeg",
         &[

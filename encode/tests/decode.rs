@@ -4,6 +4,7 @@ mod common;
 
 use rtcgear_capture::{h264, AccessUnit, Frame, FrameRate, Stamp};
 use rtcgear_encode::{Encoder, EncoderConfig, Profile};
+use rtcgear_test_support::tempdir::TempDir;
 
 use common::{decode, pattern, probe_frames, probe_stream, psnr, write_stream};
 
@@ -44,8 +45,9 @@ fn every_frame_decodes_with_good_quality_at_the_default_bitrate() {
         assert_eq!(packet.counter, n as u64);
         assert_eq!(packet.time, frames[n].time());
     }
-    let stream = write_stream(&packets, "quality.h264");
-    let decoded = decode(stream.path(), width, height);
+    let dir = TempDir::new("encode");
+    let stream = write_stream(&packets, &dir, "quality.h264");
+    let decoded = decode(&stream, width, height);
     assert_eq!(
         decoded.len(),
         frames.len(),
@@ -108,8 +110,9 @@ fn a_requested_keyframe_is_an_idr_with_parameter_sets() {
         }
     }
 
-    let stream = write_stream(&packets, "keyframes.h264");
-    let probed = probe_frames(stream.path());
+    let dir = TempDir::new("encode");
+    let stream = write_stream(&packets, &dir, "keyframes.h264");
+    let probed = probe_frames(&stream);
     assert_eq!(probed.len(), packets.len());
     for (packet, (key_frame, pict_type)) in packets.iter().zip(&probed) {
         assert_eq!(
@@ -154,8 +157,9 @@ fn the_default_profile_is_constrained_baseline() {
             config.profile = profile;
         }
         let packets = encode_all(config, &frames, &[]);
-        let stream = write_stream(&packets, "profile.h264");
-        assert_eq!(probe_stream(stream.path(), "profile"), expected);
+        let dir = TempDir::new("encode");
+        let stream = write_stream(&packets, &dir, "profile.h264");
+        assert_eq!(probe_stream(&stream, "profile"), expected);
         packets
     };
     let packets = check(None, "Constrained Baseline");
@@ -209,6 +213,7 @@ fn delayed_frames_keep_their_counters_through_frame_threads_and_b_frames() {
     for packet in &packets {
         assert_eq!(packet.time, frames[packet.counter as usize].time());
     }
-    let stream = write_stream(&packets, "delayed.h264");
-    assert_eq!(decode(stream.path(), width, height).len(), frames.len());
+    let dir = TempDir::new("encode");
+    let stream = write_stream(&packets, &dir, "delayed.h264");
+    assert_eq!(decode(&stream, width, height).len(), frames.len());
 }

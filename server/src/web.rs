@@ -145,13 +145,9 @@ fn content_type(path: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use rtcgear_test_support::tempdir::TempDir;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("rtcgear-web-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
+    use super::*;
 
     #[test]
     fn embedded_files_are_served_and_paths_cannot_escape() {
@@ -166,7 +162,8 @@ mod tests {
 
     #[test]
     fn export_then_override_one_template() {
-        let dir = temp_dir("export");
+        let temp = TempDir::new("web");
+        let dir = temp.path().join("export");
         let written = export_web_files(&dir, false).unwrap();
         assert_eq!(written.len(), EMBEDDED.len());
         // A second export leaves the user's files alone.
@@ -180,12 +177,12 @@ mod tests {
         assert_eq!(page, "custom 404");
         // A file missing from the folder falls back to the embedded one.
         assert!(web.static_file("style.css").is_some());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_missing_folder_is_a_clear_error() {
-        let err = Web::new(Some(temp_dir("missing")))
+        let temp = TempDir::new("web");
+        let err = Web::new(Some(temp.path().join("missing")))
             .err()
             .unwrap()
             .to_string();

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rtcgear_capture::{AccessUnit, Frame, TestPattern};
+use rtcgear_test_support::tempdir::TempDir;
 
 /// `count` frames of capture's test pattern (ramps, a sliding square and the timestamp stamp),
 /// made as fast as possible, each with its capture time.
@@ -22,28 +22,6 @@ pub fn pattern(width: u32, height: u32, count: u64) -> Vec<Frame> {
     pattern
         .collect::<Result<_, _>>()
         .expect("the test pattern draws every frame")
-}
-
-/// A file in the temp directory with a name no other test or process uses; removed on drop.
-pub struct TempFile(PathBuf);
-
-impl TempFile {
-    pub fn new(name: &str) -> TempFile {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let unique = NEXT.fetch_add(1, Ordering::Relaxed);
-        let file = format!("rtcgear-encode-{}-{unique}-{name}", std::process::id());
-        TempFile(std::env::temp_dir().join(file))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Runs one of FFmpeg's tools and returns its output; panics with a clear message when the tool
@@ -67,15 +45,16 @@ pub fn run(tool: &str, args: &[&str]) -> Output {
     output
 }
 
-/// Writes the access units one after another: an Annex B elementary stream.
-pub fn write_stream(packets: &[AccessUnit], name: &str) -> TempFile {
-    let file = TempFile::new(name);
+/// Writes the access units one after another, an Annex B elementary stream, to the file
+/// `name` in `dir`, and returns its path.
+pub fn write_stream(packets: &[AccessUnit], dir: &TempDir, name: &str) -> PathBuf {
+    let path = dir.path().join(name);
     let bytes: Vec<u8> = packets
         .iter()
         .flat_map(|p| p.data.iter().copied())
         .collect();
-    std::fs::write(file.path(), bytes).expect("the temp directory is writable");
-    file
+    std::fs::write(&path, bytes).expect("the temp folder is writable");
+    path
 }
 
 /// `(key_frame, pict_type)` of every frame FFmpeg decodes from an H.264 stream.

@@ -1,11 +1,12 @@
 //! Real H.264 from `rtcgear-encode`, through the broadcast, decoded by ffmpeg.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rtcgear_capture::{h264, CaptureTime, FrameRate, TestPattern};
 use rtcgear_encode::{Encoder, EncoderConfig};
+use rtcgear_test_support::tempdir::TempDir;
 
 use crate::sim::{config, FrameSource, Sim, FPS};
 
@@ -160,15 +161,14 @@ fn require_ffmpeg() {
 /// Writes what a client received to a file named after `name`, decodes it with ffmpeg and
 /// returns the number of pictures.
 fn decode_received(received: &[(Instant, str0m::media::MediaData)], name: &str) -> usize {
-    let path = temp_path(&format!("{name}.h264"));
+    let dir = TempDir::new("rtc");
+    let path = dir.path().join(format!("{name}.h264"));
     let stream: Vec<u8> = received
         .iter()
         .flat_map(|(_, d)| d.data.iter().copied())
         .collect();
     std::fs::write(&path, stream).expect("write the stream");
-    let decoded = decode(&path);
-    let _ = std::fs::remove_file(&path);
-    decoded
+    decode(&path)
 }
 
 /// Decodes `path` with ffmpeg, failing on any error, and returns the number of pictures.
@@ -208,8 +208,4 @@ fn decode(path: &Path) -> usize {
     text.trim()
         .parse()
         .unwrap_or_else(|_| panic!("ffprobe said {text:?}"))
-}
-
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("rtcgear-rtc-{}-{name}", std::process::id()))
 }
