@@ -299,7 +299,7 @@ mod tests {
             harness
                 .app
                 .sessions
-                .name(rtcgear_rtc::ViewerId::from_raw(7))
+                .name(0, rtcgear_rtc::ViewerId::from_raw(7))
         );
         for (method, path, headers, body) in [
             ("POST", "/whep", sdp, OFFER.as_bytes()),

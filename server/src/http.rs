@@ -385,7 +385,7 @@ impl App {
                 let location = format!(
                     "{}whep/{}",
                     self.base_path(stream),
-                    self.sessions.name(viewer)
+                    self.sessions.name(stream, viewer)
                 );
                 let mut response = Response::new(201, "application/sdp", answer)
                     .with_header("Location", location)
@@ -409,7 +409,7 @@ impl App {
     /// `404`, so a wrong URL is not taken for success, and so is a name this server did not
     /// make (see [`SessionNames`]): a guess, or a URL from before a restart.
     fn whep_delete(&self, stream: usize, id: &str) -> Response {
-        let Some(viewer) = self.sessions.parse(id) else {
+        let Some(viewer) = self.sessions.parse(stream, id) else {
             return Response::text(404, format!("no WHEP session {id:?}"));
         };
         match self.ask(|reply| Command::Remove {
