@@ -262,21 +262,13 @@
     probeDelay = Math.min(probeDelay * 2, PROBE_CAP_MS);
     setState("reconnecting", "the server does not answer; " + retrying(delay));
     retryTimer = setTimeout(async () => {
-      if (await serverAnswers()) connect();
+      if ((await serverStream()) !== null) connect();
       else serverUnreachable();
     }, delay);
   }
 
-  async function serverAnswers() {
-    try {
-      await fetch("/api/streams", { cache: "no-store", credentials: "same-origin", signal: AbortSignal.timeout(2000) });
-      return true;
-    } catch (e) {
-      return false;
-    }
-  }
-
-  // What the server says of this page's stream: null when it does not answer.
+  // What the server says of this page's stream (`/api/streams`, a cheap GET): null when it
+  // does not answer; `unknown` when it answers with an error, `missing` without the stream.
   async function serverStream() {
     try {
       const response = await fetch("/api/streams", {
@@ -414,15 +406,12 @@
   }
 
   async function sampleServer() {
-    try {
-      const response = await fetch("/api/streams", { signal: AbortSignal.timeout(3000) });
-      const body = await response.json();
-      const mine = body.streams.find((s) => s.name === streamName);
-      if (mine) {
-        document.getElementById("stat-viewers").textContent = String(mine.viewers);
-        document.getElementById("stat-source").textContent = mine.state + (mine.detail ? " (" + mine.detail + ")" : "");
-      }
-    } catch (e) { /* the server is restarting: the connection logic handles it */ }
+    // While the server restarts there is no answer: the connection logic handles that.
+    const mine = await serverStream();
+    if (mine && !mine.unknown && !mine.missing) {
+      document.getElementById("stat-viewers").textContent = String(mine.viewers);
+      document.getElementById("stat-source").textContent = mine.state + (mine.detail ? " (" + mine.detail + ")" : "");
+    }
   }
 
   document.getElementById("fullscreen").addEventListener("click", () => {
