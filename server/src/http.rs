@@ -419,7 +419,6 @@ impl App {
         }) {
             Ok(Removal::Ended) => Response::text(200, "session ended"),
             Ok(Removal::Gone) => Response::text(200, "session already ended"),
-            Ok(Removal::Unknown) => Response::text(404, format!("no WHEP session {id:?}")),
             Err(response) => response,
         }
     }

@@ -51,10 +51,9 @@ pub(crate) enum Removal {
     /// The session was there, and is ending now.
     Ended,
     /// The session was answered once but is gone already (ICE failed or timed out, the
-    /// browser closed it, an earlier DELETE).
+    /// browser closed it, an earlier DELETE). Names of sessions never answered on the stream
+    /// are refused before they get here (see `session.rs`).
     Gone,
-    /// No such session was ever answered on this stream.
-    Unknown,
 }
 
 /// Why an offer was refused.
@@ -111,9 +110,6 @@ pub(crate) struct Media {
     out: Batch,
     candidates: Candidates,
     broadcasts: Vec<Broadcast>,
-    /// The highest viewer id each broadcast has answered: ids count up from 1, so any id up
-    /// to it that is no viewer now was one once.
-    issued: Vec<u64>,
     timeouts: Vec<Instant>,
     streams: Vec<Arc<StreamShared>>,
     max_viewers: Option<usize>,
@@ -150,7 +146,6 @@ impl Media {
         Media {
             out: Batch::new(socket),
             timeouts: vec![now; broadcasts.len()],
-            issued: vec![0; broadcasts.len()],
             candidates,
             broadcasts,
             streams,
@@ -278,7 +273,6 @@ impl Media {
                     },
                 };
                 if let Ok((viewer, _)) = &result {
-                    self.issued[stream] = self.issued[stream].max(viewer.get());
                     tracing::info!(stream = %self.streams[stream].label(), "{viewer} offered");
                 }
                 let _ = reply.send(result);
@@ -289,17 +283,16 @@ impl Media {
                 viewer,
                 reply,
             } => {
-                let issued = self.issued.get(stream).copied().unwrap_or(0);
+                // Only sessions this server answered get here (HTTP checks their signed
+                // names), so one that is no viewer now has ended already.
                 let removed = self
                     .broadcasts
                     .get_mut(stream)
                     .is_some_and(|b| b.remove_viewer(viewer));
                 let removal = if removed {
                     Removal::Ended
-                } else if (1..=issued).contains(&viewer.get()) {
-                    Removal::Gone
                 } else {
-                    Removal::Unknown
+                    Removal::Gone
                 };
                 let _ = reply.send(removal);
                 if stream < self.broadcasts.len() {
