@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rtcgear_capture::{AccessUnit, Codec};
 use str0m::change::SdpOffer;
 use str0m::media::Mid;
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::Extension;
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Rtc};
 use tracing::{debug, info, warn};
@@ -24,7 +24,7 @@ use crate::gop::GopCache;
 use crate::health;
 use crate::keyframe::KeyframeLimiter;
 use crate::offer::{self, Summary};
-use crate::output::{BroadcastEvent, DisconnectReason, Output, ViewerId};
+use crate::output::{BroadcastEvent, DisconnectReason, Output, Transport, ViewerId};
 use crate::packetize::{self, Packet};
 use crate::stun;
 use crate::time::{later, media_time};
@@ -36,8 +36,9 @@ use crate::viewer::{h264_media, new_resend_cache, State, Viewer};
 pub struct Broadcast {
     config: BroadcastConfig,
     viewers: HashMap<ViewerId, Viewer>,
-    /// Routing of datagrams by the viewer's address, learned from its first STUN request.
-    by_addr: HashMap<SocketAddr, ViewerId>,
+    /// Routing of packets by the viewer's address and transport, learned from its first STUN
+    /// request.
+    by_addr: HashMap<(Transport, SocketAddr), ViewerId>,
     /// Routing of STUN requests by the local ICE ufrag we gave each viewer.
     by_ufrag: HashMap<String, ViewerId>,
     next_id: u64,
@@ -107,11 +108,11 @@ impl Broadcast {
         now: Instant,
         offer_sdp: &str,
     ) -> Result<(ViewerId, String), RtcError> {
-        let candidates: Vec<LocalCandidate> = self
-            .config
-            .host_candidates
-            .iter()
-            .map(|&addr| LocalCandidate::Host(addr))
+        let udp = self.config.host_candidates.iter().copied();
+        let tcp = self.config.tcp_candidates.iter().copied();
+        let candidates: Vec<LocalCandidate> = udp
+            .map(LocalCandidate::Host)
+            .chain(tcp.map(LocalCandidate::TcpHost))
             .collect();
         self.handle_offer_with_candidates(now, offer_sdp, &candidates)
     }
@@ -138,14 +139,18 @@ impl Broadcast {
             }
         }
         let mut hosts = self.config.host_candidates.clone();
+        let mut tcp_hosts = self.config.tcp_candidates.clone();
         for candidate in candidates {
-            if let LocalCandidate::Host(addr) = *candidate {
-                if !hosts.contains(&addr) {
-                    hosts.push(addr);
-                }
+            let (list, addr) = match *candidate {
+                LocalCandidate::Host(addr) => (&mut hosts, addr),
+                LocalCandidate::TcpHost(addr) => (&mut tcp_hosts, addr),
+                LocalCandidate::ServerReflexive { .. } => continue,
+            };
+            if !list.contains(&addr) {
+                list.push(addr);
             }
         }
-        if hosts.is_empty() || candidates.is_empty() {
+        if (hosts.is_empty() && tcp_hosts.is_empty()) || candidates.is_empty() {
             return Err(RtcError::NoCandidates);
         }
         let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| RtcError::MalformedSdp {
@@ -184,9 +189,22 @@ impl Broadcast {
             .set_stats_interval(Some(health::STATS_INTERVAL))
             .set_local_ice_credentials(creds)
             .build(now);
+        // UDP first: browsers prefer it, and str0m gives TCP a lower priority too.
         for &addr in &hosts {
             let candidate =
                 Candidate::host(addr, "udp").map_err(|e| RtcError::InvalidCandidate {
+                    addr,
+                    source: Box::new(e),
+                })?;
+            rtc.add_local_candidate(candidate);
+        }
+        for &addr in &tcp_hosts {
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| RtcError::InvalidCandidate {
                     addr,
                     source: Box::new(e),
                 })?;
@@ -248,13 +266,36 @@ impl Broadcast {
         destination: SocketAddr,
         datagram: &[u8],
     ) -> bool {
+        self.handle_receive_over(now, Transport::Udp, source, destination, datagram)
+    }
+
+    /// [`handle_receive`](Self::handle_receive) for a packet that came over `transport`: for
+    /// [`Transport::Tcp`], one packet with its RFC 4571 framing taken off, read from the TCP
+    /// connection from `source` (the viewer) to `destination` (one of
+    /// [`tcp_candidates`](BroadcastConfig::tcp_candidates), or of the TCP host candidates an
+    /// offer was answered with).
+    ///
+    /// A driver may hand over the first packets of any connection: one whose first packet is
+    /// not a STUN request for a viewer here is refused (`false`), and the driver can close it.
+    pub fn handle_receive_over(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        destination: SocketAddr,
+        packet: &[u8],
+    ) -> bool {
         self.out.now = now;
-        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, datagram) else {
+        let protocol = match transport {
+            Transport::Udp => Protocol::Udp,
+            Transport::Tcp => Protocol::Tcp,
+        };
+        let Ok(receive) = Receive::new(protocol, source, destination, packet) else {
             return false;
         };
         let input = Input::Receive(now, receive);
-        let Some(id) = self.route(source, datagram, &input) else {
-            debug!(%source, len = datagram.len(), "datagram for no viewer");
+        let Some(id) = self.route(transport, source, packet, &input) else {
+            debug!(%source, %transport, len = packet.len(), "packet for no viewer");
             return false;
         };
         let Some(viewer) = self.viewers.get_mut(&id) else {
@@ -269,9 +310,9 @@ impl Broadcast {
             viewer.rtc.disconnect();
             viewer.leaving.get_or_insert(DisconnectReason::Failed);
         }
-        if !viewer.addrs.contains(&source) {
-            viewer.addrs.push(source);
-            self.by_addr.insert(source, id);
+        if !viewer.addrs.contains(&(transport, source)) {
+            viewer.addrs.push((transport, source));
+            self.by_addr.insert((transport, source), id);
         }
         viewer.mark_dirty(id, &mut self.out.dirty);
         true
@@ -453,8 +494,14 @@ impl Broadcast {
         Output::Timeout(self.next_timeout())
     }
 
-    fn route(&self, source: SocketAddr, datagram: &[u8], input: &Input<'_>) -> Option<ViewerId> {
-        if let Some(&id) = self.by_addr.get(&source) {
+    fn route(
+        &self,
+        transport: Transport,
+        source: SocketAddr,
+        datagram: &[u8],
+        input: &Input<'_>,
+    ) -> Option<ViewerId> {
+        if let Some(&id) = self.by_addr.get(&(transport, source)) {
             return Some(id);
         }
         if let Some(ufrag) = stun::local_ufrag(datagram) {
@@ -638,6 +685,11 @@ fn packetize_frame(data: &[u8]) -> Arc<[Packet]> {
 
 fn transmit_output(transmit: str0m::net::Transmit) -> Output {
     Output::Transmit {
+        transport: match transmit.proto {
+            Protocol::Udp => Transport::Udp,
+            // str0m answers on the pair the packet came in on; only TCP ones are added.
+            Protocol::Tcp | Protocol::SslTcp | Protocol::Tls => Transport::Tcp,
+        },
         source: transmit.source,
         destination: transmit.destination,
         contents: transmit.contents.into(),

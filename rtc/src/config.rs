@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use rtcgear_capture::h264::H264Profile;
 
+use crate::output::Transport;
+
 /// Configuration of a [`Broadcast`](crate::Broadcast).
 ///
 /// Build it with [`BroadcastConfig::new`] and the `with_*` methods, or set the public fields.
@@ -24,6 +26,12 @@ pub struct BroadcastConfig {
     /// Addresses of the local UDP socket(s) the driver reads and writes, announced to every
     /// viewer as ICE host candidates. A browser must be able to reach at least one of them.
     pub host_candidates: Vec<SocketAddr>,
+
+    /// Addresses at which the driver accepts TCP connections for ICE-TCP (RFC 6544), announced
+    /// to every viewer as passive TCP host candidates, after the UDP ones (default none: UDP
+    /// only). A viewer whose UDP is blocked then connects over TCP; see
+    /// [`Transport`](crate::Transport).
+    pub tcp_candidates: Vec<SocketAddr>,
 
     /// Answer as an ICE-lite agent (default `true`).
     ///
@@ -78,6 +86,7 @@ impl BroadcastConfig {
     pub fn new(host_candidates: Vec<SocketAddr>) -> Self {
         BroadcastConfig {
             host_candidates,
+            tcp_candidates: Vec::new(),
             ice_lite: true,
             keyframe_interval: Duration::from_millis(250),
             keyframe_retry: Duration::from_secs(1),
@@ -86,6 +95,12 @@ impl BroadcastConfig {
             gop_cache: false,
             h264_profile: None,
         }
+    }
+
+    /// Sets [`tcp_candidates`](Self::tcp_candidates).
+    pub fn with_tcp_candidates(mut self, tcp_candidates: Vec<SocketAddr>) -> Self {
+        self.tcp_candidates = tcp_candidates;
+        self
     }
 
     /// Sets [`ice_lite`](Self::ice_lite).
@@ -142,9 +157,12 @@ impl Default for BroadcastConfig {
 /// [`Broadcast::handle_offer_with_candidates`](crate::Broadcast::handle_offer_with_candidates).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LocalCandidate {
-    /// An address of the driver's own socket (`typ host`), or one that reaches it unchanged
-    /// (a public address that a router forwards to it).
+    /// An address of the driver's own UDP socket (`typ host`), or one that reaches it
+    /// unchanged (a public address that a router forwards to it).
     Host(SocketAddr),
+    /// An address at which the driver accepts TCP connections for ICE-TCP (`tcp ... typ host
+    /// tcptype passive`), or one that reaches it unchanged.
+    TcpHost(SocketAddr),
     /// The address a NAT maps the driver's socket to, as a STUN server saw it (`typ srflx`),
     /// with `base`, the local address it maps (written as `raddr`/`rport`).
     ServerReflexive {
@@ -159,7 +177,17 @@ impl LocalCandidate {
     /// The address the viewer sends to.
     pub fn addr(&self) -> SocketAddr {
         match *self {
-            LocalCandidate::Host(addr) | LocalCandidate::ServerReflexive { addr, .. } => addr,
+            LocalCandidate::Host(addr)
+            | LocalCandidate::TcpHost(addr)
+            | LocalCandidate::ServerReflexive { addr, .. } => addr,
+        }
+    }
+
+    /// How the viewer reaches it.
+    pub fn transport(&self) -> Transport {
+        match self {
+            LocalCandidate::TcpHost(_) => Transport::Tcp,
+            LocalCandidate::Host(_) | LocalCandidate::ServerReflexive { .. } => Transport::Udp,
         }
     }
 }

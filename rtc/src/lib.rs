@@ -11,6 +11,10 @@
 //! - datagrams from the socket go to [`handle_receive`](Broadcast::handle_receive), which
 //!   routes them to their viewer: by the sender's address once it is known, before that by
 //!   the ICE username of the browser's STUN request (so many viewers share one socket);
+//! - with [`BroadcastConfig::tcp_candidates`] (ICE-TCP, for viewers whose UDP is blocked),
+//!   packets read from TCP connections go to
+//!   [`handle_receive_over`](Broadcast::handle_receive_over) with [`Transport::Tcp`], and
+//!   [`Output::Transmit`] says over which [`Transport`] each packet goes back;
 //! - encoded access units from the one shared encoder go to
 //!   [`handle_frame`](Broadcast::handle_frame), which cuts each into RTP payloads once and
 //!   writes the same payloads to every connected viewer (str0m's RTP mode: each session adds
@@ -133,4 +137,4 @@ pub use broadcast::Broadcast;
 pub use config::{BroadcastConfig, LocalCandidate};
 pub use error::RtcError;
 pub use gop::{GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_FRAMES};
-pub use output::{BroadcastEvent, DisconnectReason, Output, ViewerId};
+pub use output::{BroadcastEvent, DisconnectReason, Output, Transport, ViewerId};

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::LocalCandidate;
+use crate::output::Transport;
 
 /// What [`Summary::of`] found in an SDP text.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -53,19 +54,20 @@ pub(crate) fn video_mids(sdp: &str) -> Vec<&str> {
     mids
 }
 
-/// `answer` (str0m's, with a host candidate line for every address the session accepts
-/// datagrams at) announcing exactly `candidates`: host candidate lines of other addresses
-/// are dropped, and a `typ srflx` line is added for each server-reflexive candidate, after
+/// `answer` (str0m's, with a host candidate line for every address and transport the session
+/// accepts packets at) announcing exactly `candidates`: host candidate lines of other
+/// addresses, or of the other transport, are dropped, and a `typ srflx` line is added for each server-reflexive candidate, after
 /// the last candidate line of each media section that has any.
 ///
 /// str0m itself cannot announce a server-reflexive candidate as an ICE-lite agent (it only
 /// keeps host candidates then), and it needs not: a browser's checks to the mapped address
 /// reach the socket at its base, a host candidate str0m knows.
 pub(crate) fn announce(answer: &str, candidates: &[LocalCandidate]) -> String {
-    let hosts: Vec<SocketAddr> = candidates
+    let hosts: Vec<(Transport, SocketAddr)> = candidates
         .iter()
         .filter_map(|c| match *c {
-            LocalCandidate::Host(addr) => Some(addr),
+            LocalCandidate::Host(addr) => Some((Transport::Udp, addr)),
+            LocalCandidate::TcpHost(addr) => Some((Transport::Tcp, addr)),
             LocalCandidate::ServerReflexive { .. } => None,
         })
         .collect();
@@ -73,7 +75,7 @@ pub(crate) fn announce(answer: &str, candidates: &[LocalCandidate]) -> String {
         .iter()
         .filter_map(|c| match *c {
             LocalCandidate::ServerReflexive { addr, base } => Some((addr, base)),
-            LocalCandidate::Host(_) => None,
+            LocalCandidate::Host(_) | LocalCandidate::TcpHost(_) => None,
         })
         .enumerate()
         .map(|(index, (addr, base))| {
@@ -110,15 +112,21 @@ pub(crate) fn announce(answer: &str, candidates: &[LocalCandidate]) -> String {
         }
         if let Some(candidate) = line.strip_prefix("a=candidate:") {
             let fields: Vec<&str> = candidate.split_whitespace().collect();
-            let host_addr = match fields.as_slice() {
-                [_, _, _, _, ip, port, "typ", "host", ..] => ip
-                    .parse::<IpAddr>()
-                    .ok()
-                    .zip(port.parse::<u16>().ok())
-                    .map(|(ip, port)| SocketAddr::new(ip, port)),
+            let host = match fields.as_slice() {
+                [_, _, proto, _, ip, port, "typ", "host", ..] => {
+                    let transport = if proto.eq_ignore_ascii_case("tcp") {
+                        Transport::Tcp
+                    } else {
+                        Transport::Udp
+                    };
+                    ip.parse::<IpAddr>()
+                        .ok()
+                        .zip(port.parse::<u16>().ok())
+                        .map(|(ip, port)| (transport, SocketAddr::new(ip, port)))
+                }
                 _ => None,
             };
-            let keep = host_addr.is_none_or(|addr| hosts.contains(&addr));
+            let keep = host.is_none_or(|host| hosts.contains(&host));
             if keep {
                 out.push(line.to_string());
             }
@@ -219,5 +227,20 @@ mod tests {
             LocalCandidate::Host(lan),
         ];
         assert_eq!(announce(answer, &all), answer);
+    }
+
+    #[test]
+    fn tells_tcp_candidates_from_udp_ones_at_the_same_address() {
+        let answer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n\
+                      a=candidate:1 1 udp 2130706175 192.168.1.5 4000 typ host\r\n\
+                      a=candidate:2 1 tcp 1526725887 192.168.1.5 4000 typ host tcptype passive\r\n\
+                      a=end-of-candidates\r\n";
+        let lan: SocketAddr = "192.168.1.5:4000".parse().unwrap();
+        let udp = announce(answer, &[LocalCandidate::Host(lan)]);
+        assert!(udp.contains(" udp ") && !udp.contains(" tcp "), "{udp}");
+        let tcp = announce(answer, &[LocalCandidate::TcpHost(lan)]);
+        assert!(tcp.contains(" tcp ") && !tcp.contains(" udp "), "{tcp}");
+        let both = [LocalCandidate::Host(lan), LocalCandidate::TcpHost(lan)];
+        assert_eq!(announce(answer, &both), answer);
     }
 }

@@ -36,11 +36,14 @@ impl fmt::Display for ViewerId {
 pub enum Output {
     /// Send `contents` from the local address `source` to `destination`.
     Transmit {
-        /// One of the configured host candidates.
+        /// UDP, or the TCP connection from `destination` to `source` (ICE-TCP).
+        transport: Transport,
+        /// One of the host candidates.
         source: SocketAddr,
         /// The viewer's address.
         destination: SocketAddr,
-        /// One UDP datagram.
+        /// One UDP datagram, or over TCP one packet that the driver frames (RFC 4571: a
+        /// two-byte length in network order, then the packet).
         contents: Vec<u8>,
     },
     /// Something the driver should know about.
@@ -49,6 +52,29 @@ pub enum Output {
     /// [`Broadcast::handle_timeout`](crate::Broadcast::handle_timeout) at this instant at the
     /// latest, or earlier when a datagram, a frame or an offer arrives.
     Timeout(Instant),
+}
+
+/// How a packet travels between a viewer and the driver's sockets.
+///
+/// Over [`Tcp`](Transport::Tcp) (ICE-TCP, RFC 6544) the viewer connects to a passive TCP
+/// candidate, and each packet on the connection is framed as RFC 4571 says: two bytes of
+/// length in network order, then the packet. The driver owns the connections, takes the
+/// framing off what it reads and puts it on what it writes; the broadcast sees packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    /// UDP datagrams.
+    Udp,
+    /// A TCP connection that the viewer opened to a passive TCP candidate.
+    Tcp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        })
+    }
 }
 
 /// Events of a [`Broadcast`](crate::Broadcast).

@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 
 use crate::codec;
 use crate::health::Health;
-use crate::output::{DisconnectReason, ViewerId};
+use crate::output::{DisconnectReason, Transport, ViewerId};
 use crate::packetize::Packet;
 
 /// One viewer's session and what the broadcast knows about it.
@@ -25,8 +25,8 @@ pub(crate) struct Viewer {
     /// The extended RTP sequence number of the next packet.
     next_seq: u64,
     pub(crate) ufrag: String,
-    /// Remote addresses that route to this viewer.
-    pub(crate) addrs: Vec<SocketAddr>,
+    /// Remote addresses (with their transport) that route to this viewer.
+    pub(crate) addrs: Vec<(Transport, SocketAddr)>,
     /// str0m's next timeout, valid while `dirty` is false.
     pub(crate) timeout: Instant,
     pub(crate) last_receive: Instant,

@@ -5,4 +5,5 @@ mod loss;
 mod offers;
 mod sim;
 mod slow;
+mod tcp;
 mod viewers;

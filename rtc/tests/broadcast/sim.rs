@@ -10,10 +10,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rtcgear_capture::{h264, AccessUnit, CaptureTime};
-use rtcgear_rtc::{Broadcast, BroadcastConfig, BroadcastEvent, Output, RtcError, ViewerId};
+use rtcgear_rtc::{
+    Broadcast, BroadcastConfig, BroadcastEvent, Output, RtcError, Transport, ViewerId,
+};
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::stats::MediaIngressStats;
 use str0m::{Candidate, Event, Input, Rtc, RtcConfig};
 use str0m_netem::{Netem, NetemConfig};
@@ -73,6 +75,9 @@ impl FrameSource for FakeFrames {
 pub struct Client {
     pub rtc: Rtc,
     pub addr: SocketAddr,
+    /// UDP, or ICE-TCP: the client's candidate is an active TCP one, and everything between
+    /// it and the broadcast is a packet on one TCP connection (framing left out here).
+    pub transport: Transport,
     pub id: ViewerId,
     pub mid: Mid,
     pub online: bool,
@@ -195,6 +200,7 @@ impl Link {
 struct Datagram {
     /// Numbers every datagram, so duplicates can be told from originals.
     serial: u64,
+    transport: Transport,
     source: SocketAddr,
     destination: SocketAddr,
     contents: Vec<u8>,
@@ -253,9 +259,19 @@ impl Sim {
         &mut self,
         codecs: impl FnOnce(RtcConfig) -> RtcConfig,
     ) -> Result<usize, RtcError> {
+        self.try_add_client_over(Transport::Udp, codecs)
+    }
+
+    /// [`try_add_client`](Self::try_add_client) for a client that reaches the broadcast over
+    /// `transport`.
+    pub fn try_add_client_over(
+        &mut self,
+        transport: Transport,
+        codecs: impl FnOnce(RtcConfig) -> RtcConfig,
+    ) -> Result<usize, RtcError> {
         let index = self.clients.len();
         let addr: SocketAddr = (Ipv4Addr::new(10, 0, 0, 10 + index as u8), 5000).into();
-        let (mut rtc, mid, offer) = client_offer(self.now, addr, codecs);
+        let (mut rtc, mid, offer) = client_offer_over(self.now, transport, addr, codecs);
         let (id, answer) = self
             .broadcast
             .handle_offer(self.now, &offer.0.to_sdp_string())?;
@@ -266,6 +282,7 @@ impl Sim {
         self.clients.push(Client {
             rtc,
             addr,
+            transport,
             id,
             mid,
             online: true,
@@ -501,8 +518,16 @@ impl Sim {
     }
 
     fn deliver(&mut self, index: usize, datagram: Datagram) {
+        assert_eq!(
+            datagram.transport, self.clients[index].transport,
+            "the broadcast answers over the client's transport"
+        );
+        let protocol = match datagram.transport {
+            Transport::Udp => Protocol::Udp,
+            Transport::Tcp => Protocol::Tcp,
+        };
         let receive = Receive::new(
-            Protocol::Udp,
+            protocol,
             datagram.source,
             datagram.destination,
             &datagram.contents,
@@ -516,8 +541,9 @@ impl Sim {
     }
 
     fn pass_to_broadcast(&mut self, index: usize, datagram: Datagram) {
-        let accepted = self.broadcast.handle_receive(
+        let accepted = self.broadcast.handle_receive_over(
             self.now,
+            datagram.transport,
             datagram.source,
             datagram.destination,
             &datagram.contents,
@@ -538,6 +564,7 @@ impl Sim {
         loop {
             match self.broadcast.poll_output() {
                 Output::Transmit {
+                    transport,
                     source,
                     destination,
                     contents,
@@ -546,6 +573,7 @@ impl Sim {
                     let serial = self.next_serial();
                     self.to_clients.push_back(Datagram {
                         serial,
+                        transport,
                         source,
                         destination,
                         contents,
@@ -572,6 +600,7 @@ impl Sim {
                     }
                     let datagram = Datagram {
                         serial,
+                        transport: client.transport,
                         source: transmit.source,
                         destination: transmit.destination,
                         contents: transmit.contents.into(),
@@ -624,9 +653,32 @@ pub fn client_offer(
     Mid,
     (str0m::change::SdpOffer, str0m::change::SdpPendingOffer),
 ) {
+    client_offer_over(now, Transport::Udp, addr, codecs)
+}
+
+/// [`client_offer`] with a candidate of `transport`: over TCP an active one, as browsers
+/// gather them.
+pub fn client_offer_over(
+    now: Instant,
+    transport: Transport,
+    addr: SocketAddr,
+    codecs: impl FnOnce(RtcConfig) -> RtcConfig,
+) -> (
+    Rtc,
+    Mid,
+    (str0m::change::SdpOffer, str0m::change::SdpPendingOffer),
+) {
     let config = Rtc::builder().set_stats_interval(Some(Duration::from_secs(1)));
     let mut rtc = codecs(config).build(now);
-    rtc.add_local_candidate(Candidate::host(addr, "udp").expect("a host candidate"));
+    let candidate = match transport {
+        Transport::Udp => Candidate::host(addr, "udp"),
+        Transport::Tcp => Candidate::builder()
+            .tcp()
+            .host(addr)
+            .tcptype(TcpType::Active)
+            .build(),
+    };
+    rtc.add_local_candidate(candidate.expect("a host candidate"));
     let mut change = rtc.sdp_api();
     let mid = change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
     let offer = change.apply().expect("an offer");
