@@ -16,12 +16,16 @@ use crate::{CaptureError, CaptureTime, FrameRate};
 pub enum Codec {
     /// H.264 (AVC) in Annex B form: NAL units behind start codes; see [`crate::h264`].
     H264,
+    /// VP8 (RFC 6386): one compressed frame per access unit, as libvpx writes it, with no
+    /// container around it; a key frame is one whose frame tag has bit 0 clear.
+    Vp8,
 }
 
 impl fmt::Display for Codec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Codec::H264 => f.write_str("H.264"),
+            Codec::Vp8 => f.write_str("VP8"),
         }
     }
 }
