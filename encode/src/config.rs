@@ -190,13 +190,13 @@ pub fn default_kbps(width: u32, height: u32, fps: FrameRate) -> u32 {
 /// The largest width or height accepted, as for capture's frames.
 const MAX_SIDE: u32 = 16384;
 /// The largest bitrate accepted, H.264 level 6.2's cap for High profile.
-const MAX_KBPS: u32 = 800_000;
+pub(crate) const MAX_KBPS: u32 = 800_000;
 /// The largest keyframe interval accepted, below x264's "infinite".
-const MAX_KEYFRAME_INTERVAL: u32 = 1 << 29;
+pub(crate) const MAX_KEYFRAME_INTERVAL: u32 = 1 << 29;
 /// x264's `X264_THREAD_MAX`.
 const MAX_THREADS: u32 = 128;
 
-fn keyframes_every_two_seconds(fps: FrameRate) -> u32 {
+pub(crate) fn keyframes_every_two_seconds(fps: FrameRate) -> u32 {
     let frames = 2 * u64::from(fps.num) / u64::from(fps.den.max(1));
     frames.clamp(1, u64::from(MAX_KEYFRAME_INTERVAL)) as u32
 }

@@ -6,7 +6,7 @@ use rtcgear_capture::{CaptureError, PixelFormat};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodeError {
-    /// A configuration value that x264 cannot use, named with the reason.
+    /// A configuration value that the encoder cannot use, named with the reason.
     #[error("invalid encoder configuration: {0}")]
     InvalidConfig(String),
     /// x264 does not know the preset or tune name.
@@ -41,7 +41,7 @@ pub enum EncodeError {
         got_height: u32,
     },
     /// The frame's pixel format could not be converted to I420.
-    #[error("cannot convert a {format} frame to I420 for x264: {source}")]
+    #[error("cannot convert a {format} frame to I420 for the encoder: {source}")]
     Conversion {
         /// The frame's format.
         format: PixelFormat,
@@ -52,10 +52,19 @@ pub enum EncodeError {
     /// `x264_encoder_encode` returned an error code.
     #[error("x264_encoder_encode failed with code {0}")]
     Encode(i32),
-    /// x264 returned a picture whose pts the encoder never sent, which would be a bug in x264
-    /// or in this crate.
-    #[error("x264 returned a picture with pts {0}, which was never sent")]
+    /// The codec library returned a picture whose pts the encoder never sent, which would be a
+    /// bug in the library or in this crate.
+    #[error("the encoder returned a picture with pts {0}, which was never sent")]
     UnknownPts(i64),
+    /// libvpx, through FFmpeg, failed or is missing: what the encoder was doing, and FFmpeg's
+    /// reason (or the option it refused).
+    #[error("VP8 encoder (FFmpeg's libvpx) failed {action}: {reason}")]
+    Vp8 {
+        /// What the encoder was doing: "opening the encoder", "encoding a frame", ...
+        action: &'static str,
+        /// FFmpeg's words.
+        reason: String,
+    },
     /// A frame was sent after [`Encoder::flush`](crate::Encoder::flush).
     #[error("the encoder was flushed; make a new one to encode more frames")]
     Flushed,

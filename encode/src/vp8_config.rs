@@ -1,0 +1,156 @@
+//! The VP8 encoder's settings.
+
+use rtcgear_capture::FrameRate;
+
+use crate::config::{keyframes_every_two_seconds, MAX_KBPS, MAX_KEYFRAME_INTERVAL};
+use crate::{default_kbps, EncodeError};
+
+/// The settings of a [`Vp8Encoder`](crate::Vp8Encoder).
+///
+/// Make one with [`Vp8Config::new`], which fills in defaults for live streaming to browsers,
+/// then change the fields you care about. The encoder checks the values when it is made.
+///
+/// What is not here is fixed for live WebRTC (see the [module docs](crate#vp8)): libvpx's
+/// realtime deadline, no frames held back (`lag-in-frames` 0) and no alternate reference
+/// frames, error-resilient mode, constant-bitrate rate control over a one-second buffer, and
+/// every frame sent comes out (no frame dropping).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vp8Config {
+    /// Width in pixels, even (4:2:0 frames need it) and at most 16382 (VP8 stores 14 bits).
+    pub width: u32,
+    /// Height in pixels, even and at most 16382.
+    pub height: u32,
+    /// The nominal frame rate: it sets the time base, the rate control's frame budget and the
+    /// default keyframe interval.
+    pub fps: FrameRate,
+    /// The target bitrate in kbit/s, held constant (libvpx's CBR); by default
+    /// [`default_kbps`], the same as for H.264.
+    pub kbps: u32,
+    /// Frames from one keyframe to the next, exactly; 2 seconds' worth by default. 0 means
+    /// keyframes only on [`Vp8Encoder::request_keyframe`](crate::Vp8Encoder::request_keyframe)
+    /// (and the first frame).
+    pub keyframe_interval: u32,
+    /// Encoder threads, each taking rows of macroblocks; 0 lets libvpx use one a core (at most
+    /// 16).
+    pub threads: u32,
+    /// libvpx's speed (`cpu-used`), -16 to 16: higher magnitudes encode faster at lower quality.
+    /// Negative values keep the speed fixed; positive ones let libvpx raise it when a frame
+    /// takes longer than a frame interval, which makes the output depend on the machine's load.
+    /// [`DEFAULT_VP8_SPEED`] (-6) by default.
+    pub speed: i32,
+}
+
+/// The default [`Vp8Config::speed`]: -6, the speed WebRTC's own VP8 encoder (libwebrtc) uses on
+/// desktop machines. At 1280x720 it encodes several times faster than real time on one core of a
+/// modest server; -8 to -16 are faster still, at a small cost in quality.
+pub const DEFAULT_VP8_SPEED: i32 = -6;
+
+impl Vp8Config {
+    /// Defaults for live streaming to browsers at this size and rate: [`default_kbps`], a
+    /// keyframe every two seconds, threads chosen by libvpx, speed [`DEFAULT_VP8_SPEED`].
+    pub fn new(width: u32, height: u32, fps: FrameRate) -> Vp8Config {
+        Vp8Config {
+            width,
+            height,
+            fps,
+            kbps: default_kbps(width, height, fps),
+            keyframe_interval: keyframes_every_two_seconds(fps),
+            threads: 0,
+            speed: DEFAULT_VP8_SPEED,
+        }
+    }
+
+    /// Checks what libvpx would reject or misread, so that the error names the value.
+    pub(crate) fn validate(&self) -> Result<(), EncodeError> {
+        let invalid = |reason: String| Err(EncodeError::InvalidConfig(reason));
+        let (width, height) = (self.width, self.height);
+        if width == 0 || height == 0 {
+            return invalid(format!("the size must not be empty, got {width}x{height}"));
+        }
+        if width % 2 != 0 || height % 2 != 0 {
+            return invalid(format!(
+                "4:2:0 frames need an even width and height, got {width}x{height}"
+            ));
+        }
+        if width > MAX_VP8_SIDE || height > MAX_VP8_SIDE {
+            return invalid(format!(
+                "{width}x{height} is larger than the {MAX_VP8_SIDE}x{MAX_VP8_SIDE} VP8 can code"
+            ));
+        }
+        if self.fps.num == 0 || self.fps.den == 0 {
+            return invalid(format!(
+                "the frame rate must be above zero, got {}/{}",
+                self.fps.num, self.fps.den
+            ));
+        }
+        if self.kbps == 0 || self.kbps > MAX_KBPS {
+            return invalid(format!(
+                "the bitrate must be 1 to {MAX_KBPS} kbit/s, got {}",
+                self.kbps
+            ));
+        }
+        if self.keyframe_interval > MAX_KEYFRAME_INTERVAL {
+            return invalid(format!(
+                "the keyframe interval must be at most {MAX_KEYFRAME_INTERVAL} frames (0 for \
+                 keyframes only on request), got {}",
+                self.keyframe_interval
+            ));
+        }
+        if self.threads > MAX_VP8_THREADS {
+            return invalid(format!(
+                "libvpx uses at most {MAX_VP8_THREADS} threads, got {}",
+                self.threads
+            ));
+        }
+        if !(-16..=16).contains(&self.speed) {
+            return invalid(format!(
+                "the VP8 speed must be -16 to 16, got {}",
+                self.speed
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The largest even width or height VP8's 14-bit size fields hold.
+const MAX_VP8_SIDE: u32 = 16382;
+/// libvpx's VP8 encoder takes at most 64 threads.
+const MAX_VP8_THREADS: u32 = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fps(num: u32) -> FrameRate {
+        FrameRate { num, den: 1 }
+    }
+
+    #[test]
+    fn defaults_follow_the_size_and_rate_as_for_h264() {
+        let config = Vp8Config::new(1280, 720, fps(30));
+        assert_eq!(config.kbps, 2500);
+        assert_eq!(config.keyframe_interval, 60);
+        assert_eq!(config.threads, 0);
+        assert_eq!(config.speed, DEFAULT_VP8_SPEED);
+        assert_eq!(Vp8Config::new(640, 480, fps(30)).kbps, 833);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let check = |change: fn(&mut Vp8Config), needle: &str| {
+            let mut config = Vp8Config::new(640, 480, fps(30));
+            change(&mut config);
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(needle), "{err:?} should contain {needle:?}");
+        };
+        check(|c| c.width = 0, "0x480");
+        check(|c| c.height = 481, "640x481");
+        check(|c| c.width = 16384, "16384x480");
+        check(|c| c.fps = FrameRate { num: 30, den: 0 }, "30/0");
+        check(|c| c.kbps = 0, "got 0");
+        check(|c| c.threads = 65, "got 65");
+        check(|c| c.speed = -17, "got -17");
+        check(|c| c.keyframe_interval = u32::MAX, "got 4294967295");
+    }
+}
