@@ -148,3 +148,97 @@ pub fn psnr(original: &[u8], decoded: &[u8]) -> f64 {
     let mse = squared as f64 / original.len() as f64;
     10.0 * (255.0 * 255.0 / mse).log10()
 }
+
+/// Writes VP8 frames into an IVF file (the plain container libvpx's tools and FFmpeg read:
+/// a 32-byte header, then each frame behind its length and pts) named `name` in `dir`.
+pub fn write_ivf(
+    packets: &[AccessUnit],
+    width: u32,
+    height: u32,
+    dir: &TempDir,
+    name: &str,
+) -> PathBuf {
+    let path = dir.path().join(name);
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"DKIF");
+    bytes.extend_from_slice(&0u16.to_le_bytes()); // version
+    bytes.extend_from_slice(&32u16.to_le_bytes()); // header length
+    bytes.extend_from_slice(b"VP80");
+    bytes.extend_from_slice(&(width as u16).to_le_bytes());
+    bytes.extend_from_slice(&(height as u16).to_le_bytes());
+    bytes.extend_from_slice(&30u32.to_le_bytes()); // time base denominator (rate)
+    bytes.extend_from_slice(&1u32.to_le_bytes()); // time base numerator (scale)
+    bytes.extend_from_slice(&(packets.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&0u32.to_le_bytes()); // unused
+    for (pts, packet) in packets.iter().enumerate() {
+        bytes.extend_from_slice(&(packet.data.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(pts as u64).to_le_bytes());
+        bytes.extend_from_slice(&packet.data);
+    }
+    std::fs::write(&path, bytes).expect("the temp folder is writable");
+    path
+}
+
+/// Decodes an IVF file of VP8 with FFmpeg to packed I420 frames of `width`x`height`: FFmpeg
+/// writes the size the bitstream's key frames carry, so a wrong size shows as a wrong length.
+pub fn decode_ivf(path: &Path, width: u32, height: u32) -> Vec<Vec<u8>> {
+    let path = path.to_str().expect("temp paths are UTF-8");
+    let output = run(
+        "ffmpeg",
+        &[
+            "-v", "error", "-c:v", "vp8", "-f", "ivf", "-i", path, "-f", "rawvideo", "-pix_fmt",
+            "yuv420p", "-",
+        ],
+    );
+    let frame_len = packed_i420_len(width, height);
+    assert_eq!(
+        output.stdout.len() % frame_len,
+        0,
+        "FFmpeg's output is not a whole number of {width}x{height} frames"
+    );
+    output
+        .stdout
+        .chunks_exact(frame_len)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// `(key_frame, width, height)` of every frame FFmpeg decodes from an IVF file of VP8.
+pub fn probe_ivf_frames(path: &Path) -> Vec<(bool, u32, u32)> {
+    let path = path.to_str().expect("temp paths are UTF-8");
+    let output = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-f",
+            "ivf",
+            "-show_frames",
+            "-show_entries",
+            "frame=key_frame,width,height",
+            "-of",
+            "csv=p=0",
+            path,
+        ],
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let number = |index: usize| -> u32 {
+                fields
+                    .get(index)
+                    .and_then(|field| field.parse().ok())
+                    .unwrap_or_else(|| panic!("ffprobe's line {line:?} lacks field {index}"))
+            };
+            (number(0) == 1, number(1), number(2))
+        })
+        .collect()
+}
+
+/// The length of a packed I420 picture.
+pub fn packed_i420_len(width: u32, height: u32) -> usize {
+    let (chroma_width, chroma_height) = (width.div_ceil(2), height.div_ceil(2));
+    (width * height + 2 * chroma_width * chroma_height) as usize
+}
