@@ -119,11 +119,6 @@ impl Browser {
     /// Starts ChromeDriver on a free loopback port, waits until it answers, and opens a
     /// headless Chromium session.
     pub fn launch(launch: Launch) -> Result<Browser, Error> {
-        let profile = match &launch.profile {
-            Some(dir) => TempDir::at(dir)
-                .map_err(|e| Error::new(format!("cannot create {}: {e}", dir.display())))?,
-            None => TempDir::new("chromium-profile"),
-        };
         let port = crate::ports::free_tcp_port();
         let child = Command::new(&launch.chromedriver)
             .arg(format!("--port={port}"))
@@ -137,8 +132,28 @@ impl Browser {
                     launch.chromedriver.display()
                 ))
             })?;
-        let mut driver = ChildGuard::new(child);
-        let base = format!("http://127.0.0.1:{port}");
+        Browser::on_driver(
+            ChildGuard::new(child),
+            format!("http://127.0.0.1:{port}"),
+            launch,
+        )
+    }
+
+    /// Opens a headless Chromium session on a ChromeDriver started by the caller: `driver`,
+    /// answering at `base` (`http://HOST:PORT`), waited for as [`Browser::launch`] waits for
+    /// its own and ended with the browser. The launch's Chromium, profile and timeout are
+    /// used; its ChromeDriver is not. For a ChromeDriver that runs elsewhere, such as in
+    /// another network namespace (see [`crate::netns`]).
+    pub fn on_driver(
+        mut driver: ChildGuard,
+        base: String,
+        launch: Launch,
+    ) -> Result<Browser, Error> {
+        let profile = match &launch.profile {
+            Some(dir) => TempDir::at(dir)
+                .map_err(|e| Error::new(format!("cannot create {}: {e}", dir.display())))?,
+            None => TempDir::new("chromium-profile"),
+        };
         let deadline = Instant::now() + DRIVER_START_LIMIT;
         while !matches!(
             http::send(&format!("{base}/status"), "GET", None, &[], launch.timeout),
