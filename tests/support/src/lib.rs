@@ -13,6 +13,7 @@
 //! - [`rtsp`]: GStreamer's RTSP server on loopback; [`rpicam`]: the stand-in `rpicam-vid`.
 //! - [`relay`]: a lossy UDP relay, for what a bad network does.
 //! - [`serial`]: tests that stream video take turns.
+//! - [`netns`]: networks of Linux network namespaces (routers, NAT, firewalls), Chromium in one.
 //!
 //! Fixtures that fail panic with what is missing, as a test should; the ones the Pi smoke
 //! test uses outside a test also come as fallible calls returning [`Error`].
@@ -63,6 +64,7 @@ use std::fmt;
 pub mod clips;
 pub mod http;
 pub mod live;
+pub mod netns;
 pub mod player;
 pub mod ports;
 pub mod process;
