@@ -17,6 +17,8 @@ if [ "$want" = test ]; then
   # The TURN credentials test starts its own coturn on loopback (the system's service is
   # stopped again below, so installing it runs no TURN server).
   packages+=(coturn)
+  # The network tests build NAT routers in network namespaces (cli/tests/netns.rs).
+  packages+=(iptables iproute2)
 fi
 
 say() { printf '[deps] %s\n' "$*" >&2; }

@@ -21,6 +21,15 @@ else
   echo "NOT RUN: the TURN credentials against coturn (turnserver or turnutils_uclient missing; scripts/deps.sh test installs coturn)"
 fi
 
+# rtcgear served across network namespaces (same LAN, cone and symmetric NAT, TURN over UDP
+# and TCP, ICE-TCP, a port forward), played by Chromium in the viewer's namespace: root only.
+if [ "$(id -u)" = 0 ]; then
+  echo "==> rtcgear across real networks: network namespaces, NAT, coturn and Chromium"
+  cargo test --locked -p rtcgear --test netns -- --ignored --test-threads=1 --nocapture
+else
+  echo "NOT RUN: rtcgear across network namespaces (cli/tests/netns.rs needs root)"
+fi
+
 # The VM tests are #[ignore]d in a plain `cargo test`; here they run on purpose, with --ignored.
 if [ "$(id -u)" = 0 ] && [ "${RTCGEAR_V4L2_VM:-1}" = 1 ]; then
   echo "==> the V4L2 source against the vivid camera in a VM"
