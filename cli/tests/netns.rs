@@ -8,14 +8,14 @@
 //! They need root: `#[ignore]`d in a plain `cargo test`; `scripts/test.sh` runs them as root,
 //! one at a time. A case that cannot make its namespaces says why and passes.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use rtcgear_test_support::netns::{
-    Layout, Nat, Topology, ROUTER_PUBLIC, SERVER_PRIVATE, SERVER_PUBLIC, TURN,
+    Layout, Nat, Netns, Topology, ROUTER_PUBLIC, SERVER_PRIVATE, SERVER_PUBLIC, TURN,
 };
 use rtcgear_test_support::process::ChildGuard;
 use rtcgear_test_support::serial::heavy;
@@ -213,6 +213,52 @@ fn no_ice_tcp() -> Vec<&'static str> {
     } else {
         Vec::new()
     }
+}
+
+/// The ports the server's and coturn's hosts see one UDP socket of the viewer behind `nat`
+/// send from (each checks that it comes from the router's public address), or `None` where
+/// namespaces cannot be made.
+fn mapped_ports(nat: Nat) -> Option<(u16, u16)> {
+    let net = network(Layout::ViewerBehindNat(nat))?;
+    let bind = |ns: &Netns, addr: Ipv4Addr| {
+        let socket = ns
+            .run(move || UdpSocket::bind((addr, 7000)))
+            .expect("a thread in the namespace")
+            .expect("a UDP socket");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("a read timeout");
+        socket
+    };
+    let (server, turn) = (bind(&net.server, SERVER_PUBLIC), bind(&net.turn, TURN));
+    let viewer = bind(&net.viewer, Ipv4Addr::UNSPECIFIED);
+    let seen = |socket: &UdpSocket, addr: Ipv4Addr| {
+        viewer.send_to(b"where am I", (addr, 7000)).expect("sent");
+        let (_, from) = socket
+            .recv_from(&mut [0; 64])
+            .unwrap_or_else(|e| panic!("nothing reached {addr}: {e}"));
+        assert_eq!(from.ip(), ROUTER_PUBLIC, "the NAT's address");
+        from.port()
+    };
+    Some((seen(&server, SERVER_PUBLIC), seen(&turn, TURN)))
+}
+
+/// The fixture's NATs are what the cases say: one viewer socket keeps its mapping whoever it
+/// sends to through the cone NAT, and gets another port for each peer through the symmetric
+/// one.
+#[test]
+#[ignore = "needs root and network namespaces; scripts/test.sh runs them"]
+fn the_cone_nat_keeps_a_mapping_and_the_symmetric_one_does_not() {
+    let Some((server, turn)) = mapped_ports(Nat::Cone) else {
+        return;
+    };
+    eprintln!("cone NAT: the server sees port {server}, coturn's host {turn}");
+    assert_eq!(server, turn);
+    let Some((server, turn)) = mapped_ports(Nat::Symmetric) else {
+        return;
+    };
+    eprintln!("symmetric NAT: the server sees port {server}, coturn's host {turn}");
+    assert_ne!(server, turn);
 }
 
 #[test]
