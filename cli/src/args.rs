@@ -71,6 +71,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PORT")]
     pub udp_port: Option<u16>,
 
+    /// ICE over TCP, for viewers whose UDP is blocked, on a TCP port of its own (default: on
+    /// the HTTP port, which then takes HTTP, HTTPS and ICE-TCP alike).
+    #[arg(long, value_name = "PORT", conflicts_with = "no_tcp")]
+    pub tcp_port: Option<u16>,
+
+    /// No ICE over TCP: media over UDP only.
+    #[arg(long)]
+    pub no_tcp: bool,
+
     /// Frame size, WIDTHxHEIGHT: the test pattern's size (default 1280x720); other sources
     /// are scaled to it when it is given.
     #[arg(long, value_parser = parse_size, value_name = "WxH")]

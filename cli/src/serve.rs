@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rtcgear_capture::{Opened, OpenedSource};
-use rtcgear_server::{Server, ServerConfig, StreamConfig, WhenIdle};
+use rtcgear_server::{IceTcp, Server, ServerConfig, StreamConfig, WhenIdle};
 
 use crate::args::ServeArgs;
 use crate::source::open_source;
@@ -44,6 +44,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.bind = args.bind;
         config.http_port = args.port;
         config.udp_port = args.udp_port;
+        config.ice_tcp = match (args.no_tcp, args.tcp_port) {
+            (true, _) => IceTcp::Off,
+            (false, Some(port)) => IceTcp::Port(port),
+            (false, None) => IceTcp::HttpPort,
+        };
         config.public_ips = args.public_ips.iter().flat_map(|p| p.0.clone()).collect();
         config.ice_servers = args.ice_servers.clone();
         config.turn_secret = args.turn_secret.clone();
@@ -116,7 +121,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let server = builder.build().map_err(|e| {
         anyhow::anyhow!("{e}").context(match e {
-            rtcgear_server::ServerError::Bind { .. } => "pick other ports with --port / --udp-port",
+            rtcgear_server::ServerError::Bind { .. } => {
+                "pick other ports with --port / --udp-port / --tcp-port"
+            }
             _ => "cannot start the server",
         })
     })?;
@@ -127,8 +134,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!(
                     target: LOG_TARGET,
-        "media on UDP {}; ICE candidates {:?}",
+        "media on UDP {}{}; ICE candidates {:?}",
         server.udp_addr().port(),
+        match server.ice_tcp_port() {
+            Some(port) => format!(" and ICE-TCP on TCP {port}"),
+            None => String::new(),
+        },
         server.candidates()
     );
     let urls = server.urls();

@@ -231,6 +231,12 @@ fn bad_values_are_usage_errors() {
     );
     check_refused(&["--bind", "nonsense"], 2, "--bind", "nonsense");
     check_refused(
+        &["--tcp-port", "9000", "--no-tcp"],
+        2,
+        "--tcp-port",
+        "--no-tcp",
+    );
+    check_refused(
         &["--public-ip", "no-such-host.invalid"],
         2,
         "--public-ip",
@@ -447,7 +453,59 @@ fn serve_on_a_taken_port_says_so() {
         "{}",
         out.stderr
     );
+    let out = run(
+        &[
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--udp-port",
+            "0",
+            "--tcp-port",
+            &port,
+            "--size",
+            "320x240",
+        ],
+        QUICK,
+    );
+    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("ICE-TCP") && out.stderr.contains("--tcp-port"),
+        "{}",
+        out.stderr
+    );
     drop(taken);
+}
+
+/// ICE-TCP is on by default, on the HTTP port; `--tcp-port` moves it and `--no-tcp` turns it
+/// off, as the log says.
+#[test]
+fn ice_tcp_follows_its_flags() {
+    let logged = |flags: &[&str]| -> String {
+        let mut all = vec!["--size", "320x240"];
+        all.extend(flags);
+        let (mut running, _) = serve_with(&all, &[]);
+        running.signal("TERM");
+        running.wait(Duration::from_secs(5));
+        let log = running.stderr_text();
+        log.lines()
+            .find(|line| line.contains("ICE candidates"))
+            .unwrap_or_else(|| panic!("no candidates logged:\n{log}"))
+            .to_string()
+    };
+    assert!(logged(&[]).contains("and ICE-TCP on TCP "));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let line = logged(&["--tcp-port", &port.to_string()]);
+    assert!(
+        line.contains(&format!("and ICE-TCP on TCP {port};")),
+        "{line}"
+    );
+    let line = logged(&["--no-tcp"]);
+    assert!(!line.contains("ICE-TCP"), "{line}");
 }
 
 #[test]

@@ -24,6 +24,11 @@ struct Serve {
 
 impl Serve {
     fn start() -> Serve {
+        Serve::start_with(&[])
+    }
+
+    /// [`Serve::start`] with these flags too.
+    fn start_with(flags: &[&str]) -> Serve {
         let (http_port, udp_port) = (free_tcp_port(), free_udp_port());
         let child = Command::new(env!("CARGO_BIN_EXE_rtcgear"))
             .args([
@@ -39,6 +44,7 @@ impl Serve {
             .arg(http_port.to_string())
             .arg("--udp-port")
             .arg(udp_port.to_string())
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -367,7 +373,8 @@ fn a_reloaded_page_gets_a_fresh_session_and_the_old_one_goes() {
 
 /// A page whose media finds no route (the answer's candidate rewritten to a UDP port where
 /// nothing listens, as when a firewall drops the server's UDP) says so in words, pointing at
-/// UDP and the README's Networks section, instead of spinning; it keeps offering again, and
+/// UDP and the README's Networks section, instead of spinning (its ICE-TCP candidates are
+/// taken out too); it keeps offering again, and
 /// plays as soon as the route is there.
 #[test]
 fn a_page_whose_media_finds_no_route_says_so_and_keeps_trying() {
@@ -383,7 +390,7 @@ fn a_page_whose_media_finds_no_route_says_so_and_keeps_trying() {
              if (window.__blockMedia && d && typeof d.sdp === 'string') {{ \
                window.__blocked++; \
                d = {{ type: d.type, sdp: d.sdp.replace(/ 127\\.0\\.0\\.1 {udp} typ host/g, \
-                 ' 127.0.0.1 {nowhere} typ host') }}; \
+                 ' 127.0.0.1 {nowhere} typ host').replace(/a=candidate:[^\\r\\n]* tcp [^\\r\\n]*\\r\\n/g, '') }}; \
              }} \
              return apply.call(this, d, ...rest); \
            }}; \
@@ -432,4 +439,83 @@ fn a_page_whose_media_finds_no_route_says_so_and_keeps_trying() {
     assert_eq!(browser.eval("return window.rtcgear.problem"), Value::Null);
     let says = browser.eval("return document.getElementById('state').textContent");
     assert_eq!(says, "connected");
+}
+
+/// The selected candidate pair of the page's connection: `[local type, local protocol, remote
+/// type, remote protocol, remote port]`, from `getStats`.
+fn selected_pair(browser: &Browser) -> Vec<String> {
+    let pair = browser.eval_async(
+        "const done = arguments[arguments.length - 1]; \
+         window.rtcgear.pc.getStats().then(stats => { \
+           let pair = null; \
+           stats.forEach(s => { if (s.type === 'transport' && s.selectedCandidatePairId) \
+             pair = stats.get(s.selectedCandidatePairId); }); \
+           if (!pair) stats.forEach(s => { if (s.type === 'candidate-pair' && s.nominated \
+             && s.state === 'succeeded') pair = s; }); \
+           if (!pair) { done(null); return; } \
+           const l = stats.get(pair.localCandidateId), r = stats.get(pair.remoteCandidateId); \
+           done([l.candidateType, l.protocol, r.candidateType, r.protocol, String(r.port)]); \
+         }, e => done(String(e)));",
+    );
+    let Value::Array(fields) = pair else {
+        panic!("no selected candidate pair: {pair}");
+    };
+    fields
+        .iter()
+        .map(|f| f.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A page whose UDP cannot reach the server (the answer's UDP candidate points nowhere) plays
+/// over ICE-TCP, on the HTTP port, with no flag given: the selected pair is TCP to the
+/// server's host candidate.
+#[test]
+fn a_page_whose_udp_is_blocked_plays_over_ice_tcp_on_the_http_port() {
+    let serve = Serve::start();
+    let port = plays_over_tcp(&serve);
+    assert_eq!(port, serve.http_port);
+}
+
+/// The same with `--tcp-port`: ICE-TCP on a port of its own.
+#[test]
+fn ice_tcp_on_a_port_of_its_own_plays_too() {
+    let tcp_port = free_tcp_port();
+    let serve = Serve::start_with(&["--tcp-port", &tcp_port.to_string()]);
+    assert_eq!(plays_over_tcp(&serve), tcp_port);
+}
+
+/// Plays the page of `serve` with its UDP candidate pointing nowhere, checks that it plays
+/// over TCP, and returns the server's TCP port that the selected pair uses.
+fn plays_over_tcp(serve: &Serve) -> u16 {
+    let _turn = heavy();
+    let nowhere = free_udp_port();
+    let browser = Browser::start();
+    browser.on_new_document(&format!(
+        "(() => {{ \
+           const apply = RTCPeerConnection.prototype.setRemoteDescription; \
+           RTCPeerConnection.prototype.setRemoteDescription = function (d, ...rest) {{ \
+             if (d && typeof d.sdp === 'string') {{ \
+               d = {{ type: d.type, sdp: d.sdp.replace(/ 127\\.0\\.0\\.1 {udp} typ host/g, \
+                 ' 127.0.0.1 {nowhere} typ host') }}; \
+             }} \
+             return apply.call(this, d, ...rest); \
+           }}; \
+         }})();",
+        udp = serve.udp_port
+    ));
+    browser.goto(&serve.url("/"));
+    let started = Instant::now();
+    browser.wait_for("the page to play", Duration::from_secs(30), PLAYING);
+    eprintln!("playing over TCP after {:?}", started.elapsed());
+    let pair = selected_pair(&browser);
+    eprintln!("selected pair: {pair:?}");
+    assert_eq!(pair[1], "tcp", "{pair:?}");
+    assert_eq!(pair[2], "host", "{pair:?}");
+    assert_eq!(pair[3], "tcp", "{pair:?}");
+    // It keeps playing: frames keep coming over the TCP connection.
+    let before = browser.frames_decoded();
+    thread::sleep(Duration::from_secs(2));
+    let after = browser.frames_decoded();
+    assert!(after >= before + 30, "{before} -> {after} frames in 2 s");
+    pair[4].parse().expect("the remote candidate's port")
 }

@@ -22,6 +22,10 @@ pub struct ServerConfig {
     /// The one UDP port for every viewer's media; `None` (the default) uses the HTTP port's
     /// number, so one firewall rule (TCP and UDP) covers the server. 0 picks a free one.
     pub udp_port: Option<u16>,
+    /// ICE over TCP (RFC 6544), for viewers whose UDP is blocked: where the server takes TCP
+    /// connections for media (default [`IceTcp::HttpPort`], on the HTTP port, so one TCP rule
+    /// and one UDP rule cover the server).
+    pub ice_tcp: IceTcp,
     /// Public addresses to announce as extra ICE host candidates (with the media port), for a
     /// host behind NAT that forwards the UDP port, or one with a LAN and a public address.
     /// Announced to every viewer, loopback ones too; addresses of a family the media socket
@@ -102,6 +106,7 @@ impl fmt::Debug for ServerConfig {
             .field("bind", &self.bind)
             .field("http_port", &self.http_port)
             .field("udp_port", &self.udp_port)
+            .field("ice_tcp", &self.ice_tcp)
             .field("public_ips", &self.public_ips)
             .field("ice_servers", &self.ice_servers)
             // The secret itself must never reach a log.
@@ -142,6 +147,7 @@ impl Default for ServerConfig {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             http_port: 8000,
             udp_port: None,
+            ice_tcp: IceTcp::HttpPort,
             public_ips: Vec::new(),
             ice_servers: Vec::new(),
             turn_secret: None,
@@ -166,6 +172,23 @@ impl Default for ServerConfig {
             max_headers: 64,
         }
     }
+}
+
+/// Where a [`Server`](crate::Server) accepts ICE-TCP connections ([`ServerConfig::ice_tcp`]).
+///
+/// Each answer announces a passive TCP host candidate beside every UDP one, with a lower
+/// priority: a browser that can use UDP does, and one whose UDP is blocked connects over TCP
+/// and gets the same stream, each packet framed as RFC 4571 says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IceTcp {
+    /// No ICE-TCP: media over UDP only.
+    Off,
+    /// On the HTTP (or HTTPS) port: the first bytes of each connection tell a browser's
+    /// RFC 4571-framed STUN request from HTTP and TLS.
+    HttpPort,
+    /// On a TCP port of its own; 0 picks a free one.
+    Port(u16),
 }
 
 /// A STUN or TURN server, as the page's `RTCPeerConnection` and WHEP's `Link` header take it.

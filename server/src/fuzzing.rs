@@ -265,19 +265,39 @@ mod tests {
         let harness = Harness::with_config(crate::http::RTC_ANSWER_TIMEOUT, |config| {
             config.public_ips = vec![public];
         });
+        // UDP candidates first, then the same addresses over ICE-TCP (on by default).
         let local = offer(&harness, "127.0.0.1:50000");
-        assert_eq!(local.len(), 2, "{local:?}");
-        assert!(local[0].contains(" 203.0.113.5 "), "{local:?}");
-        assert!(local[1].contains(" 127.0.0.1 "), "{local:?}");
+        assert_eq!(local.len(), 4, "{local:?}");
+        assert!(
+            local[0].contains(" udp ") && local[0].contains(" 203.0.113.5 "),
+            "{local:?}"
+        );
+        assert!(
+            local[1].contains(" udp ") && local[1].contains(" 127.0.0.1 "),
+            "{local:?}"
+        );
+        assert!(
+            local[2].contains(" tcp ") && local[2].contains(" 203.0.113.5 "),
+            "{local:?}"
+        );
+        assert!(
+            local[3].contains(" tcp ") && local[3].contains(" 127.0.0.1 "),
+            "{local:?}"
+        );
         // An IPv4 client of a socket bound to `::` shows up as an IPv4-mapped address.
         let mapped = offer(&harness, "[::ffff:127.0.0.1]:50000");
-        assert_eq!(mapped.len(), 2, "{mapped:?}");
+        assert_eq!(mapped.len(), 4, "{mapped:?}");
         let remote = offer(&harness, "192.0.2.1:50000");
-        assert_eq!(remote.len(), 1, "{remote:?}");
-        assert!(remote[0].contains(" 203.0.113.5 "), "{remote:?}");
+        assert_eq!(remote.len(), 2, "{remote:?}");
+        assert!(
+            remote.iter().all(|c| c.contains(" 203.0.113.5 ")),
+            "{remote:?}"
+        );
 
         // Bound to loopback with nothing else: loopback is all there is, for everyone.
-        let harness = Harness::new();
+        let harness = Harness::with_config(crate::http::RTC_ANSWER_TIMEOUT, |config| {
+            config.ice_tcp = crate::IceTcp::Off;
+        });
         let remote = offer(&harness, "192.0.2.1:50000");
         assert_eq!(remote.len(), 1, "{remote:?}");
         assert!(remote[0].contains(" 127.0.0.1 "), "{remote:?}");

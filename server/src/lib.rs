@@ -106,6 +106,7 @@ mod error;
 pub mod fuzzing;
 mod gate;
 mod http;
+mod ice_tcp;
 mod limit;
 mod media;
 mod message;
@@ -117,7 +118,7 @@ mod turn;
 mod udp;
 mod web;
 
-pub use config::{IceServer, ServerConfig};
+pub use config::{IceServer, IceTcp, ServerConfig};
 pub use error::ServerError;
 pub use message::{Handler, Middleware, Request, Response};
 pub use server::{Server, ServerBuilder, ShutdownHandle};

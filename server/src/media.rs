@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 use rtcgear_rtc::{
-    Broadcast, BroadcastConfig, BroadcastEvent, LocalCandidate, Output, RtcError, ViewerId,
+    Broadcast, BroadcastConfig, BroadcastEvent, LocalCandidate, Output, RtcError, Transport,
+    ViewerId,
 };
 
 use crate::config::IceServer;
+use crate::ice_tcp::{Connections, TcpEvent};
 use crate::stream::{StreamFrame, StreamShared, Video};
 use crate::stun;
 use crate::udp::Batch;
@@ -108,6 +110,8 @@ pub(crate) fn udp_reader(socket: UdpSocket, tx: Sender<Datagram>, shutdown: Arc<
 pub(crate) struct Media {
     /// The socket's sending side: what each round of polling produced goes out in one batch.
     out: Batch,
+    /// The viewers' ICE-TCP connections, written to like the socket.
+    tcp: Connections,
     candidates: Candidates,
     broadcasts: Vec<Broadcast>,
     timeouts: Vec<Instant>,
@@ -134,6 +138,7 @@ impl Media {
                 // Every host address, so that datagrams are accepted wherever they arrive;
                 // each offer's answer announces only what fits its viewer (`for_viewer`).
                 let config = BroadcastConfig::new(candidates.hosts.clone())
+                    .with_tcp_candidates(candidates.tcp.clone())
                     .with_ice_timeout(ice_timeout)
                     .with_gop_cache(matches!(stream.video, Video::Passthrough { .. }))
                     .with_h264_profile(match stream.video {
@@ -145,6 +150,7 @@ impl Media {
             .collect::<Vec<_>>();
         Media {
             out: Batch::new(socket),
+            tcp: Connections::default(),
             timeouts: vec![now; broadcasts.len()],
             candidates,
             broadcasts,
@@ -161,10 +167,12 @@ impl Media {
         self
     }
 
-    /// Runs until shutdown: select over datagrams, frames, commands and the next timeout.
+    /// Runs until shutdown: select over datagrams, ICE-TCP packets, frames, commands and the
+    /// next timeout.
     pub(crate) fn run(
         mut self,
         udp_rx: Receiver<Datagram>,
+        mut tcp_rx: Receiver<TcpEvent>,
         media_rx: Receiver<StreamFrame>,
         command_rx: Receiver<Command>,
         shutdown: Arc<AtomicBool>,
@@ -190,6 +198,18 @@ impl Media {
                     while let Ok(datagram) = udp_rx.try_recv() {
                         self.handle_datagram(datagram);
                     }
+                }
+                recv(tcp_rx) -> event => {
+                    let Ok(event) = event else {
+                        // No ICE-TCP (or no more): nothing will come this way.
+                        tcp_rx = crossbeam_channel::never();
+                        continue;
+                    };
+                    self.handle_tcp(event);
+                    while let Ok(event) = tcp_rx.try_recv() {
+                        self.handle_tcp(event);
+                    }
+                    self.tcp.flush();
                 }
                 recv(media_rx) -> frame => {
                     let Ok(frame) = frame else { break };
@@ -239,6 +259,33 @@ impl Media {
             }
         }
         tracing::trace!("datagram from {} belongs to no viewer", datagram.source);
+    }
+
+    fn handle_tcp(&mut self, event: TcpEvent) {
+        match event {
+            TcpEvent::Opened { peer, stream } => self.tcp.opened(peer, stream),
+            TcpEvent::Closed { peer } => self.tcp.closed(peer),
+            TcpEvent::Packet {
+                received,
+                peer,
+                local,
+                data,
+            } => {
+                for index in 0..self.broadcasts.len() {
+                    if self.broadcasts[index].handle_receive_over(
+                        received,
+                        Transport::Tcp,
+                        peer,
+                        local,
+                        &data,
+                    ) {
+                        self.drain(index);
+                        return;
+                    }
+                }
+                self.tcp.refuse(peer);
+            }
+        }
     }
 
     fn handle_frame(&mut self, stream_frame: StreamFrame) {
@@ -324,15 +371,25 @@ impl Media {
         loop {
             match self.broadcasts[index].poll_output() {
                 Output::Transmit {
+                    transport: Transport::Udp,
                     destination,
                     contents,
                     ..
                 } => {
                     self.out.push(destination, contents);
                 }
+                Output::Transmit {
+                    transport: Transport::Tcp,
+                    destination,
+                    contents,
+                    ..
+                } => {
+                    self.tcp.send(destination, &contents);
+                }
                 Output::Event(event) => self.handle_event(index, event),
                 Output::Timeout(at) => {
                     self.out.flush();
+                    self.tcp.flush();
                     self.timeouts[index] = at;
                     // Counted as soon as an offer is answered, so an idle stream starts
                     // capturing and encoding while the viewer is still connecting.
@@ -402,6 +459,8 @@ pub(crate) struct Candidates {
     /// Which of `hosts` were given as public addresses: announced to every viewer, even a
     /// loopback one (a port forward into a VM may well be `127.0.0.1`).
     pub(crate) public: Vec<SocketAddr>,
+    /// Passive ICE-TCP candidates: the addresses of `hosts` with the ICE-TCP port, when on.
+    pub(crate) tcp: Vec<SocketAddr>,
     /// The media socket's address as a STUN server saw it, and its base (the local address it
     /// maps), once known.
     pub(crate) reflexive: Option<(SocketAddr, SocketAddr)>,
@@ -409,8 +468,14 @@ pub(crate) struct Candidates {
 
 impl Candidates {
     /// The candidates for a socket bound to `bind:port`: every interface's address when
-    /// `bind` is unspecified, and the `public` addresses (of a family the socket can use).
-    pub(crate) fn gather(bind: IpAddr, port: u16, public: &[IpAddr]) -> Candidates {
+    /// `bind` is unspecified, and the `public` addresses (of a family the socket can use);
+    /// with `tcp_port`, the same addresses with that port as ICE-TCP candidates.
+    pub(crate) fn gather(
+        bind: IpAddr,
+        port: u16,
+        tcp_port: Option<u16>,
+        public: &[IpAddr],
+    ) -> Candidates {
         let mut ips: Vec<IpAddr> = if bind.is_unspecified() {
             match if_addrs::get_if_addrs() {
                 Ok(interfaces) => interfaces.into_iter().map(|i| i.ip()).collect(),
@@ -434,10 +499,15 @@ impl Candidates {
                 tracing::warn!("public address {ip} cannot reach a media socket bound to {bind}; not announcing it");
             }
         }
-        Candidates::of(ips, public_ips, port)
+        Candidates::of(ips, public_ips, port, tcp_port)
     }
 
-    fn of(mut ips: Vec<IpAddr>, public: Vec<IpAddr>, port: u16) -> Candidates {
+    fn of(
+        mut ips: Vec<IpAddr>,
+        public: Vec<IpAddr>,
+        port: u16,
+        tcp_port: Option<u16>,
+    ) -> Candidates {
         ips.extend(&public);
         // Stable: interfaces in the system's order, then the public addresses; loopback last.
         ips.sort_by_key(|ip| ip.is_loopback());
@@ -448,12 +518,20 @@ impl Candidates {
                 hosts.push(addr);
             }
         }
+        let tcp = match tcp_port {
+            Some(tcp_port) => hosts
+                .iter()
+                .map(|addr| SocketAddr::new(addr.ip(), tcp_port))
+                .collect(),
+            None => Vec::new(),
+        };
         Candidates {
             hosts,
             public: public
                 .into_iter()
                 .map(|ip| SocketAddr::new(ip, port))
                 .collect(),
+            tcp,
             reflexive: None,
         }
     }
@@ -472,8 +550,10 @@ impl Candidates {
     pub(crate) fn for_viewer(&self, viewer: Option<IpAddr>) -> Vec<LocalCandidate> {
         let everything = |_: &&SocketAddr| true;
         let remote = viewer.is_some_and(|ip| !ip.to_canonical().is_loopback());
-        let not_loopback =
-            |addr: &&SocketAddr| !addr.ip().is_loopback() || self.public.contains(addr);
+        let not_loopback = |addr: &&SocketAddr| {
+            !addr.ip().is_loopback() || self.public.iter().any(|p| p.ip() == addr.ip())
+        };
+        // UDP first, then TCP, which browsers use only when UDP fails.
         let pick = |keep: &dyn Fn(&&SocketAddr) -> bool| -> Vec<LocalCandidate> {
             let mut picked: Vec<LocalCandidate> = self
                 .hosts
@@ -484,6 +564,12 @@ impl Candidates {
             if let Some((addr, base)) = self.reflexive {
                 picked.push(LocalCandidate::ServerReflexive { addr, base });
             }
+            picked.extend(
+                self.tcp
+                    .iter()
+                    .filter(keep)
+                    .map(|&addr| LocalCandidate::TcpHost(addr)),
+            );
             picked
         };
         if remote {
@@ -556,6 +642,7 @@ mod tests {
             .iter()
             .map(|c| match c {
                 LocalCandidate::Host(addr) => format!("host {addr}"),
+                LocalCandidate::TcpHost(addr) => format!("tcp {addr}"),
                 LocalCandidate::ServerReflexive { addr, base } => format!("srflx {addr} {base}"),
             })
             .collect()
@@ -567,6 +654,7 @@ mod tests {
             vec![ip("127.0.0.1"), ip("192.168.1.5"), ip("10.0.0.2")],
             vec![ip("203.0.113.5")],
             4000,
+            None,
         );
         assert_eq!(
             candidates.hosts,
@@ -612,15 +700,45 @@ mod tests {
     }
 
     #[test]
+    fn tcp_candidates_follow_the_udp_ones_with_the_same_choice_of_address() {
+        let candidates = Candidates::of(
+            vec![ip("127.0.0.1"), ip("192.168.1.5")],
+            vec![ip("203.0.113.5")],
+            4000,
+            Some(8000),
+        );
+        assert_eq!(
+            addrs(&candidates.for_viewer(Some(ip("192.0.2.9")))),
+            [
+                "host 192.168.1.5:4000",
+                "host 203.0.113.5:4000",
+                "tcp 192.168.1.5:8000",
+                "tcp 203.0.113.5:8000"
+            ]
+        );
+        assert_eq!(
+            addrs(&candidates.for_viewer(Some(ip("127.0.0.1")))),
+            [
+                "host 192.168.1.5:4000",
+                "host 203.0.113.5:4000",
+                "host 127.0.0.1:4000",
+                "tcp 192.168.1.5:8000",
+                "tcp 203.0.113.5:8000",
+                "tcp 127.0.0.1:8000"
+            ]
+        );
+    }
+
+    #[test]
     fn a_public_loopback_address_and_a_lone_loopback_go_to_everyone() {
         // A VM's port forward: `--public-ip 127.0.0.1` is what its host's browser uses.
-        let forwarded = Candidates::of(vec![ip("10.0.2.15")], vec![ip("127.0.0.1")], 4000);
+        let forwarded = Candidates::of(vec![ip("10.0.2.15")], vec![ip("127.0.0.1")], 4000, None);
         assert_eq!(
             addrs(&forwarded.for_viewer(Some(ip("10.0.2.2")))),
             ["host 10.0.2.15:4000", "host 127.0.0.1:4000"]
         );
         // Bound to loopback, reached through a forward: nothing else to offer.
-        let lone = Candidates::of(vec![ip("127.0.0.1")], Vec::new(), 4000);
+        let lone = Candidates::of(vec![ip("127.0.0.1")], Vec::new(), 4000, None);
         assert_eq!(
             addrs(&lone.for_viewer(Some(ip("192.0.2.9")))),
             ["host 127.0.0.1:4000"]
@@ -632,6 +750,7 @@ mod tests {
         let v4 = Candidates::gather(
             ip("127.0.0.1"),
             4000,
+            None,
             &[ip("203.0.113.5"), ip("2001:db8::5"), ip("203.0.113.5")],
         );
         assert_eq!(
@@ -641,6 +760,7 @@ mod tests {
         let v6 = Candidates::gather(
             ip("::1"),
             4000,
+            None,
             &[ip("::ffff:203.0.113.5"), ip("2001:db8::5")],
         );
         assert_eq!(
@@ -651,7 +771,7 @@ mod tests {
         assert!(!usable_with(ip("0.0.0.0"), ip("2001:db8::5")));
         assert!(!usable_with(ip("::"), ip("fe80::1")));
         // Bound to every interface: at least the loopback one, never unspecified.
-        let all = Candidates::gather(ip("0.0.0.0"), 4000, &[]);
+        let all = Candidates::gather(ip("0.0.0.0"), 4000, None, &[]);
         assert!(
             all.hosts
                 .iter()

@@ -12,9 +12,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::auth::Access;
 
-use crate::config::{check_stream_name, ServerConfig};
+use crate::config::{check_stream_name, IceTcp, ServerConfig};
 use crate::gate::{Gate, GateConfig, Peers};
 use crate::http::{App, RTC_ANSWER_TIMEOUT};
+use crate::ice_tcp::{self, TcpEvent};
 use crate::limit::RateLimiter;
 use crate::media::{self, Candidates, Media};
 use crate::message::{Handler, Middleware, Request, Response};
@@ -147,7 +148,25 @@ impl ServerBuilder {
             context: "reading the UDP address".into(),
             source: e,
         })?;
-        let candidates = Candidates::gather(config.bind, udp_addr.port(), &config.public_ips);
+        // ICE-TCP: on the HTTP port (the gate tells its connections apart), on a port of its
+        // own, or off.
+        let (ice_listener, tcp_port) = match config.ice_tcp {
+            IceTcp::Off => (None, None),
+            IceTcp::HttpPort => (None, Some(http_addr.port())),
+            IceTcp::Port(port) => {
+                let addr = SocketAddr::new(config.bind, port);
+                let bind_error = |e: std::io::Error| ServerError::Bind {
+                    what: "ICE-TCP",
+                    addr,
+                    source: e,
+                };
+                let listener = TcpListener::bind(addr).map_err(bind_error)?;
+                let port = listener.local_addr().map_err(bind_error)?.port();
+                (Some(listener), Some(port))
+            }
+        };
+        let candidates =
+            Candidates::gather(config.bind, udp_addr.port(), tcp_port, &config.public_ips);
         if candidates.hosts.is_empty() {
             return Err(ServerError::Config(format!(
                 "no address to announce to viewers for {}",
@@ -165,6 +184,7 @@ impl ServerBuilder {
             web,
             http: Arc::new(http),
             listener,
+            ice_listener,
             inner_addr,
             tls,
             http_addr,
@@ -195,6 +215,8 @@ pub struct Server {
     http: Arc<tiny_http::Server>,
     /// The public HTTP socket, which the gate owns once running.
     listener: TcpListener,
+    /// ICE-TCP's own socket, with [`IceTcp::Port`].
+    ice_listener: Option<TcpListener>,
     inner_addr: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
     http_addr: SocketAddr,
@@ -246,6 +268,12 @@ impl Server {
     /// The UDP address for media.
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp_addr
+    }
+
+    /// The TCP port of ICE-TCP ([`ServerConfig::ice_tcp`]): the HTTP port's by default, or
+    /// `None` when it is off.
+    pub fn ice_tcp_port(&self) -> Option<u16> {
+        self.candidates.tcp.first().map(SocketAddr::port)
     }
 
     /// The addresses announced to viewers as ICE host candidates: the media socket's and the
@@ -306,6 +334,7 @@ impl Server {
             web,
             http,
             listener,
+            ice_listener,
             inner_addr,
             tls,
             udp,
@@ -332,6 +361,10 @@ impl Server {
             source: e,
         })?;
         let (udp_tx, udp_rx) = crossbeam_channel::bounded(4096);
+        let (tcp_tx, tcp_rx) = crossbeam_channel::bounded::<TcpEvent>(4096);
+        if let Some(port) = candidates.tcp.first().map(SocketAddr::port) {
+            tracing::info!("ICE-TCP for viewers whose UDP is blocked: TCP port {port}");
+        }
         let (media_tx, media_rx) = crossbeam_channel::bounded(64);
         let (command_tx, command_rx) = crossbeam_channel::bounded(256);
 
@@ -384,7 +417,7 @@ impl Server {
             threads.push(
                 thread::Builder::new()
                     .name("rtc".into())
-                    .spawn(move || media.run(udp_rx, media_rx, command_rx, shutdown))
+                    .spawn(move || media.run(udp_rx, tcp_rx, media_rx, command_rx, shutdown))
                     .map_err(spawn_error)?,
             );
         }
@@ -401,14 +434,29 @@ impl Server {
         }
         drop(media_tx);
 
+        if let Some(ice_listener) = ice_listener {
+            let (events, max, shutdown) = (
+                tcp_tx.clone(),
+                config.max_connections.max(1),
+                shutdown.clone(),
+            );
+            threads.push(
+                thread::Builder::new()
+                    .name("ice-tcp-accept".into())
+                    .spawn(move || ice_tcp::accept(ice_listener, events, max, shutdown))
+                    .map_err(spawn_error)?,
+            );
+        }
         let peers = Arc::new(Peers::default());
         {
+            let ice_tcp = (config.ice_tcp == IceTcp::HttpPort).then_some(tcp_tx);
             let gate = Gate::new(
                 listener,
                 inner_addr,
                 tls,
                 GateConfig::new(&config),
                 peers.clone(),
+                ice_tcp,
             );
             let shutdown = shutdown.clone();
             threads.push(
@@ -501,6 +549,7 @@ impl Server {
             ..
         } = self;
         let (_udp_tx, udp_rx) = crossbeam_channel::bounded(1);
+        let (_tcp_tx, tcp_rx) = crossbeam_channel::bounded(1);
         let (_media_tx, media_rx) = crossbeam_channel::bounded(1);
         let (command_tx, command_rx) = crossbeam_channel::bounded(16);
         let media = Media::new(
@@ -513,8 +562,8 @@ impl Server {
         let stop = shutdown.clone();
         let rtc = thread::spawn(move || {
             // The senders stay alive as long as the thread, so the channels never disconnect.
-            let _keep = (_udp_tx, _media_tx);
-            media.run(udp_rx, media_rx, command_rx, stop)
+            let _keep = (_udp_tx, _tcp_tx, _media_tx);
+            media.run(udp_rx, tcp_rx, media_rx, command_rx, stop)
         });
         let app = Arc::new(App {
             offer_limit: RateLimiter::new(config.offer_rate, config.offer_burst),

@@ -130,6 +130,8 @@ impl Running {
     }
 
     /// The candidate lines of a WHEP answer to a browser's offer.
+    /// The UDP candidates of an answer (the ICE-TCP ones, which STUN has nothing to do with,
+    /// left out).
     fn answer_candidates(&self) -> Vec<String> {
         let (status, _, body) = rtcgear_test_support::http::request(
             &format!("http://{}/whep", self.http),
@@ -140,7 +142,7 @@ impl Running {
         let body = body.as_str().unwrap_or_default().to_string();
         assert_eq!(status, 201, "{body}");
         body.lines()
-            .filter(|line| line.starts_with("a=candidate:"))
+            .filter(|line| line.starts_with("a=candidate:") && line.contains(" udp "))
             .map(str::to_string)
             .collect()
     }

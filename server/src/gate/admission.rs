@@ -10,9 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crossbeam_channel::Sender;
+
 use super::connection::{serve, wait};
 use super::framing::response_bytes;
 use super::{GateConfig, Peers, TICK};
+use crate::ice_tcp::{self, TcpEvent};
 use crate::limit::address_key;
 use crate::stream::lock;
 
@@ -24,6 +27,8 @@ pub(crate) struct Gate {
     config: Arc<GateConfig>,
     peers: Arc<Peers>,
     open: Arc<Mutex<Open>>,
+    /// Where ICE-TCP connections go, when they share the HTTP port.
+    ice_tcp: Option<Sender<TcpEvent>>,
 }
 
 /// The connections open now, in total and by client address.
@@ -41,6 +46,7 @@ impl Gate {
         tls: Option<Arc<rustls::ServerConfig>>,
         config: GateConfig,
         peers: Arc<Peers>,
+        ice_tcp: Option<Sender<TcpEvent>>,
     ) -> Gate {
         Gate {
             listener,
@@ -49,6 +55,7 @@ impl Gate {
             config: Arc::new(config),
             peers,
             open: Arc::default(),
+            ice_tcp,
         }
     }
 
@@ -111,11 +118,28 @@ impl Gate {
         let config = self.config.clone();
         let peers = self.peers.clone();
         let shutdown = shutdown.clone();
+        let ice_tcp = self.ice_tcp.clone();
         let spawned = thread::Builder::new()
             .name("http-conn".into())
             .stack_size(512 * 1024)
             .spawn(move || {
                 let _slot = slot;
+                // A viewer's ICE-TCP connection counts against the caps like any other.
+                if let Some(events) = ice_tcp {
+                    match ice_tcp::speaks_ice(&stream, config.request_timeout, &shutdown) {
+                        Ok(true) => {
+                            if let Err(err) = ice_tcp::serve(stream, peer, &events, &shutdown) {
+                                tracing::debug!("ICE-TCP connection from {peer}: {err}");
+                            }
+                            return;
+                        }
+                        Ok(false) => {}
+                        Err(err) => {
+                            tracing::debug!("HTTP connection from {peer}: {err}");
+                            return;
+                        }
+                    }
+                }
                 if let Err(err) = serve(stream, peer, inner, tls, config, &peers, &shutdown) {
                     tracing::debug!("HTTP connection from {peer}: {err}");
                 }

@@ -482,7 +482,7 @@ impl Conn {
 }
 
 /// Waits until one of the sockets is ready for its events, or `timeout`.
-pub(super) fn wait(fds: &[(i32, libc::c_short)], timeout: Duration) {
+pub(crate) fn wait(fds: &[(i32, libc::c_short)], timeout: Duration) {
     let mut pollfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|&(fd, events)| libc::pollfd {

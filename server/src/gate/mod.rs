@@ -32,6 +32,7 @@ use crate::config::ServerConfig;
 use crate::stream::lock;
 
 pub(crate) use admission::Gate;
+pub(crate) use connection::wait;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use framing::frame;
 
