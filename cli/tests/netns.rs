@@ -51,7 +51,7 @@ fn has_ice_tcp() -> bool {
 
 /// `rtcgear serve` of the 320x240 test pattern in the server's namespace, bound to `bind`,
 /// with `extra` flags; waits until the viewer's namespace reaches its HTTP port.
-fn serve(net: &Topology, bind: Ipv4Addr, extra: &[&str]) -> (ChildGuard, TempDir) {
+fn serve(net: &Topology, bind: Ipv4Addr, extra: &[&str]) -> Served {
     let dir = TempDir::new("netns-serve");
     let log_path = dir.path().join("serve.log");
     let log = std::fs::File::create(&log_path).expect("a log file");
@@ -69,15 +69,32 @@ fn serve(net: &Topology, bind: Ipv4Addr, extra: &[&str]) -> (ChildGuard, TempDir
         .stderr(log)
         .spawn()
         .expect("rtcgear serve starts");
-    let guard = ChildGuard::new(child);
+    let served = Served {
+        _child: ChildGuard::new(child),
+        log: log_path,
+        _dir: dir,
+    };
     let http = SocketAddr::from((net.server_addr(), HTTP_PORT));
     if let Err(e) = net.viewer.wait_for_tcp(http, Duration::from_secs(15)) {
-        panic!(
-            "{e}; rtcgear serve said: {}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
+        panic!("{e}");
     }
-    (guard, dir)
+    served
+}
+
+/// A running `rtcgear serve`, stopped on drop; what it logged is printed if the test failed.
+struct Served {
+    _child: ChildGuard,
+    log: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("rtcgear serve said:\n{log}");
+        }
+    }
 }
 
 /// coturn on the public segment with `use-auth-secret`, listening on UDP and TCP.
@@ -134,7 +151,11 @@ impl Candidate {
             kind: text("type"),
             protocol: text("protocol"),
             // Chromium hides its own host addresses behind mDNS names, in the stats too.
-            address: value["address"].as_str().unwrap_or("(hidden)").to_string(),
+            address: value["address"]
+                .as_str()
+                .filter(|address| !address.is_empty())
+                .unwrap_or("(hidden)")
+                .to_string(),
             port: value["port"].as_u64().unwrap_or(0),
             relay_protocol: text("relayProtocol"),
         }
