@@ -411,3 +411,26 @@ fn a_server_behind_a_port_forward_plays_by_its_public_address() {
         (public.as_str(), u64::from(UDP_PORT))
     );
 }
+
+/// With no UDP at all and no TURN server, the page's ICE reaches the server over TCP: rtcgear's
+/// ICE-TCP, on the HTTP port by default.
+#[test]
+#[ignore = "needs root and network namespaces; scripts/test.sh runs them"]
+fn a_viewer_without_any_udp_and_no_turn_plays_over_ice_tcp() {
+    let _turn = heavy();
+    let Some(net) = network(Layout::ViewerBehindNat(Nat::Symmetric)) else {
+        return;
+    };
+    net.cut("udp", None).expect("every UDP path is cut");
+    let _serve = serve(&net, SERVER_PUBLIC, &[]);
+    let (local, remote) = play(&net);
+    assert_eq!(local.protocol, "tcp");
+    assert_eq!(
+        (remote.kind.as_str(), remote.protocol.as_str()),
+        ("host", "tcp")
+    );
+    assert_eq!(
+        (remote.address.as_str(), remote.port),
+        (SERVER_PUBLIC.to_string().as_str(), u64::from(HTTP_PORT))
+    );
+}
