@@ -517,5 +517,16 @@ fn plays_over_tcp(serve: &Serve) -> u16 {
     thread::sleep(Duration::from_secs(2));
     let after = browser.frames_decoded();
     assert!(after >= before + 30, "{before} -> {after} frames in 2 s");
+    // The server counts it as a TCP viewer (refreshed every second).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, _, body) = http::request(&serve.url("/api/streams"), "GET", None, &[]);
+        let transports = &body["streams"][0]["transports"];
+        if transports["tcp"] == 1 && transports["udp"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/api/streams: {transports}");
+        thread::sleep(Duration::from_millis(200));
+    }
     pair[4].parse().expect("the remote candidate's port")
 }

@@ -24,7 +24,7 @@ use crate::gop::GopCache;
 use crate::health;
 use crate::keyframe::KeyframeLimiter;
 use crate::offer::{self, Summary};
-use crate::output::{BroadcastEvent, DisconnectReason, Output, Transport, ViewerId};
+use crate::output::{BroadcastEvent, DisconnectReason, Output, Transport, ViewerId, ViewerPaths};
 use crate::packetize::{self, Packet};
 use crate::stun;
 use crate::time::{later, media_time};
@@ -237,7 +237,7 @@ impl Broadcast {
         // only load this viewer's own path, so allow them up to half of it.
         new_resend_cache(&mut rtc, media.0);
         let id = ViewerId::from_raw(self.next_id);
-        let mut viewer = Viewer::new(rtc, media, ufrag, now);
+        let mut viewer = Viewer::new(rtc, media, ufrag, summary.relays, now);
         // Negotiating was a mutation; str0m wants it drained before the next one.
         let queued = self.out.transmits.len();
         flush(id, &mut viewer, &mut self.out);
@@ -305,6 +305,7 @@ impl Broadcast {
             flush(id, viewer, &mut self.out);
         }
         viewer.last_receive = now;
+        viewer.last_from = Some((transport, source));
         if let Err(e) = viewer.rtc.handle_input(input) {
             warn!(%id, error = %e, "str0m rejected a datagram; dropping the viewer");
             viewer.rtc.disconnect();
@@ -453,6 +454,25 @@ impl Broadcast {
             .values()
             .filter(|viewer| viewer.state != State::Closing && viewer.leaving.is_none())
             .count()
+    }
+
+    /// How the connected viewers reach the broadcast: over UDP, ICE-TCP or a TURN relay, by
+    /// where each one's latest packet came from. It goes through every viewer: call it now
+    /// and then (for a status page), not for every packet.
+    pub fn viewer_paths(&self) -> ViewerPaths {
+        let mut paths = ViewerPaths::default();
+        for viewer in self.viewers.values() {
+            let connected = matches!(viewer.state, State::WaitingKeyframe | State::Streaming);
+            if !connected || viewer.leaving.is_some() {
+                continue;
+            }
+            match viewer.last_from {
+                Some((Transport::Tcp, _)) => paths.tcp += 1,
+                Some((Transport::Udp, from)) if viewer.relays.contains(&from) => paths.relay += 1,
+                Some((Transport::Udp, _)) | None => paths.udp += 1,
+            }
+        }
+        paths
     }
 
     /// The next thing to do: send a datagram, look at an event, or wait until a deadline.

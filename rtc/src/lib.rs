@@ -137,4 +137,4 @@ pub use broadcast::Broadcast;
 pub use config::{BroadcastConfig, LocalCandidate};
 pub use error::RtcError;
 pub use gop::{GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_FRAMES};
-pub use output::{BroadcastEvent, DisconnectReason, Output, Transport, ViewerId};
+pub use output::{BroadcastEvent, DisconnectReason, Output, Transport, ViewerId, ViewerPaths};

@@ -15,6 +15,9 @@ pub(crate) struct Summary<'a> {
     pub(crate) h264: bool,
     /// The first `a=setup:` value that is not `actpass`, which an offer may not have.
     pub(crate) fixed_setup: Option<&'a str>,
+    /// The addresses of the offer's relayed candidates (`typ relay`): the TURN server's
+    /// addresses for this viewer, from which its packets come when it is relayed.
+    pub(crate) relays: Vec<SocketAddr>,
 }
 
 impl<'a> Summary<'a> {
@@ -27,6 +30,13 @@ impl<'a> Summary<'a> {
                 let encoding = rtpmap.split_whitespace().nth(1).unwrap_or("");
                 if encoding.to_ascii_lowercase().starts_with("h264/") {
                     summary.h264 = true;
+                }
+            } else if let Some(candidate) = line.strip_prefix("a=candidate:") {
+                let fields: Vec<&str> = candidate.split_whitespace().collect();
+                if let [_, _, _, _, ip, port, "typ", "relay", ..] = fields.as_slice() {
+                    if let (Ok(ip), Ok(port)) = (ip.parse::<IpAddr>(), port.parse::<u16>()) {
+                        summary.relays.push(SocketAddr::new(ip, port));
+                    }
                 }
             } else if let Some(setup) = line.strip_prefix("a=setup:") {
                 if setup != "actpass" && summary.fixed_setup.is_none() {
@@ -171,6 +181,19 @@ mod tests {
         assert!(summary.video);
         assert!(summary.h264);
         assert_eq!(summary.fixed_setup, Some("active"));
+        assert!(summary.relays.is_empty());
+    }
+
+    #[test]
+    fn finds_relayed_candidates() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+                   a=candidate:1 1 udp 2122260223 192.168.1.9 50000 typ host\r\n\
+                   a=candidate:2 1 udp 41885439 198.51.100.3 61000 typ relay raddr 0.0.0.0 \
+                   rport 0\r\n";
+        assert_eq!(
+            Summary::of(sdp).relays,
+            ["198.51.100.3:61000".parse::<SocketAddr>().unwrap()]
+        );
     }
 
     #[test]

@@ -77,6 +77,19 @@ impl fmt::Display for Transport {
     }
 }
 
+/// How many connected viewers reach the broadcast each way, from
+/// [`Broadcast::viewer_paths`](crate::Broadcast::viewer_paths).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ViewerPaths {
+    /// Straight over UDP.
+    pub udp: usize,
+    /// Over ICE-TCP.
+    pub tcp: usize,
+    /// Through a TURN server: packets come from an address the viewer's offer gave as a
+    /// relayed candidate (a relay the offer did not list counts as UDP).
+    pub relay: usize,
+}
+
 /// Events of a [`Broadcast`](crate::Broadcast).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

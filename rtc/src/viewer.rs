@@ -27,6 +27,10 @@ pub(crate) struct Viewer {
     pub(crate) ufrag: String,
     /// Remote addresses (with their transport) that route to this viewer.
     pub(crate) addrs: Vec<(Transport, SocketAddr)>,
+    /// Where its latest packet came from.
+    pub(crate) last_from: Option<(Transport, SocketAddr)>,
+    /// Its offer's relayed candidates (see [`ViewerPaths`](crate::ViewerPaths)).
+    pub(crate) relays: Vec<SocketAddr>,
     /// str0m's next timeout, valid while `dirty` is false.
     pub(crate) timeout: Instant,
     pub(crate) last_receive: Instant,
@@ -65,7 +69,13 @@ const RTX_MAX_SHARE: f32 = 0.5;
 impl Viewer {
     /// A viewer that has just been sent its answer, sending H.264 on `media`; it still has to
     /// be drained (negotiating was a mutation).
-    pub(crate) fn new(rtc: Rtc, media: (Mid, Pt), ufrag: String, now: Instant) -> Self {
+    pub(crate) fn new(
+        rtc: Rtc,
+        media: (Mid, Pt),
+        ufrag: String,
+        relays: Vec<SocketAddr>,
+        now: Instant,
+    ) -> Self {
         Viewer {
             rtc,
             state: State::Connecting,
@@ -73,6 +83,8 @@ impl Viewer {
             next_seq: first_sequence_number(),
             ufrag,
             addrs: Vec::new(),
+            last_from: None,
+            relays,
             timeout: now,
             last_receive: now,
             dirty: true,

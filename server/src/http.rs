@@ -321,6 +321,7 @@ impl App {
             .map(|(i, s)| {
                 let info = *lock(&s.info);
                 let (state, detail) = lock(&s.state).clone();
+                let paths = *lock(&s.paths);
                 serde_json::json!({
                     "name": s.name,
                     "path": self.base_path(i),
@@ -331,6 +332,11 @@ impl App {
                     "fps": info.fps.as_f64(),
                     "bitrate_kbps": (lock(&s.bitrate).kbps(now) * 10.0).round() / 10.0,
                     "viewers": s.viewers.load(Ordering::Relaxed),
+                    "transports": {
+                        "udp": paths.udp,
+                        "tcp": paths.tcp,
+                        "relay": paths.relay,
+                    },
                     "frames_encoded": s.frames_encoded.load(Ordering::Relaxed),
                     "on_demand": s.on_demand,
                 })

@@ -12,6 +12,11 @@
 //! A stream made with [`StreamConfig::passthrough`] skips both: an ingest thread hands the
 //! source's own H.264 access units to the `rtc` thread, whose GOP cache starts new viewers.
 //!
+//! Media goes over one UDP port for every viewer ([`ServerConfig::udp_port`]), and, for
+//! viewers whose UDP is blocked, over ICE-TCP on the HTTP port ([`ServerConfig::ice_tcp`]):
+//! the connection gate tells a browser's RFC 4571-framed STUN from HTTP and TLS by the first
+//! byte and hands such connections to the `rtc` thread.
+//!
 //! The HTTP endpoints, for the default stream (a stream named `yard` has them under `/yard/`):
 //!
 //! | route | what |
@@ -21,7 +26,7 @@
 //! | `DELETE /whep/ID` | ends that WHEP session |
 //! | `POST /offer` | vidgear's JSON: `{"sdp", "type": "offer"}` in, `{"sdp", "type": "answer"}` out |
 //! | `POST /close_connection` | vidgear's reset; a broadcast answers `DISABLED`, as vidgear does with live broadcasting |
-//! | `GET /api/streams` | JSON: each stream's state, size, rate, bitrate and viewers |
+//! | `GET /api/streams` | JSON: each stream's state, size, rate, bitrate and viewers (by transport) |
 //! | `GET /static/...` | the page's scripts and styles |
 //!
 //! ## Who may watch

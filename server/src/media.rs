@@ -117,6 +117,8 @@ pub(crate) struct Media {
     timeouts: Vec<Instant>,
     streams: Vec<Arc<StreamShared>>,
     max_viewers: Option<usize>,
+    /// When the streams' [`ViewerPaths`](rtcgear_rtc::ViewerPaths) were last counted.
+    paths_counted: Instant,
     /// Where STUN Binding responses go while the `stun` thread waits for one.
     stun_replies: Option<Sender<(SocketAddr, Vec<u8>)>>,
 }
@@ -156,6 +158,7 @@ impl Media {
             broadcasts,
             streams,
             max_viewers,
+            paths_counted: now,
             stun_replies: None,
         }
     }
@@ -230,6 +233,7 @@ impl Media {
                 }
                 recv(tick) -> _ => {}
             }
+            self.count_paths();
         }
         self.close_all();
     }
@@ -259,6 +263,18 @@ impl Media {
             }
         }
         tracing::trace!("datagram from {} belongs to no viewer", datagram.source);
+    }
+
+    /// Counts how each stream's viewers reach the server, once a second, for `/api/streams`.
+    fn count_paths(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.paths_counted) < Duration::from_secs(1) {
+            return;
+        }
+        self.paths_counted = now;
+        for (broadcast, shared) in self.broadcasts.iter().zip(&self.streams) {
+            *crate::stream::lock(&shared.paths) = broadcast.viewer_paths();
+        }
     }
 
     fn handle_tcp(&mut self, event: TcpEvent) {

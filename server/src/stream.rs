@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rtcgear_capture::h264::H264Profile;
 use rtcgear_capture::{AccessUnit, EncodedSource, Frame, PixelFormat, Source, SourceInfo};
 use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
+use rtcgear_rtc::ViewerPaths;
 
 /// One stream of a server: a named source with its encoder settings.
 ///
@@ -237,6 +238,8 @@ pub(crate) struct StreamShared {
     pub(crate) info: Mutex<SourceInfo>,
     pub(crate) state: Mutex<(SourceState, Option<String>)>,
     pub(crate) viewers: AtomicUsize,
+    /// How the connected viewers reach the server, refreshed by the RTC thread every second.
+    pub(crate) paths: Mutex<ViewerPaths>,
     pub(crate) frames_encoded: AtomicU64,
     pub(crate) bytes_encoded: AtomicU64,
     pub(crate) keyframe_requested: AtomicBool,
@@ -258,6 +261,7 @@ impl StreamShared {
             info: Mutex::new(config.source_info()),
             state: Mutex::new((SourceState::Starting, None)),
             viewers: AtomicUsize::new(0),
+            paths: Mutex::new(ViewerPaths::default()),
             frames_encoded: AtomicU64::new(0),
             bytes_encoded: AtomicU64::new(0),
             keyframe_requested: AtomicBool::new(false),

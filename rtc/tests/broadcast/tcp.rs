@@ -33,6 +33,8 @@ fn a_tcp_viewer_and_a_udp_viewer_get_the_same_frames() {
         );
         assert!(client.frames.len() > 30, "client {index} got frames");
     }
+    let paths = sim.broadcast.viewer_paths();
+    assert_eq!((paths.udp, paths.tcp, paths.relay), (1, 1, 0), "{paths:?}");
     // From the first frame both have, they have the same ones.
     let (a, b) = (&sim.clients[udp].frames, &sim.clients[tcp].frames);
     let skip = a.len().saturating_sub(b.len());
