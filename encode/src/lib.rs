@@ -79,6 +79,9 @@
 //! so every frame sent comes out of the same call; error-resilient mode; constant bitrate over
 //! a one-second buffer with key frames capped at nine average frames (at 30 fps) and no frame
 //! dropped; key frames at the interval exactly, not on libvpx's guess of a scene change.
+//! [`Vp8Config::threads`] defaults to as many threads as libwebrtc would run (one on a 2-core
+//! machine: libvpx's threads spin while they wait for each other, which on a busy machine costs
+//! more than it saves).
 //!
 //! libvpx is reached through FFmpeg's libavcodec (its `libvpx` encoder) by way of
 //! `ffmpeg-next`, which capture already builds on: no other binding, no second system package

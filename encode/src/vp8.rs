@@ -60,7 +60,8 @@ impl Vp8Encoder {
     pub fn new(config: Vp8Config) -> Result<Vp8Encoder, EncodeError> {
         config.validate()?;
         init_ffmpeg();
-        let encoder = open(&config)?;
+        let threads = config.effective_threads();
+        let encoder = open(&config, threads)?;
         let picture =
             ff::frame::Video::new(ff::format::Pixel::YUV420P, config.width, config.height);
         tracing::debug!(
@@ -68,7 +69,7 @@ impl Vp8Encoder {
             height = config.height,
             kbps = config.kbps,
             keyframe_interval = config.keyframe_interval,
-            threads = config.threads,
+            threads,
             speed = config.speed,
             "libvpx VP8 encoder open"
         );
@@ -258,7 +259,7 @@ fn init_ffmpeg() {
 }
 
 /// Opens FFmpeg's `libvpx` encoder for a validated config.
-fn open(config: &Vp8Config) -> Result<ff::encoder::Video, EncodeError> {
+fn open(config: &Vp8Config, threads: u32) -> Result<ff::encoder::Video, EncodeError> {
     let codec = ff::encoder::find_by_name("libvpx").ok_or(EncodeError::Vp8 {
         action: "looking up the encoder",
         reason: "this FFmpeg has no `libvpx` encoder (it was built without --enable-libvpx)"
@@ -316,7 +317,7 @@ fn open(config: &Vp8Config) -> Result<ff::encoder::Video, EncodeError> {
         ("error-resilient", "default".to_owned()),
         // Skip blocks that did not change, as libwebrtc does.
         ("static-thresh", "1".to_owned()),
-        ("threads", config.threads.to_string()),
+        ("threads", threads.to_string()),
     ];
     for (name, value) in &options {
         set_option(&mut video, name, value)?;

@@ -30,8 +30,12 @@ pub struct Vp8Config {
     /// keyframes only on [`Vp8Encoder::request_keyframe`](crate::Vp8Encoder::request_keyframe)
     /// (and the first frame).
     pub keyframe_interval: u32,
-    /// Encoder threads, each taking rows of macroblocks; 0 lets libvpx use one a core (at most
-    /// 16).
+    /// Encoder threads, each taking rows of macroblocks. 0 (the default) picks as libwebrtc does
+    /// for its VP8 encoder ([`Vp8Config::threads_for`]): one thread up to 640x480 or on fewer
+    /// than three cores, two or three above. libvpx's threads wait for each other by spinning,
+    /// so on a machine with other work, more threads than free cores cost far more CPU and
+    /// time than they save: on a busy 2-core machine, two threads at low priority encoded
+    /// 1280x720 at 26 fps against one thread's 160 (see BENCHMARKS.md).
     pub threads: u32,
     /// libvpx's speed (`cpu-used`), -16 to 16: higher magnitudes encode faster at lower quality.
     /// Negative values keep the speed fixed; positive ones let libvpx raise it when a frame
@@ -47,7 +51,7 @@ pub const DEFAULT_VP8_SPEED: i32 = -6;
 
 impl Vp8Config {
     /// Defaults for live streaming to browsers at this size and rate: [`default_kbps`], a
-    /// keyframe every two seconds, threads chosen by libvpx, speed [`DEFAULT_VP8_SPEED`].
+    /// keyframe every two seconds, threads as libwebrtc picks them, speed [`DEFAULT_VP8_SPEED`].
     pub fn new(width: u32, height: u32, fps: FrameRate) -> Vp8Config {
         Vp8Config {
             width,
@@ -57,6 +61,38 @@ impl Vp8Config {
             keyframe_interval: keyframes_every_two_seconds(fps),
             threads: 0,
             speed: DEFAULT_VP8_SPEED,
+        }
+    }
+
+    /// The threads the encoder runs: [`Vp8Config::threads`], or for 0 what
+    /// [`Vp8Config::threads_for`] picks for this size and the cores this process may use.
+    pub fn effective_threads(&self) -> u32 {
+        match self.threads {
+            0 => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                Vp8Config::threads_for(self.width, self.height, cores)
+            }
+            threads => threads,
+        }
+    }
+
+    /// libwebrtc's choice of VP8 encoder threads for a size on a machine with `cores` cores:
+    /// 1 up to 640x480 or on fewer than 3 cores; above 640x480, 2 (3 on 6 cores or more); above
+    /// 1280x960 on 6 cores or more, 3; from 1920x1080 on more than 8 cores, 8.
+    pub fn threads_for(width: u32, height: u32, cores: usize) -> u32 {
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels >= 1920 * 1080 && cores > 8 {
+            8
+        } else if pixels > 1280 * 960 && cores >= 6 {
+            3
+        } else if pixels > 640 * 480 && cores >= 3 {
+            if cores >= 6 {
+                3
+            } else {
+                2
+            }
+        } else {
+            1
         }
     }
 
@@ -134,6 +170,20 @@ mod tests {
         assert_eq!(config.speed, DEFAULT_VP8_SPEED);
         assert_eq!(Vp8Config::new(640, 480, fps(30)).kbps, 833);
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn threads_follow_libwebrtc() {
+        assert_eq!(Vp8Config::threads_for(1280, 720, 2), 1);
+        assert_eq!(Vp8Config::threads_for(640, 480, 16), 1);
+        assert_eq!(Vp8Config::threads_for(1280, 720, 4), 2);
+        assert_eq!(Vp8Config::threads_for(1280, 720, 6), 3);
+        assert_eq!(Vp8Config::threads_for(1920, 1080, 6), 3);
+        assert_eq!(Vp8Config::threads_for(1920, 1080, 16), 8);
+        let mut config = Vp8Config::new(1280, 720, fps(30));
+        assert!((1..=3).contains(&config.effective_threads()));
+        config.threads = 5;
+        assert_eq!(config.effective_threads(), 5);
     }
 
     #[test]

@@ -137,7 +137,7 @@ fn every_frame_round_trips_at_640x480() {
 }
 
 #[test]
-fn every_frame_round_trips_at_1280x720_with_threads() {
+fn every_frame_round_trips_at_1280x720_with_the_default_threads() {
     round_trip(1280, 720, 45, 0);
 }
 
