@@ -9,7 +9,7 @@
 //! one at a time. A case that cannot make its namespaces says why and passes.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -39,14 +39,6 @@ fn network(layout: Layout) -> Option<Topology> {
             None
         }
     }
-}
-
-/// Whether this `rtcgear serve` has `--no-tcp` (ICE-TCP, on by default where it exists).
-fn has_ice_tcp() -> bool {
-    Command::new(env!("CARGO_BIN_EXE_rtcgear"))
-        .args(["serve", "--help"])
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--no-tcp"))
 }
 
 /// `rtcgear serve` of the 320x240 test pattern in the server's namespace, bound to `bind`,
@@ -193,8 +185,9 @@ const SELECTED_PAIR: &str = "const done = arguments[arguments.length - 1]; \
     }).catch(e => done({error: String(e)}));";
 
 /// Loads the page in Chromium in the viewer's namespace, waits for it to play, and returns
-/// the selected pair (local, remote), printed.
-fn play(net: &Topology) -> (Candidate, Candidate) {
+/// the selected pair (local, remote), printed; checks that the server counts the viewer as
+/// coming over `transport` (`udp`, `tcp` or `relay`) in `/api/streams`.
+fn play(net: &Topology, transport: &str) -> (Candidate, Candidate) {
     let started = Instant::now();
     let browser = net
         .viewer
@@ -223,17 +216,28 @@ fn play(net: &Topology) -> (Candidate, Candidate) {
         browser.frames_decoded(),
         started.elapsed().as_secs_f64()
     );
-    (local, remote)
-}
-
-/// Flags that keep ICE-TCP off where the server has it, for the cases that expect a relay:
-/// the HTTP port is open to the viewer, so ICE-TCP would be a direct path.
-fn no_ice_tcp() -> Vec<&'static str> {
-    if has_ice_tcp() {
-        vec!["--no-tcp"]
-    } else {
-        Vec::new()
+    // The server's count is refreshed every second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let transports = browser.eval_async(
+            "const done = arguments[arguments.length - 1]; \
+             fetch('/api/streams').then(r => r.json()) \
+               .then(j => done(j.streams[0].transports), e => done({error: String(e)}));",
+        );
+        let counted = ["udp", "tcp", "relay"]
+            .iter()
+            .all(|t| transports[*t] == u64::from(*t == transport));
+        if counted {
+            eprintln!("/api/streams counts it: {transports}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/api/streams does not count one {transport} viewer: {transports}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
     }
+    (local, remote)
 }
 
 /// The ports the server's and coturn's hosts see one UDP socket of the viewer behind `nat`
@@ -290,7 +294,7 @@ fn a_viewer_on_the_servers_lan_plays_over_a_host_pair() {
         return;
     };
     let _serve = serve(&net, SERVER_PUBLIC, &[]);
-    let (local, remote) = play(&net);
+    let (local, remote) = play(&net, "udp");
     assert_eq!(
         (local.kind.as_str(), local.protocol.as_str()),
         ("host", "udp")
@@ -310,7 +314,7 @@ fn plays_directly_behind(nat: Nat) {
         return;
     };
     let _serve = serve(&net, SERVER_PUBLIC, &[]);
-    let (local, remote) = play(&net);
+    let (local, remote) = play(&net, "udp");
     assert_ne!(local.kind, "relay");
     assert_eq!(local.protocol, "udp");
     assert_eq!(
@@ -341,7 +345,9 @@ fn turn_flags() -> Vec<String> {
         "--turn-secret".into(),
         SECRET.into(),
     ];
-    flags.extend(no_ice_tcp().into_iter().map(String::from));
+    // The page's HTTP port is open to the viewer, so ICE-TCP on it would be a direct path;
+    // these cases are about networks that let only the TURN server through.
+    flags.push("--no-tcp".into());
     flags
 }
 
@@ -358,7 +364,7 @@ fn a_viewer_without_udp_to_the_server_plays_through_turn_over_udp() {
     let flags = turn_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let _serve = serve(&net, SERVER_PUBLIC, &flags);
-    let (local, remote) = play(&net);
+    let (local, remote) = play(&net, "relay");
     assert_eq!(local.kind, "relay");
     assert_eq!(local.address, TURN.to_string());
     assert_eq!(local.relay_protocol, "udp");
@@ -380,7 +386,7 @@ fn a_viewer_without_any_udp_plays_through_turn_over_tcp() {
     let flags = turn_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let _serve = serve(&net, SERVER_PUBLIC, &flags);
-    let (local, remote) = play(&net);
+    let (local, remote) = play(&net, "relay");
     assert_eq!(local.kind, "relay");
     assert_eq!(local.address, TURN.to_string());
     assert_eq!(local.relay_protocol, "tcp");
@@ -402,7 +408,7 @@ fn a_server_behind_a_port_forward_plays_by_its_public_address() {
     };
     let public = ROUTER_PUBLIC.to_string();
     let _serve = serve(&net, SERVER_PRIVATE, &["--public-ip", &public]);
-    let (local, remote) = play(&net);
+    let (local, remote) = play(&net, "udp");
     assert_eq!(local.protocol, "udp");
     assert_ne!(local.kind, "relay");
     assert_eq!(remote.protocol, "udp");
@@ -423,7 +429,7 @@ fn a_viewer_without_any_udp_and_no_turn_plays_over_ice_tcp() {
     };
     net.cut("udp", None).expect("every UDP path is cut");
     let _serve = serve(&net, SERVER_PUBLIC, &[]);
-    let (local, remote) = play(&net);
+    let (local, remote) = play(&net, "tcp");
     assert_eq!(local.protocol, "tcp");
     assert_eq!(
         (remote.kind.as_str(), remote.protocol.as_str()),
