@@ -162,7 +162,7 @@ fn drain(broadcast: &mut Broadcast, socket: &UdpSocket, video: &mut Video) -> io
                     eprintln!("sending to {destination}: {e}");
                 }
             }
-            Output::Event(BroadcastEvent::KeyframeNeeded) => video.encoder.request_keyframe(),
+            Output::Event(BroadcastEvent::KeyframeNeeded(_)) => video.encoder.request_keyframe(),
             Output::Event(BroadcastEvent::ViewerConnected(id)) => println!("{id}: connected"),
             Output::Event(BroadcastEvent::ViewerDisconnected(id, reason)) => {
                 println!("{id}: gone ({reason})");

@@ -28,7 +28,8 @@ use crate::output::{BroadcastEvent, DisconnectReason, Output, Transport, ViewerI
 use crate::packetize::{self, Packet};
 use crate::stun;
 use crate::time::{later, media_time};
-use crate::viewer::{h264_media, new_resend_cache, State, Viewer};
+use crate::viewer::{h264_media, new_resend_cache, vp8_media, State, Viewer};
+use crate::vp8;
 
 /// A Sans-IO WebRTC broadcast of one H.264 stream to many browsers.
 ///
@@ -46,6 +47,8 @@ pub struct Broadcast {
     epoch: Option<Instant>,
     /// The frames since the last keyframe, when [`BroadcastConfig::gop_cache`] is on.
     gop: GopCache,
+    /// The next VP8 frame's picture ID (15 bits), the same for every viewer.
+    vp8_picture_id: u16,
     out: Pending,
 }
 
@@ -59,7 +62,7 @@ struct Pending {
     dirty: VecDeque<ViewerId>,
     /// Datagrams drained early because the driver mutated again before polling; normally empty.
     transmits: VecDeque<str0m::net::Transmit>,
-    keyframes: KeyframeLimiter,
+    keyframes: Keyframes,
     /// [`BroadcastConfig::gop_cache`].
     gop_cache: bool,
 }
@@ -76,7 +79,8 @@ impl Broadcast {
     ///
     /// No I/O happens here or anywhere else in this crate.
     pub fn new(now: Instant, config: BroadcastConfig) -> Self {
-        let keyframes = KeyframeLimiter::new(config.keyframe_interval, config.keyframe_retry);
+        let limiter = || KeyframeLimiter::new(config.keyframe_interval, config.keyframe_retry);
+        let keyframes = Keyframes([limiter(), limiter()]);
         Broadcast {
             out: Pending {
                 now,
@@ -93,6 +97,7 @@ impl Broadcast {
             next_id: 1,
             epoch: None,
             gop: GopCache::default(),
+            vp8_picture_id: 0,
         }
     }
 
@@ -165,8 +170,9 @@ impl Broadcast {
         if !summary.video {
             return Err(RtcError::NoVideo);
         }
-        if !summary.h264 {
-            return Err(RtcError::NoH264);
+        let vp8 = self.config.vp8 && summary.vp8;
+        if !summary.h264 && !vp8 {
+            return Err(self.no_codec());
         }
 
         // Our ufrag routes the viewer's STUN requests to it, so it must be unique here.
@@ -182,6 +188,7 @@ impl Broadcast {
         // bandwidth, so transport-wide congestion feedback (a datagram from every viewer
         // every few tens of milliseconds) and send times would be work for nothing.
         let mut rtc = codec::configure(Rtc::builder(), self.config.h264_profile)
+            .enable_vp8(self.config.vp8)
             .clear_extension_map()
             .set_extension(MID_EXTENSION_ID, Extension::RtpMid)
             .set_rtp_mode(true)
@@ -220,15 +227,24 @@ impl Broadcast {
         // str0m names the negotiated media only once connected (`MediaAdded`), but an offer
         // we cannot serve should fail now, so look the video m-line up in our answer.
         let answer = offer::announce(&answer.to_sdp_string(), candidates);
-        let Some(media) = offer::video_mids(&answer)
-            .into_iter()
-            .find_map(|mid| h264_media(&mut rtc, Mid::from(mid), self.config.h264_profile))
-        else {
+        // H.264 where the offer takes it, VP8 (when on) where it does not.
+        let mids = offer::video_mids(&answer);
+        let h264 = mids
+            .iter()
+            .find_map(|mid| h264_media(&mut rtc, Mid::from(*mid), self.config.h264_profile))
+            .map(|media| (Codec::H264, media));
+        let chosen = h264.or_else(|| {
+            mids.iter()
+                .filter(|_| self.config.vp8)
+                .find_map(|mid| vp8_media(&mut rtc, Mid::from(*mid)))
+                .map(|media| (Codec::Vp8, media))
+        });
+        let Some((video_codec, media)) = chosen else {
             return Err(match self.config.h264_profile {
                 Some(profile) if !codec::is_constrained_baseline(Some(profile)) => {
                     RtcError::ProfileNotOffered { profile }
                 }
-                _ => RtcError::NoH264,
+                _ => self.no_codec(),
             });
         };
         // str0m drops every queued retransmission once they are 15% of the last second's bytes.
@@ -237,7 +253,7 @@ impl Broadcast {
         // only load this viewer's own path, so allow them up to half of it.
         new_resend_cache(&mut rtc, media.0);
         let id = ViewerId::from_raw(self.next_id);
-        let mut viewer = Viewer::new(rtc, media, ufrag, summary.relays, now);
+        let mut viewer = Viewer::new(rtc, video_codec, media, ufrag, summary.relays, now);
         // Negotiating was a mutation; str0m wants it drained before the next one.
         let queued = self.out.transmits.len();
         flush(id, &mut viewer, &mut self.out);
@@ -319,10 +335,11 @@ impl Broadcast {
         true
     }
 
-    /// Sends one encoded access unit to every viewer that can take it.
+    /// Sends one encoded access unit to every viewer of its codec that can take it.
     ///
     /// The unit is H.264 in Annex B form with SPS and PPS in front of every IDR (as capture's
-    /// sources and rtcgear's encoder make them); a unit of another codec is dropped with a
+    /// sources and rtcgear's encoder make them), or one VP8 frame for the viewers answered
+    /// with VP8 (see [`BroadcastConfig::vp8`]); a unit of another codec is dropped with a
     /// warning. Its capture time (`unit.time.instant`) sets the RTP time: the first unit's
     /// becomes RTP time 0 and the rest follow on the 90 kHz clock. Viewers that are still
     /// connecting get nothing, and a viewer that has just connected gets nothing until the
@@ -330,21 +347,26 @@ impl Broadcast {
     ///
     /// The payload is copied once into a shared buffer, not once per viewer.
     pub fn handle_frame(&mut self, now: Instant, unit: &AccessUnit) {
-        if unit.codec != Codec::H264 {
-            warn!(codec = %unit.codec, "dropping an access unit that is not H.264");
+        let codec = unit.codec;
+        if !matches!(codec, Codec::H264 | Codec::Vp8) {
+            warn!(%codec, "dropping an access unit of a codec this broadcast cannot send");
             return;
         }
         let (capture, keyframe, data) = (unit.time.instant, unit.keyframe, &unit.data[..]);
         self.out.now = now;
         if keyframe {
-            self.out.keyframes.keyframe_written();
+            self.out.keyframes.of(codec).keyframe_written();
+        }
+        let picture_id = self.vp8_picture_id;
+        if codec == Codec::Vp8 {
+            self.vp8_picture_id = self.vp8_picture_id.wrapping_add(1) & 0x7fff;
         }
         let epoch = *self.epoch.get_or_insert(capture);
         let rtp_time = media_time(capture.saturating_duration_since(epoch));
         // Packetized once, when the first viewer wants the frame, and shared by all.
         let mut packets: Option<Arc<[Packet]>> = None;
         for (&id, viewer) in &mut self.viewers {
-            if viewer.leaving.is_some() || viewer.state == State::Closing {
+            if viewer.leaving.is_some() || viewer.state == State::Closing || viewer.codec != codec {
                 continue;
             }
             if viewer.dirty {
@@ -360,7 +382,7 @@ impl Broadcast {
             if !wanted || viewer.leaving.is_some() || !viewer.rtc.is_alive() {
                 continue;
             }
-            let packets = packets.get_or_insert_with(|| packetize_frame(data));
+            let packets = packets.get_or_insert_with(|| packetize_frame(codec, data, picture_id));
             if viewer.write_frame(capture, rtp_time, packets) {
                 if viewer.state == State::WaitingKeyframe {
                     debug!(%id, "first keyframe written");
@@ -371,8 +393,8 @@ impl Broadcast {
             }
             viewer.mark_dirty(id, &mut self.out.dirty);
         }
-        if self.config.gop_cache {
-            let packets = packets.unwrap_or_else(|| packetize_frame(data));
+        if self.config.gop_cache && codec == Codec::H264 {
+            let packets = packets.unwrap_or_else(|| packetize_frame(codec, data, picture_id));
             self.gop.add(capture, rtp_time, keyframe, packets);
         }
     }
@@ -382,12 +404,18 @@ impl Broadcast {
     /// Call it when the last [`Output::Timeout`] has passed. Calling it early does no harm.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.out.now = now;
-        if self.out.keyframes.poll(now) {
-            self.out.events.push_back(BroadcastEvent::KeyframeNeeded);
+        for codec in CODECS {
+            if self.out.keyframes.of(codec).poll(now) {
+                self.out
+                    .events
+                    .push_back(BroadcastEvent::KeyframeNeeded(codec));
+            }
         }
-        let mut waiting = false;
+        let mut waiting = Vec::new();
         for (&id, viewer) in &mut self.viewers {
-            waiting |= viewer.state == State::WaitingKeyframe;
+            if viewer.state == State::WaitingKeyframe && !waiting.contains(&viewer.codec) {
+                waiting.push(viewer.codec);
+            }
             if now >= later(viewer.last_receive, self.config.ice_timeout) {
                 if viewer.leaving.is_none() {
                     info!(%id, "nothing heard for the ICE timeout; dropping the viewer");
@@ -410,8 +438,12 @@ impl Broadcast {
         }
         // A viewer still waiting for its first keyframe asks again once the last request
         // has had `keyframe_retry` to arrive; the encoder may have missed it.
-        if waiting && self.out.keyframes.request(now, true) {
-            self.out.events.push_back(BroadcastEvent::KeyframeNeeded);
+        for codec in waiting {
+            if self.out.keyframes.of(codec).request(now, true) {
+                self.out
+                    .events
+                    .push_back(BroadcastEvent::KeyframeNeeded(codec));
+            }
         }
     }
 
@@ -441,6 +473,26 @@ impl Broadcast {
             .push_back(BroadcastEvent::ViewerDisconnected(id, reason));
         info!(%id, "viewer removed");
         true
+    }
+
+    /// How many viewers watch in `codec`, connected or still connecting: a driver runs that
+    /// codec's encoder while it is above zero.
+    pub fn viewer_count_for(&self, codec: Codec) -> usize {
+        self.viewers
+            .values()
+            .filter(|viewer| {
+                viewer.codec == codec && viewer.state != State::Closing && viewer.leaving.is_none()
+            })
+            .count()
+    }
+
+    /// The refusal of an offer with no codec this broadcast sends.
+    fn no_codec(&self) -> RtcError {
+        if self.config.vp8 {
+            RtcError::NoCodec
+        } else {
+            RtcError::NoH264
+        }
     }
 
     /// Viewers that have an answer and are not leaving, connected or not.
@@ -558,19 +610,25 @@ impl Broadcast {
     fn next_timeout(&self) -> Instant {
         // With nothing scheduled, come back in a while anyway; that costs nothing.
         let mut next = later(self.out.now, IDLE);
-        if let Some(deadline) = self.out.keyframes.deadline() {
-            next = next.min(deadline);
+        for codec in CODECS {
+            if let Some(deadline) = self.out.keyframes.get(codec).deadline() {
+                next = next.min(deadline);
+            }
         }
-        let mut waiting = false;
+        let mut waiting = [false; CODECS.len()];
         for viewer in self.viewers.values() {
-            waiting |= viewer.state == State::WaitingKeyframe;
+            if viewer.state == State::WaitingKeyframe {
+                waiting[Keyframes::index(viewer.codec)] = true;
+            }
             next = next
                 .min(viewer.timeout)
                 .min(later(viewer.last_receive, self.config.ice_timeout));
         }
-        if waiting {
-            if let Some(until) = self.out.keyframes.outstanding_until() {
-                next = next.min(until);
+        for codec in CODECS {
+            if waiting[Keyframes::index(codec)] {
+                if let Some(until) = self.out.keyframes.get(codec).outstanding_until() {
+                    next = next.min(until);
+                }
             }
         }
         next
@@ -641,8 +699,9 @@ fn handle_event(id: ViewerId, viewer: &mut Viewer, event: Event, out: &mut Pendi
                 // keyframe, which the request below may bring sooner.
                 viewer.gop_pending = true;
             }
-            if out.keyframes.request(out.now, true) {
-                out.events.push_back(BroadcastEvent::KeyframeNeeded);
+            if out.keyframes.of(viewer.codec).request(out.now, true) {
+                out.events
+                    .push_back(BroadcastEvent::KeyframeNeeded(viewer.codec));
             }
         }
         Event::KeyframeRequest(request) if viewer.state == State::Streaming => {
@@ -652,8 +711,9 @@ fn handle_event(id: ViewerId, viewer: &mut Viewer, event: Event, out: &mut Pendi
                 // Nothing it skips is sent again (see `health`).
                 viewer.forget_resends();
             }
-            if verdict.pass_on && out.keyframes.request(out.now, false) {
-                out.events.push_back(BroadcastEvent::KeyframeNeeded);
+            if verdict.pass_on && out.keyframes.of(viewer.codec).request(out.now, false) {
+                out.events
+                    .push_back(BroadcastEvent::KeyframeNeeded(viewer.codec));
             }
         }
         Event::MediaEgressStats(stats) if viewer.state == State::Streaming => {
@@ -699,8 +759,34 @@ fn send_gop(id: ViewerId, viewer: &mut Viewer, gop: &GopCache, out: &mut Pending
 }
 
 /// Packetizes an access unit for every viewer at once.
-fn packetize_frame(data: &[u8]) -> Arc<[Packet]> {
-    packetize::packetize(data, packetize::MAX_PAYLOAD).into()
+fn packetize_frame(codec: Codec, data: &[u8], picture_id: u16) -> Arc<[Packet]> {
+    match codec {
+        Codec::Vp8 => vp8::packetize(data, packetize::MAX_PAYLOAD, picture_id).into(),
+        _ => packetize::packetize(data, packetize::MAX_PAYLOAD).into(),
+    }
+}
+
+/// The codecs a broadcast sends.
+const CODECS: [Codec; 2] = [Codec::H264, Codec::Vp8];
+
+/// One keyframe limiter for each codec: each has its own encoder.
+struct Keyframes([KeyframeLimiter; CODECS.len()]);
+
+impl Keyframes {
+    fn index(codec: Codec) -> usize {
+        match codec {
+            Codec::Vp8 => 1,
+            _ => 0,
+        }
+    }
+
+    fn of(&mut self, codec: Codec) -> &mut KeyframeLimiter {
+        &mut self.0[Keyframes::index(codec)]
+    }
+
+    fn get(&self, codec: Codec) -> &KeyframeLimiter {
+        &self.0[Keyframes::index(codec)]
+    }
 }
 
 fn transmit_output(transmit: str0m::net::Transmit) -> Output {

@@ -79,6 +79,13 @@ pub struct BroadcastConfig {
     /// them; Baseline, Main and High streams need the browser to offer that profile (or High,
     /// for Main), else the offer fails with [`RtcError::ProfileNotOffered`](crate::RtcError).
     pub h264_profile: Option<H264Profile>,
+
+    /// Answer offers without usable H.264 (Firefox without its OpenH264 plugin, say) with VP8
+    /// (default `false`). The driver then needs a VP8 encoder for those viewers:
+    /// [`KeyframeNeeded`](crate::BroadcastEvent::KeyframeNeeded) names the codec, and
+    /// [`viewer_count_for`](crate::Broadcast::viewer_count_for) says whether anyone watches
+    /// in VP8. Offers with H.264 still get H.264.
+    pub vp8: bool,
 }
 
 impl BroadcastConfig {
@@ -94,6 +101,7 @@ impl BroadcastConfig {
             ice_timeout: Duration::from_secs(15),
             gop_cache: false,
             h264_profile: None,
+            vp8: false,
         }
     }
 
@@ -136,6 +144,12 @@ impl BroadcastConfig {
     /// Sets [`h264_profile`](Self::h264_profile).
     pub fn with_h264_profile(mut self, profile: Option<H264Profile>) -> Self {
         self.h264_profile = profile;
+        self
+    }
+
+    /// Sets [`vp8`](Self::vp8).
+    pub fn with_vp8(mut self, vp8: bool) -> Self {
+        self.vp8 = vp8;
         self
     }
 

@@ -39,6 +39,14 @@ pub enum RtcError {
     )]
     NoH264,
 
+    /// The offer has video, but neither usable H.264 nor VP8 (with
+    /// [`BroadcastConfig::vp8`](crate::BroadcastConfig::vp8) on).
+    #[error(
+        "the offer has neither usable H.264 (packetization-mode=1, constrained baseline or \
+         baseline) nor VP8"
+    )]
+    NoCodec,
+
     /// The stream is H.264 in a profile (passed through as it came) that the offer does not
     /// list with packetization-mode=1.
     #[error(

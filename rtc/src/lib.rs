@@ -1,4 +1,5 @@
-//! Sans-IO WebRTC broadcast: one H.264 stream to many browsers, on [str0m].
+//! Sans-IO WebRTC broadcast: one H.264 stream to many browsers, on [str0m], and VP8 to those
+//! without H.264.
 //!
 //! # Model
 //!
@@ -34,6 +35,12 @@
 //! The driver passes it to the encoder. For H.264 whose keyframes cannot be asked for (passed
 //! through from a file or a camera), [`BroadcastConfig::gop_cache`] keeps the frames since the
 //! last keyframe and sends them to each viewer as it connects.
+//!
+//! A browser whose offer has no usable H.264 (Firefox without its OpenH264 plugin) is answered
+//! with VP8 when [`BroadcastConfig::vp8`] is on: the driver then encodes the same pictures in
+//! VP8 too, while [`viewer_count_for`](Broadcast::viewer_count_for) says anyone watches in it,
+//! and hands those access units in as well; each viewer gets the units of its own codec, and
+//! [`BroadcastEvent::KeyframeNeeded`] names the encoder to ask.
 //!
 //! A viewer that vanishes without a word (closed laptop) is dropped after
 //! [`BroadcastConfig::ice_timeout`] of silence; the others carry on.
@@ -82,7 +89,7 @@
 //!                 Output::Transmit { destination, contents, .. } => {
 //!                     socket.send_to(&contents, destination)?;
 //!                 }
-//!                 Output::Event(BroadcastEvent::KeyframeNeeded) => { /* encoder.request_keyframe() */ }
+//!                 Output::Event(BroadcastEvent::KeyframeNeeded(_codec)) => { /* encoder.request_keyframe() */ }
 //!                 Output::Event(event) => println!("{event:?}"),
 //!                 Output::Timeout(deadline) => break deadline,
 //!             }
@@ -132,6 +139,7 @@ mod packetize;
 mod stun;
 mod time;
 mod viewer;
+mod vp8;
 
 pub use broadcast::Broadcast;
 pub use config::{BroadcastConfig, LocalCandidate};

@@ -13,6 +13,8 @@ pub(crate) struct Summary<'a> {
     pub(crate) video: bool,
     /// There is an `a=rtpmap:<pt> H264/90000` line.
     pub(crate) h264: bool,
+    /// There is an `a=rtpmap:<pt> VP8/90000` line.
+    pub(crate) vp8: bool,
     /// The first `a=setup:` value that is not `actpass`, which an offer may not have.
     pub(crate) fixed_setup: Option<&'a str>,
     /// The addresses of the offer's relayed candidates (`typ relay`): the TURN server's
@@ -28,9 +30,9 @@ impl<'a> Summary<'a> {
                 summary.video = true;
             } else if let Some(rtpmap) = line.strip_prefix("a=rtpmap:") {
                 let encoding = rtpmap.split_whitespace().nth(1).unwrap_or("");
-                if encoding.to_ascii_lowercase().starts_with("h264/") {
-                    summary.h264 = true;
-                }
+                let encoding = encoding.to_ascii_lowercase();
+                summary.h264 |= encoding.starts_with("h264/");
+                summary.vp8 |= encoding.starts_with("vp8/");
             } else if let Some(candidate) = line.strip_prefix("a=candidate:") {
                 let fields: Vec<&str> = candidate.split_whitespace().collect();
                 if let [_, _, _, _, ip, port, "typ", "relay", ..] = fields.as_slice() {

@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use rtcgear_capture::Codec;
+
 /// Identifies one viewer (one browser session) of a [`Broadcast`](crate::Broadcast).
 ///
 /// Ids are never reused within one `Broadcast`.
@@ -100,12 +102,13 @@ pub enum BroadcastEvent {
     /// [`Broadcast::handle_offer`](crate::Broadcast::handle_offer) returned ends with exactly
     /// one of these.
     ViewerDisconnected(ViewerId, DisconnectReason),
-    /// Ask the encoder for an IDR: a viewer has joined, or one lost pictures (PLI/FIR).
+    /// Ask the encoder of this codec for a keyframe (an IDR for H.264): a viewer has joined,
+    /// or one lost pictures (PLI/FIR).
     ///
-    /// Requests are coalesced and rate limited (see
+    /// Requests are coalesced and rate limited, for each codec on its own (see
     /// [`BroadcastConfig::keyframe_interval`](crate::BroadcastConfig::keyframe_interval)), so
     /// the driver can pass each one straight on to the encoder.
-    KeyframeNeeded,
+    KeyframeNeeded(Codec),
 }
 
 /// Why a viewer left.

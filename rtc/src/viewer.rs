@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtcgear_capture::h264::H264Profile;
+use rtcgear_capture::Codec;
 use str0m::media::{MediaKind, MediaTime, Mid, Pt};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Input, Rtc};
@@ -20,7 +21,9 @@ use crate::packetize::Packet;
 pub(crate) struct Viewer {
     pub(crate) rtc: Rtc,
     pub(crate) state: State,
-    /// The video m-line and the H.264 payload type chosen for it.
+    /// What it is sent: H.264, or VP8 for a viewer whose offer has no usable H.264.
+    pub(crate) codec: Codec,
+    /// The video m-line and the payload type chosen for it.
     pub(crate) media: (Mid, Pt),
     /// The extended RTP sequence number of the next packet.
     next_seq: u64,
@@ -71,6 +74,7 @@ impl Viewer {
     /// be drained (negotiating was a mutation).
     pub(crate) fn new(
         rtc: Rtc,
+        codec: Codec,
         media: (Mid, Pt),
         ufrag: String,
         relays: Vec<SocketAddr>,
@@ -79,6 +83,7 @@ impl Viewer {
         Viewer {
             rtc,
             state: State::Connecting,
+            codec,
             media,
             next_seq: first_sequence_number(),
             ufrag,
@@ -166,6 +171,26 @@ pub(crate) fn h264_media(
         .filter_map(|params| Some((codec::score(params, stream)?, params.pt())))
         .max_by_key(|&(score, _)| score)?;
     debug!(%mid, %pt, "sending H.264");
+    Some((mid, pt))
+}
+
+/// The m-line `mid` and the payload type to send VP8 on, if `mid` is a video m-line we send
+/// on and VP8 was negotiated for it.
+pub(crate) fn vp8_media(rtc: &mut Rtc, mid: Mid) -> Option<(Mid, Pt)> {
+    let media = rtc.media(mid)?;
+    if media.kind() != MediaKind::Video || !media.direction().is_sending() || media.disabled() {
+        return None;
+    }
+    let remote = media.remote_pts();
+    let pt = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .find(|params| {
+            remote.contains(&params.pt()) && params.spec().codec == str0m::format::Codec::Vp8
+        })?
+        .pt();
+    debug!(%mid, %pt, "sending VP8");
     Some((mid, pt))
 }
 

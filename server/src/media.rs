@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
+use rtcgear_capture::Codec;
 use rtcgear_rtc::{
     Broadcast, BroadcastConfig, BroadcastEvent, LocalCandidate, Output, RtcError, Transport,
     ViewerId,
@@ -141,6 +142,9 @@ impl Media {
                 // each offer's answer announces only what fits its viewer (`for_viewer`).
                 let config = BroadcastConfig::new(candidates.hosts.clone())
                     .with_tcp_candidates(candidates.tcp.clone())
+                    // VP8 for browsers without H.264, encoded from the stream's frames; a
+                    // passed-through stream has no frames to encode.
+                    .with_vp8(matches!(stream.video, Video::Encoded))
                     .with_ice_timeout(ice_timeout)
                     .with_gop_cache(matches!(stream.video, Video::Passthrough { .. }))
                     .with_h264_profile(match stream.video {
@@ -274,6 +278,9 @@ impl Media {
         self.paths_counted = now;
         for (broadcast, shared) in self.broadcasts.iter().zip(&self.streams) {
             *crate::stream::lock(&shared.paths) = broadcast.viewer_paths();
+            shared
+                .vp8_viewers
+                .store(broadcast.viewer_count_for(Codec::Vp8), Ordering::Relaxed);
         }
     }
 
@@ -337,6 +344,12 @@ impl Media {
                 };
                 if let Ok((viewer, _)) = &result {
                     tracing::info!(stream = %self.streams[stream].label(), "{viewer} offered");
+                    // The VP8 encoder starts at once for a VP8 viewer (it stops within a
+                    // second of the last one leaving, when the count is refreshed).
+                    let vp8 = self.broadcasts[stream].viewer_count_for(Codec::Vp8);
+                    self.streams[stream]
+                        .vp8_viewers
+                        .store(vp8, Ordering::Relaxed);
                 }
                 let _ = reply.send(result);
                 self.drain(stream);
@@ -427,7 +440,10 @@ impl Media {
             BroadcastEvent::ViewerDisconnected(viewer, reason) => {
                 tracing::info!(stream = %shared.label(), "{viewer} left: {reason}");
             }
-            BroadcastEvent::KeyframeNeeded => {
+            BroadcastEvent::KeyframeNeeded(Codec::Vp8) => {
+                shared.vp8_keyframe_requested.store(true, Ordering::Relaxed);
+            }
+            BroadcastEvent::KeyframeNeeded(_) => {
                 shared.keyframe_requested.store(true, Ordering::Relaxed);
             }
             _ => {}

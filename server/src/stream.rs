@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rtcgear_capture::h264::H264Profile;
 use rtcgear_capture::{AccessUnit, EncodedSource, Frame, PixelFormat, Source, SourceInfo};
-use rtcgear_encode::{Encoder, EncoderConfig, RateControl};
+use rtcgear_encode::{Encoder, EncoderConfig, RateControl, Vp8Config, Vp8Encoder};
 use rtcgear_rtc::ViewerPaths;
 
 /// One stream of a server: a named source with its encoder settings.
@@ -243,6 +243,11 @@ pub(crate) struct StreamShared {
     pub(crate) frames_encoded: AtomicU64,
     pub(crate) bytes_encoded: AtomicU64,
     pub(crate) keyframe_requested: AtomicBool,
+    /// Viewers watching in VP8 (their browsers offered no usable H.264), connected or not:
+    /// the stream's VP8 encoder runs while there are any. Counted by the RTC thread.
+    pub(crate) vp8_viewers: AtomicUsize,
+    pub(crate) vp8_frames_encoded: AtomicU64,
+    pub(crate) vp8_keyframe_requested: AtomicBool,
     pub(crate) on_demand: bool,
     pub(crate) bitrate: Mutex<BitrateMeter>,
 }
@@ -265,6 +270,9 @@ impl StreamShared {
             frames_encoded: AtomicU64::new(0),
             bytes_encoded: AtomicU64::new(0),
             keyframe_requested: AtomicBool::new(false),
+            vp8_viewers: AtomicUsize::new(0),
+            vp8_frames_encoded: AtomicU64::new(0),
+            vp8_keyframe_requested: AtomicBool::new(false),
             on_demand: config.when_idle != WhenIdle::Encode,
             bitrate: Mutex::new(Default::default()),
         }
@@ -393,18 +401,30 @@ pub(crate) fn start(
                 )
             })?
     };
+    // Each frame the H.264 encoder is done with goes on to the VP8 encoder, which drops it
+    // while nobody watches in VP8, or while it is still busy with the one before.
+    let (vp8_tx, vp8_rx) = crossbeam_channel::bounded::<Frame>(1);
+    let settings = EncodeSettings {
+        bitrate_kbps,
+        keyframe_interval,
+        threads,
+    };
+    let vp8 = {
+        let (shared, media_tx, shutdown) = (shared.clone(), media_tx.clone(), shutdown.clone());
+        let settings = settings.clone();
+        thread::Builder::new()
+            .name(format!("vp8-{label}"))
+            .spawn(move || vp8_loop(index, settings, &shared, &vp8_rx, &media_tx, &shutdown))?
+    };
     let encode = thread::Builder::new()
         .name(format!("encode-{label}"))
         .spawn(move || {
-            let settings = EncodeSettings {
-                bitrate_kbps,
-                keyframe_interval,
-                threads,
-            };
-            encode_loop(index, settings, &shared, &frame_rx, &media_tx, &shutdown)
+            encode_loop(
+                index, settings, &shared, &frame_rx, &vp8_tx, &media_tx, &shutdown,
+            )
         })?;
     Ok(Pipeline {
-        threads: vec![capture, encode],
+        threads: vec![capture, encode, vp8],
     })
 }
 
@@ -554,6 +574,7 @@ fn capture_loop(
     }
 }
 
+#[derive(Clone)]
 struct EncodeSettings {
     bitrate_kbps: Option<u32>,
     keyframe_interval: Duration,
@@ -565,6 +586,7 @@ fn encode_loop(
     settings: EncodeSettings,
     shared: &StreamShared,
     frame_rx: &Receiver<Frame>,
+    vp8_tx: &Sender<Frame>,
     media_tx: &Sender<StreamFrame>,
     shutdown: &AtomicBool,
 ) {
@@ -579,6 +601,14 @@ fn encode_loop(
         let active = shared.active();
         if !active {
             was_active = false;
+            continue;
+        }
+        let vp8_viewers = shared.vp8_viewers.load(Ordering::Relaxed);
+        if vp8_viewers >= shared.viewers.load(Ordering::Relaxed) {
+            // Everyone watches in VP8: no H.264 for now, and a keyframe first when it is
+            // wanted again.
+            was_active = false;
+            let _ = vp8_tx.try_send(frame);
             continue;
         }
         let size_changed = encoder.as_ref().is_some_and(|e| {
@@ -642,6 +672,95 @@ fn encode_loop(
                     // keyframe so no viewer decodes a broken reference chain.
                     tracing::debug!(stream = %shared.label(), "RTC thread busy, frame dropped");
                     shared.keyframe_requested.store(true, Ordering::Relaxed);
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+        if vp8_viewers > 0 {
+            // Busy with the one before: this frame is skipped for VP8 alone.
+            let _ = vp8_tx.try_send(frame);
+        }
+    }
+}
+
+/// The VP8 encoder of a stream: encodes the frames the H.264 encoder hands on while anyone
+/// watches in VP8, and stops (dropping the encoder) when nobody does.
+fn vp8_loop(
+    index: usize,
+    settings: EncodeSettings,
+    shared: &StreamShared,
+    frame_rx: &Receiver<Frame>,
+    media_tx: &Sender<StreamFrame>,
+    shutdown: &AtomicBool,
+) {
+    let mut encoder: Option<Vp8Encoder> = None;
+    while !shutdown.load(Ordering::Relaxed) {
+        let frame = match frame_rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(frame) => frame,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if encoder.is_some() && shared.vp8_viewers.load(Ordering::Relaxed) == 0 {
+                    tracing::info!(stream = %shared.label(), "no VP8 viewers left: VP8 encoder stopped");
+                    encoder = None;
+                }
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        };
+        if shared.vp8_viewers.load(Ordering::Relaxed) == 0 {
+            if encoder.take().is_some() {
+                tracing::info!(stream = %shared.label(), "no VP8 viewers left: VP8 encoder stopped");
+            }
+            continue;
+        }
+        let size_changed = encoder.as_ref().is_some_and(|e| {
+            (e.config().width, e.config().height) != (frame.width(), frame.height())
+        });
+        if encoder.is_none() || size_changed {
+            let fps = lock(&shared.info).fps;
+            let mut config = Vp8Config::new(frame.width(), frame.height(), fps);
+            if let Some(kbps) = settings.bitrate_kbps {
+                config.kbps = kbps;
+            }
+            config.keyframe_interval =
+                ((settings.keyframe_interval.as_secs_f64() * fps.as_f64()).round() as u32).max(1);
+            config.threads = settings.threads;
+            match Vp8Encoder::new(config) {
+                Ok(new) => {
+                    tracing::info!(
+                        stream = %shared.label(),
+                        "a viewer takes VP8: encoding {}x{} at {} fps in VP8 too",
+                        frame.width(),
+                        frame.height(),
+                        fps
+                    );
+                    encoder = Some(new);
+                }
+                Err(err) => {
+                    tracing::warn!(stream = %shared.label(), "no VP8 encoder: {err}");
+                    thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            }
+        }
+        let Some(enc) = encoder.as_mut() else {
+            continue;
+        };
+        if shared.vp8_keyframe_requested.swap(false, Ordering::Relaxed) {
+            enc.request_keyframe();
+        }
+        if let Err(err) = enc.send_frame(&frame) {
+            tracing::warn!(stream = %shared.label(), "the VP8 encoder refused a frame: {err}");
+            continue;
+        }
+        while let Some(unit) = enc.receive_packet() {
+            shared.vp8_frames_encoded.fetch_add(1, Ordering::Relaxed);
+            match media_tx.try_send(StreamFrame {
+                stream: index,
+                unit,
+            }) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    shared.vp8_keyframe_requested.store(true, Ordering::Relaxed);
                 }
                 Err(TrySendError::Disconnected(_)) => return,
             }

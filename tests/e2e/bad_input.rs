@@ -7,6 +7,11 @@ use rtcgear_tests::TestServer;
 const OFFER: &str = include_str!("../data/chromium-offer.sdp");
 const VP8_ONLY: &str = include_str!("../data/chromium-offer-vp8-only.sdp");
 
+/// An offer with AV1 alone: neither H.264 nor VP8.
+fn av1_only() -> String {
+    VP8_ONLY.replace("VP8/90000", "AV1/90000")
+}
+
 fn post(server: &TestServer, path: &str, content_type: &str, body: &[u8]) -> Reply {
     http::request(&server.url(path), "POST", Some((content_type, body)), &[])
 }
@@ -62,10 +67,22 @@ fn whep_rejects_what_it_cannot_use() {
         400,
         "UTF-8",
     );
-    check(
+    // A browser without H.264 gets VP8; one with neither gets a reason.
+    let vp8 = check(
         post(&server, "/whep", "application/sdp", VP8_ONLY.as_bytes()),
+        201,
+        "VP8/90000",
+    );
+    let location = header(&vp8, "location").expect("a Location").to_string();
+    check(
+        http::request(&server.url(&location), "DELETE", None, &[]),
+        200,
+        "ended",
+    );
+    check(
+        post(&server, "/whep", "application/sdp", av1_only().as_bytes()),
         400,
-        "H.264",
+        "neither usable H.264",
     );
     let answer = OFFER.replace("a=setup:actpass", "a=setup:active");
     check(
@@ -154,11 +171,11 @@ fn offer_rejects_bad_json_and_wrong_types() {
         400,
         "must be \"offer\"",
     );
-    let vp8 = serde_json::json!({ "sdp": VP8_ONLY, "type": "offer" }).to_string();
+    let av1 = serde_json::json!({ "sdp": av1_only(), "type": "offer" }).to_string();
     check(
-        post(&server, "/offer", "application/json", vp8.as_bytes()),
+        post(&server, "/offer", "application/json", av1.as_bytes()),
         400,
-        "H.264",
+        "nor VP8",
     );
     let good = serde_json::json!({ "sdp": OFFER, "type": "offer" }).to_string();
     let reply = check(

@@ -2,6 +2,7 @@
 
 mod auth;
 mod bad_input;
+mod codecs;
 mod browser;
 mod limits;
 mod outside;

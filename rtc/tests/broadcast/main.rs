@@ -7,3 +7,4 @@ mod sim;
 mod slow;
 mod tcp;
 mod viewers;
+mod vp8;

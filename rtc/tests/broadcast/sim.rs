@@ -9,7 +9,7 @@ use std::collections::{HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use rtcgear_capture::{h264, AccessUnit, CaptureTime};
+use rtcgear_capture::{h264, AccessUnit, CaptureTime, Codec};
 use rtcgear_rtc::{
     Broadcast, BroadcastConfig, BroadcastEvent, Output, RtcError, Transport, ViewerId,
 };
@@ -384,6 +384,13 @@ impl Sim {
         self.settle();
     }
 
+    /// Hands `unit` (of any codec) to the broadcast as it is, and lets everything settle.
+    pub fn send_unit(&mut self, unit: &AccessUnit) {
+        self.broadcast.handle_frame(self.now, unit);
+        self.drain_broadcast();
+        self.settle();
+    }
+
     /// Sends a PLI from client `index`.
     pub fn send_pli(&mut self, index: usize) {
         let client = &mut self.clients[index];
@@ -415,7 +422,7 @@ impl Sim {
     pub fn keyframe_requests(&self) -> Vec<Instant> {
         self.events
             .iter()
-            .filter(|(_, e)| *e == BroadcastEvent::KeyframeNeeded)
+            .filter(|(_, e)| *e == BroadcastEvent::KeyframeNeeded(Codec::H264))
             .map(|(t, _)| *t)
             .collect()
     }
@@ -431,7 +438,7 @@ impl Sim {
         let new = &self.events[self.seen_events..];
         self.keyframe_wanted |= new
             .iter()
-            .any(|(_, e)| *e == BroadcastEvent::KeyframeNeeded);
+            .any(|(_, e)| *e == BroadcastEvent::KeyframeNeeded(Codec::H264));
         self.seen_events = self.events.len();
     }
 
