@@ -94,7 +94,11 @@ fn chromium_plays_h264_in_one_tab_and_vp8_in_another_each_encoded_once() {
     let after = [decoded(&h264_tab), decoded(&vp8_tab)];
     let elapsed = started.elapsed().as_secs_f64();
     for (name, (b, a)) in ["H.264", "VP8"].iter().zip(before.iter().zip(after)) {
-        assert!(a >= b + 45, "the {name} tab decoded {} frames in 3 s", a - b);
+        assert!(
+            a >= b + 45,
+            "the {name} tab decoded {} frames in 3 s",
+            a - b
+        );
     }
     let (h264_after, vp8_after) = encoded(&server);
     for (name, frames) in [
@@ -122,7 +126,11 @@ fn chromium_plays_h264_in_one_tab_and_vp8_in_another_each_encoded_once() {
     }
     let (_, vp8_stopped) = encoded(&server);
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(encoded(&server).1, vp8_stopped, "VP8 frames after the last VP8 viewer left");
+    assert_eq!(
+        encoded(&server).1,
+        vp8_stopped,
+        "VP8 frames after the last VP8 viewer left"
+    );
     browser.switch_to(&h264_tab);
     let before = browser.frames_decoded();
     std::thread::sleep(Duration::from_secs(1));

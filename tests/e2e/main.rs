@@ -2,8 +2,8 @@
 
 mod auth;
 mod bad_input;
-mod codecs;
 mod browser;
+mod codecs;
 mod limits;
 mod outside;
 mod sources;
