@@ -211,10 +211,15 @@ fn play(net: &Topology, transport: &str) -> (Candidate, Candidate) {
         Candidate::from_stats(&pair["local"]),
         Candidate::from_stats(&pair["remote"]),
     );
+    // From the page's new RTCPeerConnection (ICE gathering, TURN included) to its first
+    // decoded frame: what BENCHMARKS.md reports for each path.
+    let first_frame = browser.eval("return window.rtcgear.stats.firstFrameMs");
     eprintln!(
-        "selected pair: local {local} -> remote {remote} ({} frames decoded, {:.1} s)",
+        "selected pair: local {local} -> remote {remote} ({} frames decoded, {:.1} s; \
+         first picture {:.0} ms after the page began connecting)",
         browser.frames_decoded(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        first_frame.as_f64().unwrap_or(f64::NAN)
     );
     // The server's count is refreshed every second.
     let deadline = Instant::now() + Duration::from_secs(5);
