@@ -83,12 +83,28 @@
     return ms < 1000 ? (ms / 1000).toFixed(1) + " s" : Math.round(ms / 1000) + " s";
   }
 
+  // Waits for the candidates to send with the offer: until gathering completes, at most
+  // `limitMs`, and only a moment more once a relayed candidate has come. A network that
+  // blocks UDP never completes gathering (its STUN and TURN-over-UDP requests go unanswered),
+  // so without that the page would wait the whole limit before its TURN-over-TCP candidate
+  // could be used.
   function waitForIceGathering(peer, limitMs) {
     if (peer.iceGatheringState === "complete") return Promise.resolve();
     return new Promise((resolve) => {
-      const done = () => { peer.removeEventListener("icegatheringstatechange", check); resolve(); };
+      let finished = false;
+      const done = () => {
+        if (finished) return;
+        finished = true;
+        peer.removeEventListener("icegatheringstatechange", check);
+        peer.removeEventListener("icecandidate", relayed);
+        resolve();
+      };
       const check = () => { if (peer.iceGatheringState === "complete") done(); };
+      const relayed = (event) => {
+        if (event.candidate && event.candidate.type === "relay") setTimeout(done, 100);
+      };
       peer.addEventListener("icegatheringstatechange", check);
+      peer.addEventListener("icecandidate", relayed);
       setTimeout(done, limitMs);
     });
   }
