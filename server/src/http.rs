@@ -19,7 +19,7 @@ use crate::limit::RateLimiter;
 use crate::media::{Command, OfferError, Removal};
 use crate::message::{Handler, Middleware, Request, Response};
 use crate::session::SessionNames;
-use crate::stream::{lock, StreamShared, Video};
+use crate::stream::{lock, StreamShared};
 use crate::turn;
 use crate::web::Web;
 
@@ -539,8 +539,8 @@ impl App {
     }
 }
 
-/// Per codec a stream sends: its viewers (connected or connecting), frames encoded, and
-/// whether its encoder runs now. VP8 appears for streams that can encode it.
+/// Per codec a stream sends: its viewers (connected or connecting), frames encoded (for
+/// H.264 passed through: frames passed on), and whether its encoder runs now.
 fn codecs(stream: &StreamShared) -> serde_json::Value {
     let viewers = stream.viewers.load(Ordering::Relaxed);
     let vp8 = stream.vp8_viewers.load(Ordering::Relaxed).min(viewers);
@@ -548,17 +548,14 @@ fn codecs(stream: &StreamShared) -> serde_json::Value {
         "viewers": viewers - vp8,
         "frames_encoded": stream.frames_encoded.load(Ordering::Relaxed),
     });
-    match stream.video {
-        Video::Encoded => serde_json::json!({
-            "H.264": h264,
-            "VP8": {
-                "viewers": vp8,
-                "frames_encoded": stream.vp8_frames_encoded.load(Ordering::Relaxed),
-                "encoding": vp8 > 0,
-            },
-        }),
-        Video::Passthrough { .. } => serde_json::json!({ "H.264": h264 }),
-    }
+    serde_json::json!({
+        "H.264": h264,
+        "VP8": {
+            "viewers": vp8,
+            "frames_encoded": stream.vp8_frames_encoded.load(Ordering::Relaxed),
+            "encoding": vp8 > 0,
+        },
+    })
 }
 
 fn method_not_allowed(allow: &str) -> Response {

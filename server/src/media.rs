@@ -142,9 +142,9 @@ impl Media {
                 // each offer's answer announces only what fits its viewer (`for_viewer`).
                 let config = BroadcastConfig::new(candidates.hosts.clone())
                     .with_tcp_candidates(candidates.tcp.clone())
-                    // VP8 for browsers without H.264, encoded from the stream's frames; a
-                    // passed-through stream has no frames to encode.
-                    .with_vp8(matches!(stream.video, Video::Encoded))
+                    // VP8 for browsers without H.264, encoded from the stream's frames (a
+                    // passed-through stream's decoded first).
+                    .with_vp8(true)
                     .with_ice_timeout(ice_timeout)
                     .with_gop_cache(matches!(stream.video, Video::Passthrough { .. }))
                     .with_h264_profile(match stream.video {

@@ -7,6 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rtcgear_capture::ffmpeg::H264Decoder;
 use rtcgear_capture::h264::H264Profile;
 use rtcgear_capture::{AccessUnit, EncodedSource, Frame, PixelFormat, Source, SourceInfo};
 use rtcgear_encode::{Encoder, EncoderConfig, RateControl, Vp8Config, Vp8Encoder};
@@ -364,6 +365,22 @@ pub(crate) fn start(
         ..
     } = config;
     let pause_when_idle = when_idle == WhenIdle::PauseSource;
+    let settings = EncodeSettings {
+        bitrate_kbps,
+        keyframe_interval,
+        threads,
+    };
+    // The VP8 encoder, for viewers without H.264: it takes the pictures the H.264 encoder is
+    // done with, or the passed-through H.264 to decode first, and drops what comes while
+    // nobody watches in VP8.
+    let (vp8_tx, vp8_rx) = crossbeam_channel::bounded::<Vp8Input>(VP8_QUEUE);
+    let vp8 = {
+        let (shared, media_tx, shutdown) = (shared.clone(), media_tx.clone(), shutdown.clone());
+        let settings = settings.clone();
+        thread::Builder::new()
+            .name(format!("vp8-{label}"))
+            .spawn(move || vp8_loop(index, settings, &shared, &vp8_rx, &media_tx, &shutdown))?
+    };
     let source = match input {
         Input::Frames(source) => source,
         Input::Encoded(source) => {
@@ -375,12 +392,13 @@ pub(crate) fn start(
                         source,
                         pause_when_idle,
                         &shared,
+                        &vp8_tx,
                         &media_tx,
                         &shutdown,
                     )
                 })?;
             return Ok(Pipeline {
-                threads: vec![ingest],
+                threads: vec![ingest, vp8],
             });
         }
     };
@@ -400,21 +418,6 @@ pub(crate) fn start(
                     &shutdown,
                 )
             })?
-    };
-    // Each frame the H.264 encoder is done with goes on to the VP8 encoder, which drops it
-    // while nobody watches in VP8, or while it is still busy with the one before.
-    let (vp8_tx, vp8_rx) = crossbeam_channel::bounded::<Frame>(1);
-    let settings = EncodeSettings {
-        bitrate_kbps,
-        keyframe_interval,
-        threads,
-    };
-    let vp8 = {
-        let (shared, media_tx, shutdown) = (shared.clone(), media_tx.clone(), shutdown.clone());
-        let settings = settings.clone();
-        thread::Builder::new()
-            .name(format!("vp8-{label}"))
-            .spawn(move || vp8_loop(index, settings, &shared, &vp8_rx, &media_tx, &shutdown))?
     };
     let encode = thread::Builder::new()
         .name(format!("encode-{label}"))
@@ -449,11 +452,16 @@ fn ingest_loop(
     mut source: Box<dyn EncodedSource>,
     pause_when_idle: bool,
     shared: &StreamShared,
+    vp8_tx: &Sender<Vp8Input>,
     media_tx: &Sender<StreamFrame>,
     shutdown: &AtomicBool,
 ) {
     let mut failures = 0u32;
     let mut logged_keyframe_request = false;
+    // The units since the last keyframe, so that a VP8 encoder that starts can decode up to
+    // the newest picture at once; and whether it is being fed, unit by unit.
+    let mut gop: Vec<AccessUnit> = Vec::new();
+    let mut feeding_vp8 = false;
     while !shutdown.load(Ordering::Relaxed) {
         let active = shared.active();
         if !active && pause_when_idle {
@@ -501,6 +509,24 @@ fn ingest_loop(
                     .bytes_encoded
                     .fetch_add(unit.data.len() as u64, Ordering::Relaxed);
                 lock(&shared.bitrate).add(now, unit.data.len());
+                if unit.keyframe {
+                    gop.clear();
+                }
+                if gop.len() < MAX_GOP_UNITS {
+                    gop.push(unit.clone());
+                }
+                if shared.vp8_viewers.load(Ordering::Relaxed) == 0 {
+                    feeding_vp8 = false;
+                } else {
+                    // The whole GOP when it starts (or after a unit was dropped, which breaks
+                    // the decoder's references), else this unit alone.
+                    let units = if feeding_vp8 {
+                        vec![unit.clone()]
+                    } else {
+                        gop.clone()
+                    };
+                    feeding_vp8 = vp8_tx.try_send(Vp8Input::Units(units)).is_ok();
+                }
                 let mut frame = StreamFrame {
                     stream: index,
                     unit,
@@ -586,7 +612,7 @@ fn encode_loop(
     settings: EncodeSettings,
     shared: &StreamShared,
     frame_rx: &Receiver<Frame>,
-    vp8_tx: &Sender<Frame>,
+    vp8_tx: &Sender<Vp8Input>,
     media_tx: &Sender<StreamFrame>,
     shutdown: &AtomicBool,
 ) {
@@ -608,7 +634,7 @@ fn encode_loop(
             // Everyone watches in VP8: no H.264 for now, and a keyframe first when it is
             // wanted again.
             was_active = false;
-            let _ = vp8_tx.try_send(frame);
+            let _ = vp8_tx.try_send(Vp8Input::Frame(frame));
             continue;
         }
         let size_changed = encoder.as_ref().is_some_and(|e| {
@@ -676,42 +702,74 @@ fn encode_loop(
                 Err(TrySendError::Disconnected(_)) => return,
             }
         }
-        if vp8_viewers > 0 {
+        if vp8_viewers > 0 && vp8_tx.is_empty() {
             // Busy with the one before: this frame is skipped for VP8 alone.
-            let _ = vp8_tx.try_send(frame);
+            let _ = vp8_tx.try_send(Vp8Input::Frame(frame));
         }
     }
 }
 
-/// The VP8 encoder of a stream: encodes the frames the H.264 encoder hands on while anyone
-/// watches in VP8, and stops (dropping the encoder) when nobody does.
+/// Room in the VP8 encoder's queue: one picture of an encoded stream (the encode thread
+/// sends only into an empty queue), or a passed-through stream's units, which must all be
+/// decoded.
+const VP8_QUEUE: usize = 64;
+/// The most units since a keyframe that a passed-through stream keeps for a VP8 start.
+const MAX_GOP_UNITS: usize = 600;
+
+/// What the VP8 encoder is given.
+enum Vp8Input {
+    /// A picture the H.264 encoder is done with.
+    Frame(Frame),
+    /// Passed-through H.264 to decode first: when VP8 starts, every unit since the last
+    /// keyframe (only the newest picture is encoded), then one unit at a time.
+    Units(Vec<AccessUnit>),
+}
+
+/// The VP8 encoder of a stream: encodes what the H.264 side hands on while anyone watches in
+/// VP8, and stops (dropping the encoder, and the decoder of a passed-through stream) when
+/// nobody does.
 fn vp8_loop(
     index: usize,
     settings: EncodeSettings,
     shared: &StreamShared,
-    frame_rx: &Receiver<Frame>,
+    input_rx: &Receiver<Vp8Input>,
     media_tx: &Sender<StreamFrame>,
     shutdown: &AtomicBool,
 ) {
     let mut encoder: Option<Vp8Encoder> = None;
+    let mut decoder: Option<H264Decoder> = None;
+    // The counter of the last unit decoded: a gap means units were lost on the way.
+    let mut last_unit: Option<u64> = None;
+    let stop = |encoder: &mut Option<Vp8Encoder>, decoder: &mut Option<H264Decoder>| {
+        *decoder = None;
+        if encoder.take().is_some() {
+            tracing::info!(stream = %shared.label(), "no VP8 viewers left: VP8 encoder stopped");
+        }
+    };
     while !shutdown.load(Ordering::Relaxed) {
-        let frame = match frame_rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(frame) => frame,
+        let input = match input_rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(input) => input,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                if encoder.is_some() && shared.vp8_viewers.load(Ordering::Relaxed) == 0 {
-                    tracing::info!(stream = %shared.label(), "no VP8 viewers left: VP8 encoder stopped");
-                    encoder = None;
+                if shared.vp8_viewers.load(Ordering::Relaxed) == 0 {
+                    stop(&mut encoder, &mut decoder);
                 }
                 continue;
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         };
         if shared.vp8_viewers.load(Ordering::Relaxed) == 0 {
-            if encoder.take().is_some() {
-                tracing::info!(stream = %shared.label(), "no VP8 viewers left: VP8 encoder stopped");
-            }
+            stop(&mut encoder, &mut decoder);
             continue;
         }
+        let frame = match input {
+            Vp8Input::Frame(frame) => frame,
+            Vp8Input::Units(units) => {
+                match decode_units(shared, &mut decoder, &mut last_unit, &units) {
+                    Some(frame) => frame,
+                    None => continue,
+                }
+            }
+        };
         let size_changed = encoder.as_ref().is_some_and(|e| {
             (e.config().width, e.config().height) != (frame.width(), frame.height())
         });
@@ -766,6 +824,40 @@ fn vp8_loop(
             }
         }
     }
+}
+
+/// Decodes passed-through `units` for the VP8 encoder; the newest picture, if any. A gap in
+/// the units' counters (some were dropped) starts a new decoder, which waits for a keyframe.
+fn decode_units(
+    shared: &StreamShared,
+    decoder: &mut Option<H264Decoder>,
+    last_unit: &mut Option<u64>,
+    units: &[AccessUnit],
+) -> Option<Frame> {
+    let first = units.first()?;
+    if last_unit.is_some_and(|last| first.counter != last.wrapping_add(1)) && !first.keyframe {
+        *decoder = None;
+    }
+    if decoder.is_none() {
+        match H264Decoder::new() {
+            Ok(new) => *decoder = Some(new),
+            Err(err) => {
+                tracing::warn!(stream = %shared.label(), "no H.264 decoder for VP8: {err}");
+                return None;
+            }
+        }
+    }
+    let decoder = decoder.as_mut()?;
+    let mut newest = None;
+    for unit in units {
+        *last_unit = Some(unit.counter);
+        match decoder.decode(unit) {
+            Ok(Some(frame)) => newest = Some(frame),
+            Ok(None) => {}
+            Err(err) => tracing::debug!(stream = %shared.label(), "decoding for VP8: {err}"),
+        }
+    }
+    newest
 }
 
 /// Locks a mutex, carrying on with the data if another thread panicked while holding it (the

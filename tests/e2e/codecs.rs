@@ -4,8 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use rtcgear_capture::ffmpeg::{FfmpegH264Source, FfmpegOptions};
+use rtcgear_server::StreamConfig;
+use rtcgear_test_support::tempdir::TempDir;
 use rtcgear_test_support::webdriver::Browser;
-use rtcgear_tests::TestServer;
+use rtcgear_tests::{passthrough_clip, TestServer};
 use serde_json::Value;
 
 use crate::heavy;
@@ -135,4 +138,47 @@ fn chromium_plays_h264_in_one_tab_and_vp8_in_another_each_encoded_once() {
     let before = browser.frames_decoded();
     std::thread::sleep(Duration::from_secs(1));
     assert!(browser.frames_decoded() >= before + 15);
+}
+
+/// A stream passed through as it came (H.264, a keyframe every 10 s) plays in VP8 too: its
+/// H.264 is decoded for the VP8 encoder, which starts on the newest picture of the GOP, so a
+/// VP8 tab that comes 2 s into the GOP does not wait for the next keyframe.
+#[test]
+fn a_passed_through_stream_is_decoded_for_a_vp8_tab() {
+    let _turn = heavy();
+    let dir = TempDir::new("passthrough-vp8");
+    let clip = passthrough_clip(dir.path());
+    let mut options = FfmpegOptions::default();
+    options.looping = true;
+    let source = FfmpegH264Source::open(clip.to_str().expect("UTF-8"), options)
+        .expect("H.264 without B-frames passes through");
+    let server = TestServer::start_streams(vec![StreamConfig::passthrough("", source)]);
+    let browser = Browser::start();
+    browser.goto(&server.url("/"));
+    browser.wait_for("the H.264 tab to play", Duration::from_secs(20), PLAYING);
+    assert_eq!(decoded_codec(&browser), "video/H264");
+    std::thread::sleep(Duration::from_secs(2));
+
+    browser.new_tab();
+    browser.on_new_document(VP8_ONLY);
+    browser.goto(&server.url("/"));
+    browser.wait_for("the VP8 tab to play", Duration::from_secs(20), PLAYING);
+    assert_eq!(decoded_codec(&browser), "video/VP8");
+    assert_eq!(browser.video_size(), serde_json::json!([640, 360]));
+    let first_frame = browser
+        .eval("return window.rtcgear.stats.firstFrameMs")
+        .as_f64()
+        .unwrap_or(f64::MAX);
+    assert!(
+        first_frame < 2500.0,
+        "the VP8 tab waited {first_frame} ms: for the next keyframe, not the decoded GOP"
+    );
+    let before = browser.frames_decoded();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = browser.frames_decoded();
+    assert!(
+        after >= before + 30,
+        "{before} -> {after} VP8 frames in 2 s"
+    );
+    assert_eq!(codecs(&server)["VP8"]["encoding"], true);
 }

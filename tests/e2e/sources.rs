@@ -11,7 +11,7 @@ use rtcgear_test_support::ports::free_tcp_port;
 use rtcgear_test_support::rpicam;
 use rtcgear_test_support::tempdir::TempDir;
 use rtcgear_test_support::webdriver::Browser;
-use rtcgear_tests::TestServer;
+use rtcgear_tests::{passthrough_clip, TestServer};
 
 use crate::heavy;
 
@@ -129,29 +129,11 @@ fn a_stabilized_stream_plays_with_its_border() {
     assert!(after >= before + 20, "{before} -> {after} in 2 s");
 }
 
-/// A 12-second 640x360 H.264 clip that browsers play as it is (no B-frames) with a single
-/// keyframe every 10 seconds: long enough that a late viewer could only start at once from a
-/// GOP cache.
-fn make_passthrough_clip(dir: &TempDir) -> PathBuf {
-    Clip::testsrc2(640, 360, 30, 12)
-        .args(&[
-            "-c:v",
-            "libx264",
-            "-profile:v",
-            "baseline",
-            "-preset",
-            "veryfast",
-        ])
-        .args(&["-g", "300", "-keyint_min", "300", "-sc_threshold", "0"])
-        .args(&["-pix_fmt", "yuv420p"])
-        .make(&dir.path().join("passthrough.mp4"))
-}
-
 #[test]
 fn a_passed_through_file_plays_and_a_late_tab_starts_from_the_gop_cache() {
     let _turn = heavy();
     let dir = TempDir::new("passthrough");
-    let clip = make_passthrough_clip(&dir);
+    let clip = passthrough_clip(dir.path());
     let mut options = FfmpegOptions::default();
     options.looping = true;
     let source = FfmpegH264Source::open(clip.to_str().expect("UTF-8"), options)

@@ -8,10 +8,12 @@
 #![deny(missing_docs)]
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::thread::{self, JoinHandle};
 
 use rtcgear_capture::{FrameRate, TestPattern};
 use rtcgear_server::{Server, ServerConfig, ShutdownHandle, StreamConfig};
+use rtcgear_test_support::clips::Clip;
 use rtcgear_test_support::http;
 use serde_json::Value;
 
@@ -107,4 +109,22 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// A 12-second 640x360 H.264 clip in `dir` that browsers play as it is (baseline, no
+/// B-frames) with a single keyframe every 10 seconds: long enough that a late viewer of it
+/// passed through could only start at once from a cache of its GOP.
+pub fn passthrough_clip(dir: &Path) -> PathBuf {
+    Clip::testsrc2(640, 360, 30, 12)
+        .args(&[
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-preset",
+            "veryfast",
+        ])
+        .args(&["-g", "300", "-keyint_min", "300", "-sc_threshold", "0"])
+        .args(&["-pix_fmt", "yuv420p"])
+        .make(&dir.join("passthrough.mp4"))
 }

@@ -101,7 +101,7 @@ impl Demux for Input {
 }
 
 /// FFmpeg's scaler, owned by one source.
-struct Scaler(scaling::Context);
+pub(super) struct Scaler(scaling::Context);
 
 // SAFETY: an SwsContext has no tie to the thread that made it; it is only unsafe to use from
 // two threads at once, and a `Scaler` is owned by one `Input`, reached only through `&mut`.
@@ -164,62 +164,72 @@ impl FfmpegSource {
     fn convert(
         input: &mut Input,
         decoded: &ff::frame::Video,
-        (width, height): (u32, u32),
+        size: (u32, u32),
         url: &str,
     ) -> Result<Frame, CaptureError> {
-        let direct = decoded.format() == Pixel::YUV420P
-            && (decoded.width(), decoded.height()) == (width, height);
-        let converted;
-        let source = if direct {
-            decoded
-        } else {
-            let scaler = match &mut input.scaler {
-                Some(Scaler(scaler))
-                    if scaler.input().format == decoded.format()
-                        && (scaler.input().width, scaler.input().height)
-                            == (decoded.width(), decoded.height()) =>
-                {
-                    scaler
-                }
-                slot => {
-                    &mut slot
-                        .insert(Scaler(
-                            scaling::Context::get(
-                                decoded.format(),
-                                decoded.width(),
-                                decoded.height(),
-                                Pixel::YUV420P,
-                                width,
-                                height,
-                                scaling::Flags::BILINEAR,
-                            )
-                            .map_err(|e| {
-                                ffmpeg_error("setting up the conversion to I420", url, e)
-                            })?,
-                        ))
-                        .0
-                }
-            };
-            let mut out = ff::frame::Video::empty();
-            scaler
-                .run(decoded, &mut out)
-                .map_err(|e| ffmpeg_error("converting to I420", url, e))?;
-            converted = out;
-            &converted
-        };
-        let mut planes = Vec::with_capacity(3);
-        for index in 0..3 {
-            let (row_bytes, rows) = PixelFormat::I420
-                .plane_size(index, width, height)
-                .unwrap_or((0, 0));
-            let stride = source.stride(index);
-            let data = source.data(index);
-            let needed = stride * rows.saturating_sub(1) + row_bytes;
-            let data = data.get(..needed).unwrap_or(data).to_vec();
-            planes.push(Plane::new(data, stride, row_bytes, rows)?);
-        }
-        Frame::from_planes(width, height, PixelFormat::I420, planes)
+        to_i420(&mut input.scaler, decoded, size, url)
     }
+}
+
+/// A decoded picture as an I420 [`Frame`] of `width` x `height`, converted (and scaled) by the
+/// `scaler` kept in its slot for the next picture, unless it is I420 of that size already.
+/// Errors name `url`.
+pub(super) fn to_i420(
+    scaler: &mut Option<Scaler>,
+    decoded: &ff::frame::Video,
+    (width, height): (u32, u32),
+    url: &str,
+) -> Result<Frame, CaptureError> {
+    let direct = decoded.format() == Pixel::YUV420P
+        && (decoded.width(), decoded.height()) == (width, height);
+    let converted;
+    let source = if direct {
+        decoded
+    } else {
+        let scaler = match scaler {
+            Some(Scaler(scaler))
+                if scaler.input().format == decoded.format()
+                    && (scaler.input().width, scaler.input().height)
+                        == (decoded.width(), decoded.height()) =>
+            {
+                scaler
+            }
+            slot => {
+                &mut slot
+                    .insert(Scaler(
+                        scaling::Context::get(
+                            decoded.format(),
+                            decoded.width(),
+                            decoded.height(),
+                            Pixel::YUV420P,
+                            width,
+                            height,
+                            scaling::Flags::BILINEAR,
+                        )
+                        .map_err(|e| ffmpeg_error("setting up the conversion to I420", url, e))?,
+                    ))
+                    .0
+            }
+        };
+        let mut out = ff::frame::Video::empty();
+        scaler
+            .run(decoded, &mut out)
+            .map_err(|e| ffmpeg_error("converting to I420", url, e))?;
+        converted = out;
+        &converted
+    };
+    let mut planes = Vec::with_capacity(3);
+    for index in 0..3 {
+        let (row_bytes, rows) = PixelFormat::I420
+            .plane_size(index, width, height)
+            .unwrap_or((0, 0));
+        let stride = source.stride(index);
+        let data = source.data(index);
+        let needed = stride * rows.saturating_sub(1) + row_bytes;
+        let data = data.get(..needed).unwrap_or(data).to_vec();
+        planes.push(Plane::new(data, stride, row_bytes, rows)?);
+    }
+    Frame::from_planes(width, height, PixelFormat::I420, planes)
 }
 
 impl Iterator for FfmpegSource {
@@ -284,11 +294,11 @@ fn decoding_input(context: ff::format::context::Input, url: &str) -> Result<Inpu
 }
 
 /// The largest even number not above `side` (4:2:0 needs even sizes), at least 2.
-fn even(side: u32) -> u32 {
+pub(super) fn even(side: u32) -> u32 {
     (side & !1).max(2)
 }
 
-fn libc_eagain() -> i32 {
+pub(super) fn libc_eagain() -> i32 {
     // EAGAIN on Linux; ffmpeg-next reports "try again" as Error::Other { errno: EAGAIN }.
     11
 }

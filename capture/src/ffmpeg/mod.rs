@@ -9,13 +9,18 @@
 //! pause while errors say why, its URL resolved anew at each open by a [`UrlResolver`] if one
 //! is set (a video site's page, through [`ytdlp`](crate::ytdlp)).
 //!
+//! [`H264Decoder`] turns passed-through H.264 back into pictures, for a viewer that needs them
+//! encoded in another codec.
+//!
 //! The files, one job each: `playback` (the options and the playback loop both sources share),
-//! `decode` ([`FfmpegSource`]) and `h264` ([`FfmpegH264Source`]).
+//! `decode` ([`FfmpegSource`]), `h264` ([`FfmpegH264Source`]) and `decoder` ([`H264Decoder`]).
 
 mod decode;
+mod decoder;
 mod h264;
 mod playback;
 
 pub use decode::FfmpegSource;
+pub use decoder::H264Decoder;
 pub use h264::{FfmpegH264Source, FfmpegOpened};
 pub use playback::{FfmpegOptions, UrlResolver};
