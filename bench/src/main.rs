@@ -113,6 +113,9 @@ struct ViewersArgs {
     /// Worker threads running the viewers.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// How the viewers reach the server's media: UDP, or ICE-TCP on its HTTP port.
+    #[arg(long, value_enum, default_value_t = viewer::Transport::Udp)]
+    transport: viewer::Transport,
     /// The `rtcgear` binary (default: beside this one, e.g. target/release/rtcgear).
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -220,9 +223,10 @@ fn viewers(args: &ViewersArgs) -> Result<()> {
     for (size, n, storm) in plan {
         let what = if storm { "a join storm of " } else { "" };
         eprintln!(
-            "== {}x{}, {what}{n} viewers (load average {:.2})",
+            "== {}x{}, {what}{n} viewers over {:?} (load average {:.2})",
             size.0,
             size.1,
+            args.transport,
             load_average().unwrap_or(0.0)
         );
         let result = run(args, &bin, size, n, storm)
@@ -346,7 +350,7 @@ fn run(
     if watchers > 0 {
         eprintln!("  {watchers} viewers start watching");
         let prepared = (0..watchers)
-            .map(|id| viewer::prepare(id, None))
+            .map(|id| viewer::prepare_over(id, None, args.transport))
             .collect::<Result<Vec<_>>>()?;
         load.add_viewers(prepared, gentle, true);
         wait_playing(&load, &(0..watchers), Duration::from_secs(30));
@@ -369,7 +373,7 @@ fn run(
         } else {
             None
         };
-        prepared.push(viewer::prepare(id, input)?);
+        prepared.push(viewer::prepare_over(id, input, args.transport)?);
     }
     let schedule = if storm {
         Schedule {

@@ -1,4 +1,5 @@
-//! Receive-only str0m viewers on real UDP sockets, many a worker thread.
+//! Receive-only str0m viewers on real UDP sockets (or, with [`Transport::Tcp`], ICE-TCP
+//! connections to the server's passive TCP candidate), many a worker thread.
 //!
 //! Each viewer is first prepared (its socket, `Rtc`, DTLS certificate and SDP offer), then a pool
 //! of threads does the WHEP exchanges, as fast as it can or on a schedule (a join storm: offer
@@ -10,7 +11,8 @@
 //! bits); the sampled ones get depacketized access units, which go to a decoder.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use crate::decode::Unit;
@@ -67,9 +69,44 @@ impl Counters {
     }
 }
 
+/// How a bench viewer reaches the server's media.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// UDP, as browsers do when they can.
+    #[default]
+    Udp,
+    /// ICE-TCP to the server's passive TCP candidate (RFC 4571 framing), as a browser whose
+    /// UDP is blocked does.
+    Tcp,
+}
+
+/// A viewer's way to the server.
+enum Link {
+    Udp(UdpSocket),
+    /// The ICE-TCP connection, and bytes read that are not a whole frame yet.
+    Tcp {
+        stream: TcpStream,
+        server: SocketAddr,
+        incoming: Vec<u8>,
+    },
+}
+
+impl Link {
+    fn fd(&self) -> libc::c_int {
+        match self {
+            Link::Udp(socket) => socket.as_raw_fd(),
+            Link::Tcp { stream, .. } => stream.as_raw_fd(),
+        }
+    }
+}
+
+/// The address a TCP viewer's candidate names: browsers announce active TCP candidates with
+/// the discard port, as the real port is only known once connected.
+const TCP_ACTIVE: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9);
+
 struct Viewer {
     rtc: Rtc,
-    socket: UdpSocket,
+    link: Link,
     local: SocketAddr,
     timeout: Instant,
     /// Where the sampled viewer's access units go; `None` for counted-only viewers.
@@ -82,7 +119,8 @@ struct Viewer {
 pub struct Prepared {
     id: usize,
     rtc: Rtc,
-    socket: UdpSocket,
+    /// The UDP socket; `None` for a TCP viewer, which connects once the answer is in.
+    socket: Option<UdpSocket>,
     local: SocketAddr,
     offer: String,
     pending: SdpPendingOffer,
@@ -91,14 +129,37 @@ pub struct Prepared {
 
 /// Makes viewer `id`'s offer. `decoder`, when given, receives every access unit.
 pub fn prepare(id: usize, decoder: Option<SyncSender<Unit>>) -> Result<Prepared> {
-    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("bind a UDP socket")?;
-    socket.set_nonblocking(true)?;
-    set_receive_buffer(&socket, RECEIVE_BUFFER);
-    let local = socket.local_addr()?;
+    prepare_over(id, decoder, Transport::Udp)
+}
+
+/// [`prepare`] for a viewer that reaches the server over `transport`.
+pub fn prepare_over(
+    id: usize,
+    decoder: Option<SyncSender<Unit>>,
+    transport: Transport,
+) -> Result<Prepared> {
     let mut rtc = Rtc::builder()
         .set_rtp_mode(decoder.is_none())
         .build(Instant::now());
-    rtc.add_local_candidate(Candidate::host(local, "udp")?);
+    let (socket, local) = match transport {
+        Transport::Udp => {
+            let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("bind a UDP socket")?;
+            socket.set_nonblocking(true)?;
+            set_receive_buffer(&socket, RECEIVE_BUFFER);
+            let local = socket.local_addr()?;
+            rtc.add_local_candidate(Candidate::host(local, "udp")?);
+            (Some(socket), local)
+        }
+        Transport::Tcp => {
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(TCP_ACTIVE)
+                .tcptype(TcpType::Active)
+                .build()?;
+            rtc.add_local_candidate(candidate);
+            (None, TCP_ACTIVE)
+        }
+    };
     let mut change = rtc.sdp_api();
     change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
     let Some((offer, pending)) = change.apply() else {
@@ -396,11 +457,25 @@ fn offer(agent: &ureq::Agent, url: &str, prepared: Prepared) -> Result<(Viewer, 
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let link = match socket {
+        Some(socket) => Link::Udp(socket),
+        None => {
+            let server = tcp_candidate(&body).context("the answer has no TCP candidate")?;
+            let stream = TcpStream::connect(server)
+                .with_context(|| format!("connecting to the ICE-TCP candidate {server}"))?;
+            stream.set_nodelay(true)?;
+            Link::Tcp {
+                stream,
+                server,
+                incoming: Vec::new(),
+            }
+        }
+    };
     let answer = SdpAnswer::from_sdp_string(&body).context("the answer parses")?;
     rtc.sdp_api().accept_answer(pending, answer)?;
     let viewer = Viewer {
         rtc,
-        socket,
+        link,
         local,
         timeout: answered,
         decoder,
@@ -411,6 +486,24 @@ fn offer(agent: &ureq::Agent, url: &str, prepared: Prepared) -> Result<(Viewer, 
         },
     };
     Ok((viewer, location, Offered { id, at, answered }))
+}
+
+/// The first loopback passive TCP candidate of an answer.
+fn tcp_candidate(answer: &str) -> Option<SocketAddr> {
+    answer.lines().find_map(|line| {
+        let fields: Vec<&str> = line
+            .strip_prefix("a=candidate:")?
+            .split_whitespace()
+            .collect();
+        match fields.as_slice() {
+            [_, _, proto, _, ip, port, "typ", "host", "tcptype", "passive", ..]
+                if proto.eq_ignore_ascii_case("tcp") && *ip == "127.0.0.1" =>
+            {
+                Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+            }
+            _ => None,
+        }
+    })
 }
 
 /// Datagrams read by one `recvmmsg` call.
@@ -514,7 +607,7 @@ fn worker(commands: &Receiver<Command>, stop_at: Instant) {
                         libc::epoll_ctl(
                             epoll.as_raw_fd(),
                             libc::EPOLL_CTL_ADD,
-                            viewer.socket.as_raw_fd(),
+                            viewer.link.fd(),
                             &mut event,
                         )
                     };
@@ -591,7 +684,10 @@ fn worker(commands: &Receiver<Command>, stop_at: Instant) {
 /// 8 batches, so one busy viewer cannot starve the others; the rest wakes the next
 /// `epoll_wait`), and feeds it to str0m.
 fn receive(viewer: &mut Viewer, batch: &mut Batch, now: Instant) {
-    let fd = viewer.socket.as_raw_fd();
+    if matches!(viewer.link, Link::Tcp { .. }) {
+        return receive_tcp(viewer, &mut batch.bufs, now);
+    }
+    let fd = viewer.link.fd();
     for _ in 0..8 {
         let got = batch.receive(fd);
         for i in 0..got {
@@ -619,16 +715,85 @@ fn receive(viewer: &mut Viewer, batch: &mut Batch, now: Instant) {
     }
 }
 
+/// Reads what is waiting on a TCP viewer's connection (at most 8 reads, as `receive` does) and
+/// feeds each whole RFC 4571 frame to str0m.
+fn receive_tcp(viewer: &mut Viewer, buf: &mut [u8], now: Instant) {
+    for _ in 0..8 {
+        let Link::Tcp {
+            stream,
+            server,
+            incoming,
+        } = &mut viewer.link
+        else {
+            return;
+        };
+        let server = *server;
+        // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes.
+        let got = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        // Nothing more now (EAGAIN), or an error that the next read sees again.
+        let Ok(got) = usize::try_from(got) else {
+            return;
+        };
+        if got == 0 {
+            viewer.counters.dead = true;
+            return;
+        }
+        incoming.extend_from_slice(&buf[..got]);
+        let mut packets = Vec::new();
+        let mut at = 0;
+        while let Some(header) = incoming.get(at..at + 2) {
+            let len = usize::from(u16::from_be_bytes([header[0], header[1]]));
+            let Some(packet) = incoming.get(at + 2..at + 2 + len) else {
+                break;
+            };
+            packets.push(packet.to_vec());
+            at += 2 + len;
+        }
+        incoming.drain(..at);
+        for packet in packets {
+            let Ok(receive) = Receive::new(Protocol::Tcp, server, viewer.local, &packet) else {
+                continue;
+            };
+            if viewer
+                .rtc
+                .handle_input(Input::Receive(now, receive))
+                .is_err()
+            {
+                viewer.counters.dead = true;
+                return;
+            }
+            drain(viewer, now);
+        }
+    }
+}
+
 /// Runs str0m's output until its next deadline: sends datagrams, counts media.
 fn drain(viewer: &mut Viewer, now: Instant) {
     // str0m ends each drain with a timeout; the bound only guards against a bug.
     for _ in 0..100_000 {
         match viewer.rtc.poll_output() {
-            Ok(Output::Transmit(transmit)) => {
-                let _ = viewer
-                    .socket
-                    .send_to(&transmit.contents, transmit.destination);
-            }
+            Ok(Output::Transmit(transmit)) => match &mut viewer.link {
+                Link::Udp(socket) => {
+                    let _ = socket.send_to(&transmit.contents, transmit.destination);
+                }
+                Link::Tcp { stream, .. } => {
+                    // Whole frames only: a blocking write (a few small packets a second, on
+                    // loopback).
+                    let len = u16::try_from(transmit.contents.len()).unwrap_or(u16::MAX);
+                    let mut frame = len.to_be_bytes().to_vec();
+                    frame.extend_from_slice(&transmit.contents);
+                    if stream.write_all(&frame).is_err() {
+                        viewer.counters.dead = true;
+                    }
+                }
+            },
             Ok(Output::Timeout(timeout)) => {
                 viewer.timeout = timeout;
                 return;
