@@ -182,3 +182,29 @@ fn a_passed_through_stream_is_decoded_for_a_vp8_tab() {
     );
     assert_eq!(codecs(&server)["VP8"]["encoding"], true);
 }
+
+/// A browser that offers neither H.264 nor VP8 (Chromium made to offer VP9 alone) is told so
+/// on the page, in words, instead of reconnecting forever.
+#[test]
+fn a_browser_with_neither_codec_is_told_so_on_the_page() {
+    let _turn = heavy();
+    let server = TestServer::start(&[("", 320, 240, 15)], |_| {});
+    let browser = Browser::start();
+    browser.on_new_document(&VP8_ONLY.replace("(vp8|rtx)", "(vp9|rtx)"));
+    browser.goto(&server.url("/"));
+    browser.wait_for(
+        "the page to give up on codecs",
+        Duration::from_secs(20),
+        "return window.rtcgear.state === 'failed' && !!window.rtcgear.problem",
+    );
+    let says = browser.eval("return document.getElementById('state').textContent");
+    let says = says.as_str().unwrap_or_default();
+    for words in ["neither H.264 nor VP8", "another browser"] {
+        assert!(says.contains(words), "{words:?} in {says:?}");
+    }
+    // It does not keep offering.
+    let reconnects = browser.eval("return window.rtcgear.reconnects");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(browser.eval("return window.rtcgear.reconnects"), reconnects);
+    assert_eq!(server.streams()["streams"][0]["viewers"], 0);
+}

@@ -190,6 +190,15 @@
       }
       if (response.status !== 201) {
         const reason = (await response.text()).trim() || response.statusText;
+        if (response.status === 400 && /usable H\.264|nor VP8/.test(reason)) {
+          // No codec in common: asking again cannot help, so say so and stop.
+          if (peer !== pc) return;
+          teardown();
+          app.problem = "this browser plays neither H.264 nor VP8 over WebRTC, which this " +
+            "server sends (" + reason + ")";
+          setState("failed", app.problem + "; try another browser");
+          return;
+        }
         const after = Number(response.headers.get("Retry-After"));
         throw Object.assign(new Error(response.status + " " + reason), {
           retryMs: after > 0 ? Math.min(after, 30) * 1000 : 0,
