@@ -8,6 +8,7 @@
 //! - [`process`]: child processes killed and reaped on drop.
 //! - [`http`]: one HTTP call, its body as JSON.
 //! - [`webdriver`]: headless Chromium driven through ChromeDriver (W3C WebDriver).
+//! - [`firefox`]: headless Firefox ESR driven through geckodriver, the same [`webdriver::Browser`].
 //! - [`player`]: what rtcgear's player page shows, read through [`webdriver::Browser`].
 //! - [`clips`]: clips made by the FFmpeg CLI; [`live`]: one served as a live HTTP stream.
 //! - [`rtsp`]: GStreamer's RTSP server on loopback; [`rpicam`]: the stand-in `rpicam-vid`.
@@ -62,6 +63,7 @@
 use std::fmt;
 
 pub mod clips;
+pub mod firefox;
 pub mod http;
 pub mod live;
 pub mod netns;

@@ -5,6 +5,7 @@
 //! installs them). [`Browser::start`] finds both on the `PATH` and panics with what to install
 //! when they are missing; [`Browser::launch`] takes the programs from a [`Launch`] and returns
 //! an [`Error`] instead, for callers outside a test (the Pi smoke test of `cargo xtask`).
+//! A [`Browser`] can also be headless Firefox, through geckodriver: see [`crate::firefox`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -154,21 +155,7 @@ impl Browser {
                 .map_err(|e| Error::new(format!("cannot create {}: {e}", dir.display())))?,
             None => TempDir::new("chromium-profile"),
         };
-        let deadline = Instant::now() + DRIVER_START_LIMIT;
-        while !matches!(
-            http::send(&format!("{base}/status"), "GET", None, &[], launch.timeout),
-            Ok((200, _, _))
-        ) {
-            if let Some(status) = driver.try_wait() {
-                return Err(Error::new(format!("chromedriver exited ({status})")));
-            }
-            if Instant::now() > deadline {
-                return Err(Error::new(format!(
-                    "chromedriver did not answer within {DRIVER_START_LIMIT:?}"
-                )));
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_driver(&mut driver, &base, launch.timeout, "chromedriver")?;
 
         let args: Vec<String> = CHROMIUM_FLAGS
             .iter()
@@ -181,7 +168,28 @@ impl Browser {
                 "goog:chromeOptions": { "binary": launch.chromium, "args": args }
             }}
         });
-        let body = serde_json::to_vec(&capabilities).expect("JSON");
+        Browser::open_session(
+            driver,
+            profile,
+            base,
+            &capabilities,
+            launch.timeout,
+            ("ChromeDriver", "Chromium"),
+        )
+    }
+
+    /// Opens a session with `capabilities` on the WebDriver server `driver` answering at
+    /// `base` (already waited for), retrying for up to [`SESSION_LIMIT`]; `names` are the
+    /// driver's and the browser's for the error. The browser keeps `driver` and `profile`.
+    pub(crate) fn open_session(
+        driver: ChildGuard,
+        profile: TempDir,
+        base: String,
+        capabilities: &Value,
+        timeout: Duration,
+        names: (&str, &str),
+    ) -> Result<Browser, Error> {
+        let body = serde_json::to_vec(capabilities).expect("JSON");
         let deadline = Instant::now() + SESSION_LIMIT;
         let session = loop {
             let reply = http::send(
@@ -189,7 +197,7 @@ impl Browser {
                 "POST",
                 Some(("application/json", &body)),
                 &[],
-                launch.timeout,
+                timeout,
             );
             let why = match reply {
                 Ok((200, _, value)) => match value["value"]["sessionId"].as_str() {
@@ -200,8 +208,9 @@ impl Browser {
                 Err(e) => e.to_string(),
             };
             if Instant::now() > deadline {
+                let (driver, browser) = names;
                 return Err(Error::new(format!(
-                    "ChromeDriver opened no Chromium session within {SESSION_LIMIT:?} ({why})"
+                    "{driver} opened no {browser} session within {SESSION_LIMIT:?} ({why})"
                 )));
             }
             thread::sleep(Duration::from_millis(200));
@@ -211,7 +220,7 @@ impl Browser {
             _profile: profile,
             base,
             session,
-            timeout: launch.timeout,
+            timeout,
         })
     }
 
@@ -281,7 +290,8 @@ impl Browser {
 
     /// Runs `script` in the current tab before any of the page's own scripts, on every page
     /// it loads from now on (Chrome DevTools' `Page.addScriptToEvaluateOnNewDocument`, through
-    /// ChromeDriver). Other tabs are not affected.
+    /// ChromeDriver). Other tabs are not affected. Chromium only: geckodriver has no such
+    /// command.
     pub fn on_new_document(&self, script: &str) {
         self.call(
             "POST",
@@ -329,6 +339,32 @@ impl Drop for Browser {
         let url = format!("{}/session/{}", self.base, self.session);
         let _ = http::send(&url, "DELETE", None, &[], self.timeout);
     }
+}
+
+/// Waits until the WebDriver server `driver` (called `name` in errors) answers `GET /status`
+/// at `base`, for up to [`DRIVER_START_LIMIT`].
+pub(crate) fn wait_for_driver(
+    driver: &mut ChildGuard,
+    base: &str,
+    timeout: Duration,
+    name: &str,
+) -> Result<(), Error> {
+    let deadline = Instant::now() + DRIVER_START_LIMIT;
+    while !matches!(
+        http::send(&format!("{base}/status"), "GET", None, &[], timeout),
+        Ok((200, _, _))
+    ) {
+        if let Some(status) = driver.try_wait() {
+            return Err(Error::new(format!("{name} exited ({status})")));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::new(format!(
+                "{name} did not answer within {DRIVER_START_LIMIT:?}"
+            )));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }
 
 /// WebDriver's error message in a reply, or the whole reply.
