@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod browser;
 mod codecs;
+mod firefox;
 mod limits;
 mod outside;
 mod sources;
