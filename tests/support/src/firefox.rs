@@ -36,17 +36,22 @@ pub fn firefox_prefs() -> Value {
         "media.autoplay.blocking_policy": 0,
         // No permission prompt for media (headless, nobody would answer it).
         "media.navigator.permission.disabled": true,
-        // Camera permission for every page. Firefox gathers ICE candidates on the default
-        // route's interface alone (nICEr: "Ignoring addr from interface other than eth0")
-        // unless the page may use the camera or microphone, so the loopback pref above is
-        // not enough: without this the offer has no 127.0.0.1 candidate and ICE fails.
+        // Camera permission for every page. Unless a page may use the camera or microphone,
+        // Firefox gathers ICE candidates on the default route's addresses alone (nICEr logs
+        // "use only default local addresses: yes"), so the loopback pref above is not enough:
+        // without this a receive-only page offers no 127.0.0.1 candidate and ICE fails.
         "permissions.default.camera": 1,
-        // Firefox as Debian ships it: no OpenH264 fetched from Mozilla, so its offers carry
-        // VP8, VP9 and AV1 only, whatever the machine's network.
-        "media.gmp-manager.updateEnabled": false,
-        "media.gmp-gmpopenh264.autoupdate": false,
+        // No OpenH264, so offers carry VP8, VP9 and AV1 only: Debian's firefox-esr has this
+        // in /etc/firefox-esr/firefox-esr.js already; here too for a `firefox` from elsewhere.
+        // (geckodriver already turns off plugin downloads from Mozilla.)
+        "media.gmp-gmpopenh264.enabled": false,
     })
 }
+
+/// What Firefox logs when `RTCGEAR_FIREFOX_LOG` names a file (`MOZ_LOG`): ICE (nICEr, which
+/// says which addresses it gathers on and why it ignores others), transport and signaling.
+/// Each process writes its own file beside it (`FILE.moz_log`, `FILE.child-N.moz_log`).
+pub const FIREFOX_LOG_MODULES: &str = "nicer:5,mtransport:5,signaling:4,jsep:4,timestamp";
 
 /// What [`Browser::launch_firefox`] starts: geckodriver, Firefox, the folder its fresh profile
 /// goes in, and how long one WebDriver command may take.
@@ -114,25 +119,16 @@ impl FirefoxLaunch {
     }
 }
 
-/// The session's capabilities: headless Firefox at `binary` with [`firefox_prefs`]. With
-/// `RTCGEAR_FIREFOX_LOG` set to a file's path, Firefox logs its ICE (nICEr) and WebRTC
-/// signaling there (`MOZ_LOG`), for a test that does not connect.
+/// The session's capabilities: headless Firefox at `binary` with [`firefox_prefs`].
 fn capabilities(binary: &Path) -> Value {
-    let mut options = json!({
-        "binary": binary,
-        "args": ["-headless"],
-        "prefs": firefox_prefs(),
-    });
-    if let Some(log) = std::env::var_os("RTCGEAR_FIREFOX_LOG") {
-        options["env"] = json!({
-            "MOZ_LOG": "nicer:5,mtransport:5,signaling:4,jsep:4,timestamp",
-            "MOZ_LOG_FILE": log.to_string_lossy(),
-        });
-    }
     json!({
         "capabilities": { "alwaysMatch": {
             "browserName": "firefox",
-            "moz:firefoxOptions": options,
+            "moz:firefoxOptions": {
+                "binary": binary,
+                "args": ["-headless"],
+                "prefs": firefox_prefs(),
+            }
         }}
     })
 }
@@ -150,7 +146,8 @@ impl Browser {
 
     /// Starts geckodriver on a free loopback port, waits until it answers, and opens a
     /// headless Firefox session in a fresh profile (geckodriver makes it in a folder of ours,
-    /// removed with the browser).
+    /// removed with the browser). With `RTCGEAR_FIREFOX_LOG=FILE`, Firefox logs
+    /// [`FIREFOX_LOG_MODULES`] there, for a test whose Firefox does not connect.
     pub fn launch_firefox(launch: FirefoxLaunch) -> Result<Browser, Error> {
         let profile = match &launch.profile_root {
             Some(dir) => TempDir::at(dir)
@@ -158,10 +155,19 @@ impl Browser {
             None => TempDir::new("firefox-profile"),
         };
         let port = crate::ports::free_tcp_port();
-        let child = Command::new(&launch.geckodriver)
+        let mut command = Command::new(&launch.geckodriver);
+        command
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .arg("--profile-root")
-            .arg(profile.path())
+            .arg(profile.path());
+        // Firefox inherits geckodriver's environment (`moz:firefoxOptions.env` did not reach
+        // it here), so a log asked for goes through geckodriver's.
+        if let Some(log) = std::env::var_os("RTCGEAR_FIREFOX_LOG") {
+            command
+                .env("MOZ_LOG", FIREFOX_LOG_MODULES)
+                .env("MOZ_LOG_FILE", log);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
