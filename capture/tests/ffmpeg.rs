@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rtcgear_capture::ffmpeg::{FfmpegH264Source, FfmpegOpened, FfmpegOptions, FfmpegSource};
+use rtcgear_capture::ffmpeg::{
+    FfmpegH264Source, FfmpegOpened, FfmpegOptions, FfmpegSource, H264Decoder,
+};
 use rtcgear_capture::{
     h264, open, CaptureError, EncodedSource, OpenOptions, Opened, OpenedSource, PixelFormat,
     Source, SourceSpec,
@@ -208,6 +210,39 @@ fn h264_without_b_frames_passes_through_as_annexb_access_units() {
     }
     let stream: Vec<u8> = units.iter().flat_map(|u| u.data.iter().copied()).collect();
     assert_eq!(decode_annexb(&stream), 60, "the Annex B stream decodes");
+}
+
+/// Passed-through H.264 decodes back into pictures, each with its unit's counter and capture
+/// time; a decoder that starts mid-GOP waits for the next keyframe.
+#[test]
+fn passed_through_units_decode_back_to_their_pictures() {
+    let path = passthrough_mp4();
+    let units: Vec<_> = FfmpegH264Source::open(path.to_str().expect("UTF-8"), unpaced())
+        .expect("baseline H.264 passes through")
+        .collect::<Result<_, _>>()
+        .expect("every packet");
+    let mut decoder = H264Decoder::new().expect("FFmpeg's H.264 decoder");
+    let mut pictures = Vec::new();
+    for unit in &units {
+        if let Some(frame) = decoder.decode(unit).expect("H.264 is decoded") {
+            assert_eq!((frame.width(), frame.height()), (320, 240));
+            assert_eq!(frame.format(), PixelFormat::I420);
+            assert_eq!(frame.time(), unit.time, "picture {}", frame.counter());
+            pictures.push(frame.counter());
+        }
+    }
+    let counters: Vec<u64> = units.iter().map(|u| u.counter).collect();
+    assert_eq!(pictures, counters, "one picture a unit, in order, at once");
+
+    // From the middle of the first GOP: nothing until the keyframe at 15, then every one.
+    let mut late = H264Decoder::new().expect("FFmpeg's H.264 decoder");
+    let decoded: Vec<u64> = units[5..]
+        .iter()
+        .filter_map(|u| late.decode(u).expect("no error"))
+        .map(|f| f.counter())
+        .collect();
+    assert_eq!(decoded.first(), Some(&15));
+    assert_eq!(decoded.len(), units.len() - 15);
 }
 
 #[test]

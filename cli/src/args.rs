@@ -80,6 +80,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_tcp: bool,
 
+    /// How viewers' browsers trade delay for smoothness: low shows each frame as soon as it
+    /// is decoded; balanced lets the browser buffer for a jittery network.
+    #[arg(long, value_enum, default_value_t = LatencyArg::Low)]
+    pub latency: LatencyArg,
+
     /// Frame size, WIDTHxHEIGHT: the test pattern's size (default 1280x720); other sources
     /// are scaled to it when it is given.
     #[arg(long, value_parser = parse_size, value_name = "WxH")]
@@ -399,4 +404,13 @@ fn parse_public_ip(s: &str) -> Result<PublicIp, String> {
 fn parse_ice_server(s: &str) -> Result<IceServer, String> {
     s.parse()
         .map_err(|e: rtcgear_server::ServerError| e.to_string())
+}
+
+/// `--latency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LatencyArg {
+    /// Each frame shown as soon as it is decoded (a playout delay of 0).
+    Low,
+    /// The browser's own jitter buffer.
+    Balanced,
 }

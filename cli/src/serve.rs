@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rtcgear_capture::{Opened, OpenedSource};
-use rtcgear_server::{IceTcp, Server, ServerConfig, StreamConfig, WhenIdle};
+use rtcgear_server::{IceTcp, Latency, Server, ServerConfig, StreamConfig, WhenIdle};
 
-use crate::args::ServeArgs;
+use crate::args::{LatencyArg, ServeArgs};
 use crate::source::open_source;
 
 /// The target of this command's log lines: the crate's, as when they were written in main.rs,
@@ -44,6 +44,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.bind = args.bind;
         config.http_port = args.port;
         config.udp_port = args.udp_port;
+        config.latency = match args.latency {
+            LatencyArg::Low => Latency::Low,
+            LatencyArg::Balanced => Latency::Balanced,
+        };
         config.ice_tcp = match (args.no_tcp, args.tcp_port) {
             (true, _) => IceTcp::Off,
             (false, Some(port)) => IceTcp::Port(port),

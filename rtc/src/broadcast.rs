@@ -31,7 +31,8 @@ use crate::time::{later, media_time};
 use crate::viewer::{h264_media, new_resend_cache, vp8_media, State, Viewer};
 use crate::vp8;
 
-/// A Sans-IO WebRTC broadcast of one H.264 stream to many browsers.
+/// A Sans-IO WebRTC broadcast of one stream to many browsers: H.264, and VP8 to those without
+/// it.
 ///
 /// See the [crate documentation](crate) for the model and the order of calls.
 pub struct Broadcast {
@@ -187,10 +188,14 @@ impl Broadcast {
         // The only header extension is the MID that BUNDLE needs: nothing here estimates
         // bandwidth, so transport-wide congestion feedback (a datagram from every viewer
         // every few tens of milliseconds) and send times would be work for nothing.
-        let mut rtc = codec::configure(Rtc::builder(), self.config.h264_profile)
+        let mut builder = codec::configure(Rtc::builder(), self.config.h264_profile)
             .enable_vp8(self.config.vp8)
             .clear_extension_map()
-            .set_extension(MID_EXTENSION_ID, Extension::RtpMid)
+            .set_extension(MID_EXTENSION_ID, Extension::RtpMid);
+        if self.config.playout_delay.is_some() {
+            builder = builder.set_extension(PLAYOUT_DELAY_EXTENSION_ID, Extension::PlayoutDelay);
+        }
+        let mut rtc = builder
             .set_rtp_mode(true)
             .set_ice_lite(self.config.ice_lite)
             .set_stats_interval(Some(health::STATS_INTERVAL))
@@ -254,6 +259,7 @@ impl Broadcast {
         new_resend_cache(&mut rtc, media.0);
         let id = ViewerId::from_raw(self.next_id);
         let mut viewer = Viewer::new(rtc, video_codec, media, ufrag, summary.relays, now);
+        viewer.playout_delay = self.config.playout_delay;
         // Negotiating was a mutation; str0m wants it drained before the next one.
         let queued = self.out.transmits.len();
         flush(id, &mut viewer, &mut self.out);
@@ -475,6 +481,33 @@ impl Broadcast {
         true
     }
 
+    /// How many viewers watch in each codec, connected or still connecting, in one pass:
+    /// `(H.264, VP8)`. A driver runs a codec's encoder while its count is above zero.
+    pub fn viewer_counts(&self) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for viewer in self.viewers.values() {
+            if viewer.state == State::Closing || viewer.leaving.is_some() {
+                continue;
+            }
+            match viewer.codec {
+                Codec::Vp8 => counts.1 += 1,
+                _ => counts.0 += 1,
+            }
+        }
+        counts
+    }
+
+    /// Forgets that packets from `addr` over `transport` belong to a viewer: for a TCP
+    /// connection that closed, whose address a new connection may reuse. The viewer itself
+    /// stays (it may go on over another path) until its ICE timeout.
+    pub fn forget_route(&mut self, transport: Transport, addr: SocketAddr) {
+        if let Some(id) = self.by_addr.remove(&(transport, addr)) {
+            if let Some(viewer) = self.viewers.get_mut(&id) {
+                viewer.addrs.retain(|route| *route != (transport, addr));
+            }
+        }
+    }
+
     /// How many viewers watch in `codec`, connected or still connecting: a driver runs that
     /// codec's encoder while it is above zero.
     pub fn viewer_count_for(&self, codec: Codec) -> usize {
@@ -640,6 +673,8 @@ const IDLE: Duration = Duration::from_secs(60);
 
 /// The id str0m's default extension map gives the MID; the offer's own id wins in the answer.
 const MID_EXTENSION_ID: u8 = 4;
+/// The id for the playout delay (Chromium's own offer uses 5; the offer's id wins anyway).
+const PLAYOUT_DELAY_EXTENSION_ID: u8 = 5;
 
 impl fmt::Debug for Broadcast {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -694,7 +729,8 @@ fn handle_event(id: ViewerId, viewer: &mut Viewer, event: Event, out: &mut Pendi
         Event::Connected if viewer.state == State::Connecting => {
             viewer.state = State::WaitingKeyframe;
             out.events.push_back(BroadcastEvent::ViewerConnected(id));
-            if out.gop_cache {
+            // The cache holds H.264: a VP8 viewer starts on its encoder's next keyframe.
+            if out.gop_cache && viewer.codec == Codec::H264 {
                 // Sent once the viewer is drained; without a cached GOP it waits for the next
                 // keyframe, which the request below may bring sooner.
                 viewer.gop_pending = true;

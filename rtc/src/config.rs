@@ -86,6 +86,14 @@ pub struct BroadcastConfig {
     /// [`viewer_count_for`](crate::Broadcast::viewer_count_for) says whether anyone watches
     /// in VP8. Offers with H.264 still get H.264.
     pub vp8: bool,
+
+    /// The playout delay to ask each browser for, `(min, max)`, in the RTP header extension of
+    /// that name (`http://www.webrtc.org/experiments/rtp-hdrext/playout-delay`, in 10 ms steps
+    /// up to 40.95 s), when its offer has it (default `None`: the browser chooses). `(0, 0)`
+    /// asks Chromium to show each frame as soon as it is decoded, with no jitter buffer
+    /// beyond what reassembly needs: the lowest latency, at the cost of smoothness on a
+    /// jittery network.
+    pub playout_delay: Option<(Duration, Duration)>,
 }
 
 impl BroadcastConfig {
@@ -102,6 +110,7 @@ impl BroadcastConfig {
             gop_cache: false,
             h264_profile: None,
             vp8: false,
+            playout_delay: None,
         }
     }
 
@@ -144,6 +153,12 @@ impl BroadcastConfig {
     /// Sets [`h264_profile`](Self::h264_profile).
     pub fn with_h264_profile(mut self, profile: Option<H264Profile>) -> Self {
         self.h264_profile = profile;
+        self
+    }
+
+    /// Sets [`playout_delay`](Self::playout_delay).
+    pub fn with_playout_delay(mut self, delay: Option<(Duration, Duration)>) -> Self {
+        self.playout_delay = delay;
         self
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rtcgear_capture::h264::H264Profile;
 use rtcgear_capture::Codec;
 use str0m::media::{MediaKind, MediaTime, Mid, Pt};
-use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Input, Rtc};
 use tracing::{debug, warn};
 
@@ -44,6 +44,8 @@ pub(crate) struct Viewer {
     pub(crate) gop_pending: bool,
     /// Whether it keeps up, or skips to the next keyframe.
     pub(crate) health: Health,
+    /// [`BroadcastConfig::playout_delay`](crate::BroadcastConfig::playout_delay).
+    pub(crate) playout_delay: Option<(Duration, Duration)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +98,7 @@ impl Viewer {
             leaving: None,
             gop_pending: false,
             health: Health::default(),
+            playout_delay: None,
         }
     }
 
@@ -119,12 +122,20 @@ impl Viewer {
         };
         // RTP time wraps at 32 bits, as the header carries it.
         let time = rtp_time.numer() as u32;
+        let mut ext_vals = ExtensionValues::default();
+        if let Some((min, max)) = self.playout_delay {
+            // The extension counts in 10 ms steps.
+            let steps = |d: Duration| MediaTime::from_hundredths((d.as_millis() / 10) as u64);
+            ext_vals.play_delay_min = Some(steps(min));
+            ext_vals.play_delay_max = Some(steps(max));
+        }
         for packet in packets {
             let seq = SeqNo::from(self.next_seq);
             self.next_seq += 1;
             stream.write_rtp(
                 RtpWrite::new(pt, seq, time, capture, Arc::clone(&packet.payload))
                     .marker(packet.marker)
+                    .ext_vals(ext_vals.clone())
                     .nackable(true),
             );
         }

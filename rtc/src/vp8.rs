@@ -27,12 +27,15 @@ pub(crate) fn packetize(frame: &[u8], max_payload: usize, picture_id: u16) -> Ve
         return Vec::new();
     }
     let room = max_payload.saturating_sub(DESCRIPTOR_LEN).max(1);
-    // Equal sizes, so that no packet is a runt.
+    // Sizes within a byte of each other, so that no packet is a runt.
     let count = frame.len().div_ceil(room);
-    let size = frame.len().div_ceil(count);
+    let (base, longer) = (frame.len() / count, frame.len() % count);
     let id = picture_id & 0x7fff;
     let mut out = Vec::with_capacity(count);
-    for (index, chunk) in frame.chunks(size).enumerate() {
+    let mut rest = frame;
+    for index in 0..count {
+        let (chunk, after) = rest.split_at(base + usize::from(index < longer));
+        rest = after;
         let mut payload = Vec::with_capacity(DESCRIPTOR_LEN + chunk.len());
         let start = if index == 0 { START } else { 0 };
         payload.extend_from_slice(&[

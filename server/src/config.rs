@@ -22,6 +22,8 @@ pub struct ServerConfig {
     /// The one UDP port for every viewer's media; `None` (the default) uses the HTTP port's
     /// number, so one firewall rule (TCP and UDP) covers the server. 0 picks a free one.
     pub udp_port: Option<u16>,
+    /// How the viewers' browsers trade delay for smoothness (default [`Latency::Low`]).
+    pub latency: Latency,
     /// ICE over TCP (RFC 6544), for viewers whose UDP is blocked: where the server takes TCP
     /// connections for media (default [`IceTcp::HttpPort`], on the HTTP port, so one TCP rule
     /// and one UDP rule cover the server).
@@ -107,6 +109,7 @@ impl fmt::Debug for ServerConfig {
             .field("http_port", &self.http_port)
             .field("udp_port", &self.udp_port)
             .field("ice_tcp", &self.ice_tcp)
+            .field("latency", &self.latency)
             .field("public_ips", &self.public_ips)
             .field("ice_servers", &self.ice_servers)
             // The secret itself must never reach a log.
@@ -148,6 +151,7 @@ impl Default for ServerConfig {
             http_port: 8000,
             udp_port: None,
             ice_tcp: IceTcp::HttpPort,
+            latency: Latency::Low,
             public_ips: Vec::new(),
             ice_servers: Vec::new(),
             turn_secret: None,
@@ -170,6 +174,31 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
             max_headers: 64,
+        }
+    }
+}
+
+/// How a [`Server`](crate::Server)'s viewers trade delay for smoothness
+/// ([`ServerConfig::latency`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Latency {
+    /// Show each frame as soon as it is decoded: every packet asks for a playout delay of 0
+    /// (the RTP playout-delay extension, which Chromium honours), and the page asks its
+    /// receiver for no jitter buffer target. On a jittery network frames come as unevenly as
+    /// they arrive.
+    Low,
+    /// The browser's own choice: a jitter buffer sized to the network's jitter, a few frames'
+    /// worth of delay more, played out evenly.
+    Balanced,
+}
+
+impl Latency {
+    /// `low` or `balanced`, as the page and the command line name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Latency::Low => "low",
+            Latency::Balanced => "balanced",
         }
     }
 }

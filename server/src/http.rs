@@ -272,6 +272,7 @@ impl App {
                 current => shared.name.clone(),
                 streams => self.stream_links(),
                 ice_servers_json => ice_servers,
+                latency => self.config.latency.name(),
             },
         );
         match rendered {
@@ -553,7 +554,7 @@ fn codecs(stream: &StreamShared) -> serde_json::Value {
         "VP8": {
             "viewers": vp8,
             "frames_encoded": stream.vp8_frames_encoded.load(Ordering::Relaxed),
-            "encoding": vp8 > 0,
+            "encoding": stream.vp8_encoding.load(Ordering::Relaxed),
         },
     })
 }

@@ -10,23 +10,33 @@
 //! at once waits in the connection's own queue, up to [`MAX_QUEUED`] bytes. Beyond that
 //! packets are dropped, as a full UDP path would drop them; the viewer then reports the
 //! loss, and the broadcast skips it to the next keyframe as it does slow UDP viewers. A
-//! connection whose first packet is for no viewer is closed at once.
+//! connection that sends a packet for no viewer is closed at once, and one that sends no
+//! whole packet within [`FIRST_PACKET`] of being accepted, or none for [`IDLE`], is closed.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::net::IpAddr;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 
 use crate::gate::wait;
+use crate::limit::address_key;
+use crate::stream::lock;
 
-/// Bytes that may wait for one connection's socket; more is dropped, packet by packet.
-pub(crate) const MAX_QUEUED: usize = 512 * 1024;
+/// Bytes that may wait for one connection's socket; more is dropped, packet by packet. With
+/// the socket's own buffer ([`SEND_BUFFER`]) that is about a second of 720p: a viewer further
+/// behind loses packets and skips to the next keyframe rather than fall ever further behind.
+pub(crate) const MAX_QUEUED: usize = 128 * 1024;
+/// The kernel's send buffer for each connection (it doubles what is asked).
+const SEND_BUFFER: libc::c_int = 128 * 1024;
+/// How long a connection has, from its accept, to send its first whole packet.
+const FIRST_PACKET: Duration = Duration::from_secs(10);
 /// A connection that has sent nothing for this long is closed. Browsers send ICE consent
 /// checks every few seconds and RTCP every second, so this means the viewer is gone.
 const IDLE: Duration = Duration::from_secs(30);
@@ -36,8 +46,12 @@ const TICK: Duration = Duration::from_millis(250);
 /// What the ICE-TCP connections tell the RTC thread.
 pub(crate) enum TcpEvent {
     /// A viewer connected from `peer`; `stream` is the connection's writing side
-    /// (non-blocking).
-    Opened { peer: SocketAddr, stream: TcpStream },
+    /// (non-blocking); `id` tells this connection from a later one from the same address.
+    Opened {
+        peer: SocketAddr,
+        id: u64,
+        stream: TcpStream,
+    },
     /// One packet, its framing taken off.
     Packet {
         received: Instant,
@@ -45,8 +59,8 @@ pub(crate) enum TcpEvent {
         local: SocketAddr,
         data: Vec<u8>,
     },
-    /// The connection from `peer` is closed.
-    Closed { peer: SocketAddr },
+    /// The connection `id` from `peer` is closed.
+    Closed { peer: SocketAddr, id: u64 },
 }
 
 /// Whether a connection whose first byte is `first` speaks ICE-TCP: an RFC 4571 frame
@@ -85,39 +99,52 @@ pub(crate) fn speaks_ice(
     Ok(false)
 }
 
-/// Reads packets from the viewer's connection and hands them to the RTC thread until it
-/// closes, goes quiet for [`IDLE`], or the server shuts down.
+/// Reads packets from the viewer's connection, accepted at `accepted`, and hands them to the
+/// RTC thread until it closes, sends no whole packet in time ([`FIRST_PACKET`], [`IDLE`]), or
+/// the server shuts down.
 pub(crate) fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    accepted: Instant,
     events: &Sender<TcpEvent>,
     shutdown: &AtomicBool,
 ) -> io::Result<()> {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let peer = canonical(peer);
     let local = canonical(stream.local_addr()?);
     stream.set_nodelay(true)?;
     stream.set_nonblocking(true)?;
+    set_send_buffer(&stream, SEND_BUFFER);
     let opened = TcpEvent::Opened {
         peer,
+        id,
         stream: stream.try_clone()?,
     };
     if events.send_timeout(opened, Duration::from_secs(1)).is_err() {
         return Ok(());
     }
     tracing::debug!("ICE-TCP connection from {peer} to {local}");
-    let _closed = Closed { peer, events };
+    let _closed = Closed {
+        peer,
+        id,
+        stream: &stream,
+        events,
+    };
     let mut incoming: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
-    let mut last = Instant::now();
+    // The last whole packet: bytes that make none (a dribble) do not keep a connection.
+    let mut last: Option<Instant> = None;
     while !shutdown.load(Ordering::Relaxed) {
         match (&stream).read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => {
-                last = Instant::now();
+                let now = Instant::now();
                 incoming.extend_from_slice(&chunk[..n]);
                 for data in frames(&mut incoming) {
+                    last = Some(now);
                     let packet = TcpEvent::Packet {
-                        received: last,
+                        received: now,
                         peer,
                         local,
                         data,
@@ -130,8 +157,12 @@ pub(crate) fn serve(
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                if last.elapsed() >= IDLE {
-                    tracing::debug!("ICE-TCP connection from {peer}: quiet for {IDLE:?}");
+                let quiet = match last {
+                    Some(last) => last.elapsed() >= IDLE,
+                    None => accepted.elapsed() >= FIRST_PACKET,
+                };
+                if quiet {
+                    tracing::debug!("ICE-TCP connection from {peer}: no packet in time");
                     break;
                 }
                 wait(&[(stream.as_raw_fd(), libc::POLLIN)], TICK);
@@ -143,17 +174,40 @@ pub(crate) fn serve(
     Ok(())
 }
 
-/// Tells the RTC thread that a connection ended, however its reader stops.
+/// Closes a connection and tells the RTC thread, however its reader stops.
 struct Closed<'a> {
     peer: SocketAddr,
+    id: u64,
+    stream: &'a TcpStream,
     events: &'a Sender<TcpEvent>,
 }
 
 impl Drop for Closed<'_> {
     fn drop(&mut self) {
-        let _ = self
-            .events
-            .send_timeout(TcpEvent::Closed { peer: self.peer }, Duration::from_secs(1));
+        // The RTC thread holds a clone of the socket: shut it down for both.
+        let _ = self.stream.shutdown(Shutdown::Both);
+        // Waits for room (the RTC thread drains the channel); fails only once it has gone.
+        let _ = self.events.send(TcpEvent::Closed {
+            peer: self.peer,
+            id: self.id,
+        });
+    }
+}
+
+/// Sets the kernel's send buffer of `stream` to `bytes` (it doubles the value).
+fn set_send_buffer(stream: &TcpStream, bytes: libc::c_int) {
+    // SAFETY: the descriptor is open and the option value is a c_int of the size given.
+    let result = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            std::ptr::from_ref(&bytes).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        tracing::debug!("ICE-TCP: SO_SNDBUF: {}", io::Error::last_os_error());
     }
 }
 
@@ -176,35 +230,49 @@ fn frames(incoming: &mut Vec<u8>) -> Vec<Vec<u8>> {
 }
 
 /// Accepts ICE-TCP connections on a port of their own (`--tcp-port`) until shutdown, at most
-/// `max` at once, each read by a thread of its own.
+/// `max` at once and `max_per_ip` from one address (as the HTTP port's gate counts), each
+/// read by a thread of its own.
 pub(crate) fn accept(
     listener: TcpListener,
     events: Sender<TcpEvent>,
-    max: usize,
+    (max, max_per_ip): (usize, usize),
     shutdown: Arc<AtomicBool>,
 ) {
     if let Err(err) = listener.set_nonblocking(true) {
         tracing::error!("ICE-TCP: cannot make the listening socket non-blocking: {err}");
         return;
     }
-    let open = Arc::new(AtomicUsize::new(0));
+    let open: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     while !shutdown.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, peer)) => {
-                if open.load(Ordering::Relaxed) >= max {
-                    tracing::debug!("ICE-TCP: turned {peer} away: {max} connections open");
-                    continue;
+                let accepted = Instant::now();
+                let address = address_key(peer.ip());
+                {
+                    let mut open = lock(&open);
+                    let total: usize = open.values().sum();
+                    let mine = open.get(&address).copied().unwrap_or(0);
+                    if total >= max || mine >= max_per_ip {
+                        tracing::debug!("ICE-TCP: turned {peer} away: too many connections");
+                        continue;
+                    }
+                    *open.entry(address).or_insert(0) += 1;
                 }
-                open.fetch_add(1, Ordering::Relaxed);
                 let (events, open, shutdown) = (events.clone(), open.clone(), shutdown.clone());
                 let spawned = thread::Builder::new()
                     .name("ice-tcp".into())
                     .stack_size(256 * 1024)
                     .spawn(move || {
-                        if let Err(err) = serve(stream, peer, &events, &shutdown) {
+                        if let Err(err) = serve(stream, peer, accepted, &events, &shutdown) {
                             tracing::debug!("ICE-TCP connection from {peer}: {err}");
                         }
-                        open.fetch_sub(1, Ordering::Relaxed);
+                        let mut open = lock(&open);
+                        if let Some(count) = open.get_mut(&address) {
+                            *count -= 1;
+                            if *count == 0 {
+                                open.remove(&address);
+                            }
+                        }
                     });
                 if let Err(err) = spawned {
                     tracing::warn!("ICE-TCP: no thread for a connection from {peer}: {err}");
@@ -231,6 +299,8 @@ pub(crate) struct Connections {
 }
 
 struct Outgoing {
+    /// Which connection from the peer's address this is ([`TcpEvent::Opened`]).
+    id: u64,
     stream: TcpStream,
     queue: Vec<u8>,
     /// Packets dropped since the last log line, for a connection that cannot keep up.
@@ -238,8 +308,9 @@ struct Outgoing {
 }
 
 impl Connections {
-    pub(crate) fn opened(&mut self, peer: SocketAddr, stream: TcpStream) {
+    pub(crate) fn opened(&mut self, peer: SocketAddr, id: u64, stream: TcpStream) {
         let outgoing = Outgoing {
+            id,
             stream,
             queue: Vec::new(),
             dropped: 0,
@@ -247,8 +318,14 @@ impl Connections {
         self.by_peer.insert(peer, outgoing);
     }
 
-    pub(crate) fn closed(&mut self, peer: SocketAddr) {
-        self.by_peer.remove(&peer);
+    /// Forgets connection `id` from `peer`; `false` if a newer connection from that address
+    /// has taken its place (or it was refused already).
+    pub(crate) fn closed(&mut self, peer: SocketAddr, id: u64) -> bool {
+        if self.by_peer.get(&peer).is_some_and(|o| o.id == id) {
+            self.by_peer.remove(&peer);
+            return true;
+        }
+        false
     }
 
     /// Closes the connection from `peer` (it reached no viewer); its reader then ends.
@@ -369,11 +446,11 @@ mod tests {
         let (server, peer) = listener.accept().expect("accept");
         server.set_nonblocking(true).expect("non-blocking");
         let mut connections = Connections::default();
-        connections.opened(peer, server);
+        connections.opened(peer, 1, server);
         // Nobody reads: the kernel's buffers fill, then the queue, then packets are dropped.
         let packet = vec![7u8; 1200];
         let mut sent = 0usize;
-        for _ in 0..20_000 {
+        for _ in 0..5_000 {
             connections.send(peer, &packet);
             connections.flush();
             sent += 1;

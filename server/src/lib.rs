@@ -123,7 +123,7 @@ mod turn;
 mod udp;
 mod web;
 
-pub use config::{IceServer, IceTcp, ServerConfig};
+pub use config::{IceServer, IceTcp, Latency, ServerConfig};
 pub use error::ServerError;
 pub use message::{Handler, Middleware, Request, Response};
 pub use server::{Server, ServerBuilder, ShutdownHandle};

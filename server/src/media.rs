@@ -13,7 +13,7 @@ use rtcgear_rtc::{
     ViewerId,
 };
 
-use crate::config::IceServer;
+use crate::config::{IceServer, Latency};
 use crate::ice_tcp::{Connections, TcpEvent};
 use crate::stream::{StreamFrame, StreamShared, Video};
 use crate::stun;
@@ -131,7 +131,12 @@ impl Media {
         streams: Vec<Arc<StreamShared>>,
         max_viewers: Option<usize>,
         ice_timeout: Duration,
+        latency: Latency,
     ) -> Media {
+        let playout_delay = match latency {
+            Latency::Low => Some((Duration::ZERO, Duration::ZERO)),
+            _ => None,
+        };
         let now = Instant::now();
         let broadcasts = streams
             .iter()
@@ -146,6 +151,7 @@ impl Media {
                     // passed-through stream's decoded first).
                     .with_vp8(true)
                     .with_ice_timeout(ice_timeout)
+                    .with_playout_delay(playout_delay)
                     .with_gop_cache(matches!(stream.video, Video::Passthrough { .. }))
                     .with_h264_profile(match stream.video {
                         Video::Encoded => None,
@@ -278,16 +284,19 @@ impl Media {
         self.paths_counted = now;
         for (broadcast, shared) in self.broadcasts.iter().zip(&self.streams) {
             *crate::stream::lock(&shared.paths) = broadcast.viewer_paths();
-            shared
-                .vp8_viewers
-                .store(broadcast.viewer_count_for(Codec::Vp8), Ordering::Relaxed);
         }
     }
 
     fn handle_tcp(&mut self, event: TcpEvent) {
         match event {
-            TcpEvent::Opened { peer, stream } => self.tcp.opened(peer, stream),
-            TcpEvent::Closed { peer } => self.tcp.closed(peer),
+            TcpEvent::Opened { peer, id, stream } => self.tcp.opened(peer, id, stream),
+            TcpEvent::Closed { peer, id } => {
+                if self.tcp.closed(peer, id) {
+                    for broadcast in &mut self.broadcasts {
+                        broadcast.forget_route(Transport::Tcp, peer);
+                    }
+                }
+            }
             TcpEvent::Packet {
                 received,
                 peer,
@@ -344,12 +353,6 @@ impl Media {
                 };
                 if let Ok((viewer, _)) = &result {
                     tracing::info!(stream = %self.streams[stream].label(), "{viewer} offered");
-                    // The VP8 encoder starts at once for a VP8 viewer (it stops within a
-                    // second of the last one leaving, when the count is refreshed).
-                    let vp8 = self.broadcasts[stream].viewer_count_for(Codec::Vp8);
-                    self.streams[stream]
-                        .vp8_viewers
-                        .store(vp8, Ordering::Relaxed);
                 }
                 let _ = reply.send(result);
                 self.drain(stream);
@@ -421,10 +424,13 @@ impl Media {
                     self.tcp.flush();
                     self.timeouts[index] = at;
                     // Counted as soon as an offer is answered, so an idle stream starts
-                    // capturing and encoding while the viewer is still connecting.
-                    self.streams[index]
-                        .viewers
-                        .store(self.broadcasts[index].viewer_count(), Ordering::Relaxed);
+                    // capturing and encoding (in the codec the viewer takes) while the viewer
+                    // is still connecting.
+                    let (h264, vp8) = self.broadcasts[index].viewer_counts();
+                    let shared = &self.streams[index];
+                    shared.h264_viewers.store(h264, Ordering::Relaxed);
+                    shared.vp8_viewers.store(vp8, Ordering::Relaxed);
+                    shared.viewers.store(h264 + vp8, Ordering::Relaxed);
                     return;
                 }
             }

@@ -398,6 +398,7 @@ impl Server {
                 shared.clone(),
                 config.max_viewers,
                 config.ice_timeout,
+                config.latency,
             );
             if let Some(stun) = stun_server {
                 let (replies_tx, replies_rx) = crossbeam_channel::bounded(8);
@@ -437,7 +438,10 @@ impl Server {
         if let Some(ice_listener) = ice_listener {
             let (events, max, shutdown) = (
                 tcp_tx.clone(),
-                config.max_connections.max(1),
+                (
+                    config.max_connections.max(1),
+                    config.max_connections_per_ip.max(1),
+                ),
                 shutdown.clone(),
             );
             threads.push(
@@ -558,6 +562,7 @@ impl Server {
             shared.clone(),
             config.max_viewers,
             config.ice_timeout,
+            config.latency,
         );
         let stop = shutdown.clone();
         let rtc = thread::spawn(move || {

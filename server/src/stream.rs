@@ -247,6 +247,13 @@ pub(crate) struct StreamShared {
     /// Viewers watching in VP8 (their browsers offered no usable H.264), connected or not:
     /// the stream's VP8 encoder runs while there are any. Counted by the RTC thread.
     pub(crate) vp8_viewers: AtomicUsize,
+    /// Viewers watching in H.264, counted with `vp8_viewers` (`viewers` is both).
+    pub(crate) h264_viewers: AtomicUsize,
+    /// The VP8 encoder runs now.
+    pub(crate) vp8_encoding: AtomicBool,
+    /// The VP8 thread started a decoder of passed-through H.264 in the middle of a GOP: the
+    /// ingest thread sends it the GOP so far.
+    pub(crate) vp8_wants_gop: AtomicBool,
     pub(crate) vp8_frames_encoded: AtomicU64,
     pub(crate) vp8_keyframe_requested: AtomicBool,
     pub(crate) on_demand: bool,
@@ -272,6 +279,9 @@ impl StreamShared {
             bytes_encoded: AtomicU64::new(0),
             keyframe_requested: AtomicBool::new(false),
             vp8_viewers: AtomicUsize::new(0),
+            h264_viewers: AtomicUsize::new(0),
+            vp8_encoding: AtomicBool::new(false),
+            vp8_wants_gop: AtomicBool::new(false),
             vp8_frames_encoded: AtomicU64::new(0),
             vp8_keyframe_requested: AtomicBool::new(false),
             on_demand: config.when_idle != WhenIdle::Encode,
@@ -520,7 +530,8 @@ fn ingest_loop(
                 } else {
                     // The whole GOP when it starts (or after a unit was dropped, which breaks
                     // the decoder's references), else this unit alone.
-                    let units = if feeding_vp8 {
+                    let restart = shared.vp8_wants_gop.swap(false, Ordering::Relaxed);
+                    let units = if feeding_vp8 && !restart {
                         vec![unit.clone()]
                     } else {
                         gop.clone()
@@ -630,11 +641,13 @@ fn encode_loop(
             continue;
         }
         let vp8_viewers = shared.vp8_viewers.load(Ordering::Relaxed);
-        if vp8_viewers >= shared.viewers.load(Ordering::Relaxed) {
+        if vp8_viewers > 0 && shared.h264_viewers.load(Ordering::Relaxed) == 0 {
             // Everyone watches in VP8: no H.264 for now, and a keyframe first when it is
-            // wanted again.
+            // wanted again. The VP8 encoder takes the newest picture when it is free.
             was_active = false;
-            let _ = vp8_tx.try_send(Vp8Input::Frame(frame));
+            if vp8_tx.is_empty() {
+                let _ = vp8_tx.try_send(Vp8Input::Frame(frame));
+            }
             continue;
         }
         let size_changed = encoder.as_ref().is_some_and(|e| {
@@ -711,7 +724,7 @@ fn encode_loop(
 
 /// Room in the VP8 encoder's queue: one picture of an encoded stream (the encode thread
 /// sends only into an empty queue), or a passed-through stream's units, which must all be
-/// decoded.
+/// decoded (a full queue makes the ingest thread send the whole GOP again next time).
 const VP8_QUEUE: usize = 64;
 /// The most units since a keyframe that a passed-through stream keeps for a VP8 start.
 const MAX_GOP_UNITS: usize = 600;
@@ -743,6 +756,7 @@ fn vp8_loop(
     let stop = |encoder: &mut Option<Vp8Encoder>, decoder: &mut Option<H264Decoder>| {
         *decoder = None;
         if encoder.take().is_some() {
+            shared.vp8_encoding.store(false, Ordering::Relaxed);
             tracing::info!(stream = %shared.label(), "no VP8 viewers left: VP8 encoder stopped");
         }
     };
@@ -761,14 +775,23 @@ fn vp8_loop(
             stop(&mut encoder, &mut decoder);
             continue;
         }
-        let frame = match input {
-            Vp8Input::Frame(frame) => frame,
-            Vp8Input::Units(units) => {
-                match decode_units(shared, &mut decoder, &mut last_unit, &units) {
-                    Some(frame) => frame,
-                    None => continue,
+        // Whatever else waits is taken too, and only the newest picture is encoded: a VP8
+        // encoder that fell behind catches up instead of falling further (passed-through
+        // units are all decoded, as each picture refers to those before it).
+        let mut newest = None;
+        for input in std::iter::once(input).chain(input_rx.try_iter()) {
+            match input {
+                Vp8Input::Frame(frame) => newest = Some(frame),
+                Vp8Input::Units(units) => {
+                    if let Some(frame) = decode_units(shared, &mut decoder, &mut last_unit, &units)
+                    {
+                        newest = Some(frame);
+                    }
                 }
             }
+        }
+        let Some(frame) = newest else {
+            continue;
         };
         let size_changed = encoder.as_ref().is_some_and(|e| {
             (e.config().width, e.config().height) != (frame.width(), frame.height())
@@ -781,7 +804,9 @@ fn vp8_loop(
             }
             config.keyframe_interval =
                 ((settings.keyframe_interval.as_secs_f64() * fps.as_f64()).round() as u32).max(1);
-            config.threads = settings.threads;
+            // libvpx chooses its own threads: the stream's thread count is x264's, and more
+            // libvpx threads than it picks spin against each other (BENCHMARKS.md).
+            config.threads = 0;
             match Vp8Encoder::new(config) {
                 Ok(new) => {
                     tracing::info!(
@@ -792,6 +817,7 @@ fn vp8_loop(
                         fps
                     );
                     encoder = Some(new);
+                    shared.vp8_encoding.store(true, Ordering::Relaxed);
                 }
                 Err(err) => {
                     tracing::warn!(stream = %shared.label(), "no VP8 encoder: {err}");
@@ -839,6 +865,10 @@ fn decode_units(
         *decoder = None;
     }
     if decoder.is_none() {
+        if !first.keyframe {
+            // Mid-GOP: the ingest thread sends the GOP so far with its next unit.
+            shared.vp8_wants_gop.store(true, Ordering::Relaxed);
+        }
         match H264Decoder::new() {
             Ok(new) => *decoder = Some(new),
             Err(err) => {

@@ -36,8 +36,9 @@ pub struct H264Decoder {
     scaler: Option<Scaler>,
     /// A keyframe has gone in: what follows decodes.
     started: bool,
-    /// Counter and capture time of the units in flight, oldest first (none with slice
-    /// threads, but a decoder may still hold one back now and then).
+    /// Counter and capture time of the units in flight, oldest first: a picture finds its
+    /// unit by the counter it carries as its timestamp (pictures may come out in another
+    /// order than units went in, with B-frames).
     pending: std::collections::VecDeque<(u64, crate::CaptureTime)>,
 }
 
@@ -90,7 +91,9 @@ impl H264Decoder {
             }
             self.started = true;
         }
-        let packet = ff::Packet::copy(&unit.data);
+        let mut packet = ff::Packet::copy(&unit.data);
+        packet.set_pts(i64::try_from(unit.counter).ok());
+        packet.set_dts(None);
         if let Err(err) = self.decoder.send_packet(&packet) {
             tracing::debug!("H.264 decoder refused an access unit: {err}");
             return Ok(None);
@@ -103,7 +106,15 @@ impl H264Decoder {
         let mut decoded = ff::frame::Video::empty();
         match self.decoder.receive_frame(&mut decoded) {
             Ok(()) => {
-                let Some((counter, time)) = self.pending.pop_front() else {
+                let counter = decoded
+                    .timestamp()
+                    .or(decoded.pts())
+                    .and_then(|pts| u64::try_from(pts).ok());
+                let found = match counter {
+                    Some(counter) => self.pending.iter().position(|&(c, _)| c == counter),
+                    None => (!self.pending.is_empty()).then_some(0),
+                };
+                let Some((counter, time)) = found.and_then(|i| self.pending.remove(i)) else {
                     return Ok(None);
                 };
                 let size = (even(decoded.width()), even(decoded.height()));

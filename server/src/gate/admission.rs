@@ -126,9 +126,11 @@ impl Gate {
                 let _slot = slot;
                 // A viewer's ICE-TCP connection counts against the caps like any other.
                 if let Some(events) = ice_tcp {
+                    let accepted = std::time::Instant::now();
                     match ice_tcp::speaks_ice(&stream, config.request_timeout, &shutdown) {
                         Ok(true) => {
-                            if let Err(err) = ice_tcp::serve(stream, peer, &events, &shutdown) {
+                            let served = ice_tcp::serve(stream, peer, accepted, &events, &shutdown);
+                            if let Err(err) = served {
                                 tracing::debug!("ICE-TCP connection from {peer}: {err}");
                             }
                             return;

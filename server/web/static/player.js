@@ -131,6 +131,12 @@
   async function connect() {
     clearTimeout(retryTimer);
     teardown();
+    if (typeof RTCPeerConnection === "undefined") {
+      // A browser built without WebRTC (some WebKitGTK builds): nothing to retry.
+      app.problem = "this browser has no WebRTC (RTCPeerConnection), which the player needs";
+      setState("failed", app.problem + "; try another browser");
+      return;
+    }
     if (app.problem) setState("failed", app.problem + "; " + retrying(0));
     else setState(app.reconnects ? "reconnecting" : "connecting");
     startedAt = performance.now();
@@ -141,6 +147,11 @@
     let played = false;
     peer.addTransceiver("video", { direction: "recvonly" });
     peer.ontrack = (event) => {
+      // Low latency: no jitter buffer target of the page's own (the server's packets ask for a
+      // playout delay of 0 too).
+      if (root.dataset.latency === "low" && "jitterBufferTarget" in event.receiver) {
+        event.receiver.jitterBufferTarget = 0;
+      }
       if (video.srcObject !== event.streams[0]) video.srcObject = event.streams[0] || new MediaStream([event.track]);
     };
     peer.onconnectionstatechange = () => {
