@@ -13,6 +13,7 @@
 //! only `--sample` of them are depacketized and decoded, so the load client stays light.
 
 mod decode;
+mod latency;
 mod report;
 mod server;
 mod soak;
@@ -48,6 +49,41 @@ enum Bench {
     /// Viewers joining and leaving `rtcgear serve` for a long while, the server's RSS, open
     /// descriptors and threads sampled: is it flat? Fails when it is not.
     Soak(SoakArgs),
+    /// Headless Chromium plays the page: every presented frame's latency from the stamp in
+    /// the picture, presented fps, and Chromium's own breakdown (jitter buffer, decode).
+    Latency(LatencyArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct LatencyArgs {
+    /// Frame sizes of the test pattern, WxH, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1280x720,640x480", value_parser = parse_size)]
+    size: Vec<(u32, u32)>,
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Bench viewers watching beside the browser, one run each (first size only for those
+    /// above 0).
+    #[arg(long, value_delimiter = ',', default_value = "0,200")]
+    others: Vec<usize>,
+    /// Length of each measuring window, after 2 s of warm-up.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Runs of each point, one after the other.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Worker threads running the bench viewers.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// More flags for `rtcgear serve` (the settings under test), e.g. --serve-flag=--bitrate
+    /// --serve-flag=1500.
+    #[arg(long = "serve-flag", allow_hyphen_values = true)]
+    serve_flags: Vec<String>,
+    /// The `rtcgear` binary (default: beside this one, e.g. target/release/rtcgear).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Write every run's figures as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -144,6 +180,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Bench::Viewers(args) => viewers(&args),
         Bench::Soak(args) => soak(&args),
+        Bench::Latency(args) => latency(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -244,6 +281,42 @@ fn viewers(args: &ViewersArgs) -> Result<()> {
         std::fs::write(path, report::svg(&runs))
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(())
+}
+
+fn latency(args: &LatencyArgs) -> Result<()> {
+    let bin = server_bin(args.server_bin.as_ref())?;
+    raise_fd_limit();
+    let mut plan = Vec::new();
+    for (i, &size) in args.size.iter().enumerate() {
+        for &others in &args.others {
+            if others == 0 || i == 0 {
+                plan.push((size, others));
+            }
+        }
+    }
+    let mut runs = Vec::new();
+    for round in 1..=args.rounds.max(1) {
+        for &(size, others) in &plan {
+            eprintln!(
+                "== round {round}: {}x{}, Chromium beside {others} bench viewers (load average {:.2})",
+                size.0,
+                size.1,
+                load_average().unwrap_or(0.0)
+            );
+            let server = Server::start_with(&bin, size, args.fps, others + 16, &args.serve_flags)?;
+            std::thread::sleep(Duration::from_millis(500));
+            let run = latency::measure(&server, size, args.fps, others, args.seconds, args.threads)
+                .with_context(|| format!("{}x{} beside {others} viewers", size.0, size.1))?;
+            eprintln!("{}", latency::table(std::slice::from_ref(&run)));
+            runs.push(run);
+            if let Some(path) = &args.json {
+                std::fs::write(path, serde_json::to_string_pretty(&runs)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    println!("{}", latency::table(&runs));
     Ok(())
 }
 

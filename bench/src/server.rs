@@ -21,6 +21,17 @@ impl Server {
     /// Starts `bin serve` on loopback with the test pattern at `size` and `fps`, always live,
     /// and waits (at most 20 s) for the URL it prints.
     pub fn start(bin: &Path, size: (u32, u32), fps: u32, max_viewers: usize) -> Result<Server> {
+        Server::start_with(bin, size, fps, max_viewers, &[])
+    }
+
+    /// [`Server::start`] with `extra` flags for `rtcgear serve` (settings under test).
+    pub fn start_with(
+        bin: &Path,
+        size: (u32, u32),
+        fps: u32,
+        max_viewers: usize,
+        extra: &[String],
+    ) -> Result<Server> {
         let udp_port = free_udp_port()?;
         let mut command = Command::new(bin);
         command
@@ -39,6 +50,7 @@ impl Server {
                 "4096",
             ])
             .arg("--always-live")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -3,7 +3,8 @@
 //! - `cargo xtask ci`: what CI checks: formatting, clippy (warnings are errors), the docs
 //!   (warnings are errors) and every test, end-to-end ones included.
 //! - `cargo xtask bench`: the benchmarks, in release mode; their figures go into BENCHMARKS.md.
-//!   `cargo xtask bench viewers [--quick]` runs the viewer-load bench's matrix (`bench/`).
+//!   `cargo xtask bench viewers [--quick]` runs the viewer-load bench's matrix (`bench/`);
+//!   `cargo xtask bench latency` the browser-latency bench (headless Chromium).
 //! - `cargo xtask pi`: rtcgear for the Raspberry Pi (aarch64 and armv7), cross-built and
 //!   packaged as a `.deb` and a tarball; `cargo xtask pi-test` tests those builds under qemu
 //!   and streams from an emulated server to Chromium. See the `pi` module.
@@ -53,6 +54,10 @@ fn print_help() {
          `rtcgear serve` (N = 1..500 at 720p and 480p, the join storm); writes\n          \
          bench/viewers.{{md,json,svg}} (--quick: a short run, into target/bench/); FLAGS\n          \
          of `rtcgear-bench viewers` replace the matrix's\n  \
+         bench latency [FLAGS]: headless Chromium plays the release server's page; every\n          \
+         presented frame's latency from its stamp, presented fps, Chromium's jitter\n          \
+         buffer and decode times (alone at 720p and 480p, and beside 200 bench viewers);\n          \
+         writes target/bench/latency.{{md,json}}\n  \
          pi      rtcgear for the Raspberry Pi: installs what the cross build needs (rustup\n          \
          targets; cross gcc and the target's libraries through apt-get), builds it in release\n          \
          mode, packages it in target/pi/dist/ (a .deb and a tarball, each with the systemd\n          \
@@ -159,8 +164,10 @@ fn deny(root: &Path) -> Result<(), String> {
 }
 
 fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
-    if extra.first().map(String::as_str) == Some("viewers") {
-        return bench_viewers(root, &extra[1..]);
+    match extra.first().map(String::as_str) {
+        Some("viewers") => return bench_viewers(root, &extra[1..]),
+        Some("latency") => return bench_latency(root, &extra[1..]),
+        _ => {}
     }
     let mut args = vec!["bench", "--workspace", "--locked"];
     args.extend(extra.iter().map(String::as_str));
@@ -197,30 +204,7 @@ fn bench_viewers(root: &Path, extra: &[String]) -> Result<(), String> {
         .map(String::as_str)
         .filter(|a| *a != "--quick")
         .collect();
-    step(
-        root,
-        "release build",
-        &[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "rtcgear",
-            "-p",
-            "rtcgear-bench",
-        ],
-        &[],
-    )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|dir| {
-            if dir.is_absolute() {
-                dir
-            } else {
-                root.join(dir)
-            }
-        })
-        .unwrap_or_else(|| root.join("target"));
+    let target = release_build(root)?;
     let out = if quick {
         target.join("bench")
     } else {
@@ -279,6 +263,70 @@ fn bench_viewers(root: &Path, extra: &[String]) -> Result<(), String> {
         json.display(),
         svg.display()
     );
+    Ok(())
+}
+
+/// Builds `rtcgear` and the bench in release mode; the target folder.
+fn release_build(root: &Path) -> Result<PathBuf, String> {
+    step(
+        root,
+        "release build",
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "rtcgear",
+            "-p",
+            "rtcgear-bench",
+        ],
+        &[],
+    )?;
+    Ok(std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|dir| {
+            if dir.is_absolute() {
+                dir
+            } else {
+                root.join(dir)
+            }
+        })
+        .unwrap_or_else(|| root.join("target")))
+}
+
+/// `cargo xtask bench latency [rtcgear-bench latency flags]`: builds `rtcgear` and the bench
+/// in release mode and runs the browser-latency bench (headless Chromium alone at 1280x720
+/// and 640x480, and beside 200 bench viewers, unless the flags say otherwise); its table goes
+/// to `target/bench/latency.md`.
+fn bench_latency(root: &Path, extra: &[String]) -> Result<(), String> {
+    let target = release_build(root)?;
+    let out = target.join("bench");
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let bench = target.join("release").join("rtcgear-bench");
+    let mut args: Vec<String> = vec!["latency".into()];
+    if !extra.iter().any(|a| a.starts_with("--json")) {
+        args.extend([
+            "--json".into(),
+            out.join("latency.json").display().to_string(),
+        ]);
+    }
+    args.extend(extra.iter().cloned());
+    eprintln!("\n==> latency: {} {}", bench.display(), args.join(" "));
+    let output = Command::new(&bench)
+        .args(&args)
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bench.display()))?;
+    let table = String::from_utf8_lossy(&output.stdout);
+    print!("{table}");
+    if !output.status.success() {
+        return Err(format!("the latency bench failed ({})", output.status));
+    }
+    let md = out.join("latency.md");
+    std::fs::write(&md, table.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", md.display()))?;
+    eprintln!("latency: wrote {}", md.display());
     Ok(())
 }
 
