@@ -80,9 +80,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_tcp: bool,
 
-    /// How viewers' browsers trade delay for smoothness: low shows each frame as soon as it
-    /// is decoded; balanced lets the browser buffer for a jittery network.
-    #[arg(long, value_enum, default_value_t = LatencyArg::Low)]
+    /// How viewers' browsers trade delay for smoothness: balanced lets the browser buffer for
+    /// a jittery network; low asks it to show each frame as soon as it is decoded (see
+    /// BENCHMARKS.md, Browser latency).
+    #[arg(long, value_enum, default_value_t = LatencyArg::Balanced)]
     pub latency: LatencyArg,
 
     /// Frame size, WIDTHxHEIGHT: the test pattern's size (default 1280x720); other sources

@@ -230,6 +230,7 @@ fn bad_values_are_usage_errors() {
         "%40",
     );
     check_refused(&["--bind", "nonsense"], 2, "--bind", "nonsense");
+    check_refused(&["--latency", "fast"], 2, "--latency", "balanced");
     check_refused(
         &["--tcp-port", "9000", "--no-tcp"],
         2,

@@ -22,7 +22,7 @@ pub struct ServerConfig {
     /// The one UDP port for every viewer's media; `None` (the default) uses the HTTP port's
     /// number, so one firewall rule (TCP and UDP) covers the server. 0 picks a free one.
     pub udp_port: Option<u16>,
-    /// How the viewers' browsers trade delay for smoothness (default [`Latency::Low`]).
+    /// How the viewers' browsers trade delay for smoothness (default [`Latency::Balanced`]).
     pub latency: Latency,
     /// ICE over TCP (RFC 6544), for viewers whose UDP is blocked: where the server takes TCP
     /// connections for media (default [`IceTcp::HttpPort`], on the HTTP port, so one TCP rule
@@ -151,7 +151,7 @@ impl Default for ServerConfig {
             http_port: 8000,
             udp_port: None,
             ice_tcp: IceTcp::HttpPort,
-            latency: Latency::Low,
+            latency: Latency::Balanced,
             public_ips: Vec::new(),
             ice_servers: Vec::new(),
             turn_secret: None,
@@ -186,10 +186,12 @@ pub enum Latency {
     /// Show each frame as soon as it is decoded: every packet asks for a playout delay of 0
     /// (the RTP playout-delay extension, which Chromium honours), and the page asks its
     /// receiver for no jitter buffer target. On a jittery network frames come as unevenly as
-    /// they arrive.
+    /// they arrive. Measured in headless Chromium it takes the jitter buffer's 7-8 ms a frame
+    /// away but not the latency to the display, whose timing gets less even (BENCHMARKS.md,
+    /// "Browser latency"): not the default.
     Low,
-    /// The browser's own choice: a jitter buffer sized to the network's jitter, a few frames'
-    /// worth of delay more, played out evenly.
+    /// The browser's own choice: a jitter buffer sized to the network's jitter, played out
+    /// evenly.
     Balanced,
 }
 
