@@ -695,19 +695,9 @@ fn receive(viewer: &mut Viewer, batch: &mut Batch, now: Instant) {
                 break;
             }
             let (datagram, source) = batch.datagram(i);
-            // Datagrams str0m cannot classify are not ours to count.
-            let Ok(receive) = Receive::new(Protocol::Udp, source, viewer.local, datagram) else {
-                continue;
-            };
-            if viewer
-                .rtc
-                .handle_input(Input::Receive(now, receive))
-                .is_err()
-            {
-                viewer.counters.dead = true;
+            if !feed(viewer, Protocol::Udp, source, datagram, now) {
                 break;
             }
-            drain(viewer, now);
         }
         if got < BATCH {
             return;
@@ -758,20 +748,35 @@ fn receive_tcp(viewer: &mut Viewer, buf: &mut [u8], now: Instant) {
         }
         incoming.drain(..at);
         for packet in packets {
-            let Ok(receive) = Receive::new(Protocol::Tcp, server, viewer.local, &packet) else {
-                continue;
-            };
-            if viewer
-                .rtc
-                .handle_input(Input::Receive(now, receive))
-                .is_err()
-            {
-                viewer.counters.dead = true;
+            if !feed(viewer, Protocol::Tcp, server, &packet, now) {
                 return;
             }
-            drain(viewer, now);
         }
     }
+}
+
+/// Hands one packet from `source` to the viewer's str0m and drains it; `false` once the viewer
+/// is dead. Packets str0m cannot classify are not ours to count, and are skipped.
+fn feed(
+    viewer: &mut Viewer,
+    protocol: Protocol,
+    source: SocketAddr,
+    packet: &[u8],
+    now: Instant,
+) -> bool {
+    let Ok(receive) = Receive::new(protocol, source, viewer.local, packet) else {
+        return true;
+    };
+    if viewer
+        .rtc
+        .handle_input(Input::Receive(now, receive))
+        .is_err()
+    {
+        viewer.counters.dead = true;
+        return false;
+    }
+    drain(viewer, now);
+    true
 }
 
 /// Runs str0m's output until its next deadline: sends datagrams, counts media.

@@ -359,12 +359,17 @@ fn turn_flags() -> Vec<String> {
 #[test]
 #[ignore = "needs root and network namespaces; scripts/test.sh runs them"]
 fn a_viewer_without_udp_to_the_server_plays_through_turn_over_udp() {
+    plays_through_turn(Some(SERVER_PUBLIC), "udp");
+}
+
+/// Behind a symmetric NAT with UDP cut to `cut` (every peer when `None`): the page, given
+/// coturn through `--turn-secret`, plays through a relay it reaches over `relay_protocol`.
+fn plays_through_turn(cut: Option<Ipv4Addr>, relay_protocol: &str) {
     let _turn = heavy();
     let Some(net) = network(Layout::ViewerBehindNat(Nat::Symmetric)) else {
         return;
     };
-    net.cut("udp", Some(SERVER_PUBLIC))
-        .expect("the UDP path is cut");
+    net.cut("udp", cut).expect("the UDP path is cut");
     let _coturn = coturn(&net);
     let flags = turn_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -372,7 +377,7 @@ fn a_viewer_without_udp_to_the_server_plays_through_turn_over_udp() {
     let (local, remote) = play(&net, "relay");
     assert_eq!(local.kind, "relay");
     assert_eq!(local.address, TURN.to_string());
-    assert_eq!(local.relay_protocol, "udp");
+    assert_eq!(local.relay_protocol, relay_protocol);
     assert_eq!(
         (remote.kind.as_str(), remote.protocol.as_str()),
         ("host", "udp")
@@ -382,23 +387,7 @@ fn a_viewer_without_udp_to_the_server_plays_through_turn_over_udp() {
 #[test]
 #[ignore = "needs root and network namespaces; scripts/test.sh runs them"]
 fn a_viewer_without_any_udp_plays_through_turn_over_tcp() {
-    let _turn = heavy();
-    let Some(net) = network(Layout::ViewerBehindNat(Nat::Symmetric)) else {
-        return;
-    };
-    net.cut("udp", None).expect("every UDP path is cut");
-    let _coturn = coturn(&net);
-    let flags = turn_flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let _serve = serve(&net, SERVER_PUBLIC, &flags);
-    let (local, remote) = play(&net, "relay");
-    assert_eq!(local.kind, "relay");
-    assert_eq!(local.address, TURN.to_string());
-    assert_eq!(local.relay_protocol, "tcp");
-    assert_eq!(
-        (remote.kind.as_str(), remote.protocol.as_str()),
-        ("host", "udp")
-    );
+    plays_through_turn(None, "tcp");
 }
 
 #[test]

@@ -382,21 +382,7 @@ fn a_page_whose_media_finds_no_route_says_so_and_keeps_trying() {
     let serve = Serve::start();
     let nowhere = free_udp_port();
     let browser = Browser::start();
-    browser.on_new_document(&format!(
-        "(() => {{ \
-           const apply = RTCPeerConnection.prototype.setRemoteDescription; \
-           window.__blockMedia = true; window.__blocked = 0; \
-           RTCPeerConnection.prototype.setRemoteDescription = function (d, ...rest) {{ \
-             if (window.__blockMedia && d && typeof d.sdp === 'string') {{ \
-               window.__blocked++; \
-               d = {{ type: d.type, sdp: d.sdp.replace(/ 127\\.0\\.0\\.1 {udp} typ host/g, \
-                 ' 127.0.0.1 {nowhere} typ host').replace(/a=candidate:[^\\r\\n]* tcp [^\\r\\n]*\\r\\n/g, '') }}; \
-             }} \
-             return apply.call(this, d, ...rest); \
-           }}; \
-         }})();",
-        udp = serve.udp_port
-    ));
+    browser.on_new_document(&block_media(serve.udp_port, nowhere, true));
     browser.goto(&serve.url("/"));
     let started = Instant::now();
     browser.wait_for(
@@ -439,6 +425,33 @@ fn a_page_whose_media_finds_no_route_says_so_and_keeps_trying() {
     assert_eq!(browser.eval("return window.rtcgear.problem"), Value::Null);
     let says = browser.eval("return document.getElementById('state').textContent");
     assert_eq!(says, "connected");
+}
+
+/// A script for `on_new_document` that makes the page's answers point their UDP candidate
+/// (the server's `udp` port on loopback) to the port `nowhere`, where nobody listens, and
+/// with `tcp_too` drops their ICE-TCP candidates: media with no route, or over TCP alone.
+/// `window.__blockMedia = false` lets later answers through as they are; `window.__blocked`
+/// counts the answers changed.
+fn block_media(udp: u16, nowhere: u16, tcp_too: bool) -> String {
+    let tcp = if tcp_too {
+        ".replace(/a=candidate:[^\\r\\n]* tcp [^\\r\\n]*\\r\\n/g, '')"
+    } else {
+        ""
+    };
+    format!(
+        "(() => {{ \
+           const apply = RTCPeerConnection.prototype.setRemoteDescription; \
+           window.__blockMedia = true; window.__blocked = 0; \
+           RTCPeerConnection.prototype.setRemoteDescription = function (d, ...rest) {{ \
+             if (window.__blockMedia && d && typeof d.sdp === 'string') {{ \
+               window.__blocked++; \
+               d = {{ type: d.type, sdp: d.sdp.replace(/ 127\\.0\\.0\\.1 {udp} typ host/g, \
+                 ' 127.0.0.1 {nowhere} typ host'){tcp} }}; \
+             }} \
+             return apply.call(this, d, ...rest); \
+           }}; \
+         }})();"
+    )
 }
 
 /// The selected candidate pair of the page's connection: `[local type, local protocol, remote
@@ -490,19 +503,7 @@ fn plays_over_tcp(serve: &Serve) -> u16 {
     let _turn = heavy();
     let nowhere = free_udp_port();
     let browser = Browser::start();
-    browser.on_new_document(&format!(
-        "(() => {{ \
-           const apply = RTCPeerConnection.prototype.setRemoteDescription; \
-           RTCPeerConnection.prototype.setRemoteDescription = function (d, ...rest) {{ \
-             if (d && typeof d.sdp === 'string') {{ \
-               d = {{ type: d.type, sdp: d.sdp.replace(/ 127\\.0\\.0\\.1 {udp} typ host/g, \
-                 ' 127.0.0.1 {nowhere} typ host') }}; \
-             }} \
-             return apply.call(this, d, ...rest); \
-           }}; \
-         }})();",
-        udp = serve.udp_port
-    ));
+    browser.on_new_document(&block_media(serve.udp_port, nowhere, false));
     browser.goto(&serve.url("/"));
     let started = Instant::now();
     browser.wait_for("the page to play", Duration::from_secs(30), PLAYING);

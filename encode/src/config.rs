@@ -122,26 +122,12 @@ impl EncoderConfig {
     /// Checks what x264 would reject or misread, so that the error names the value.
     pub(crate) fn validate(&self) -> Result<(), EncodeError> {
         let invalid = |reason: String| Err(EncodeError::InvalidConfig(reason));
-        let (width, height) = (self.width, self.height);
-        if width == 0 || height == 0 {
-            return invalid(format!("the size must not be empty, got {width}x{height}"));
-        }
-        if width % 2 != 0 || height % 2 != 0 {
-            return invalid(format!(
-                "4:2:0 H.264 needs an even width and height, got {width}x{height}"
-            ));
-        }
-        if width > MAX_SIDE || height > MAX_SIDE {
-            return invalid(format!(
-                "{width}x{height} is larger than the {MAX_SIDE}x{MAX_SIDE} rtcgear supports"
-            ));
-        }
-        if self.fps.num == 0 || self.fps.den == 0 {
-            return invalid(format!(
-                "the frame rate must be above zero, got {}/{}",
-                self.fps.num, self.fps.den
-            ));
-        }
+        check_picture(
+            (self.width, self.height),
+            self.fps,
+            MAX_SIDE,
+            "rtcgear supports",
+        )?;
         match self.rate {
             RateControl::Bitrate { kbps } if kbps == 0 || kbps > MAX_KBPS => {
                 return invalid(format!(
@@ -189,6 +175,37 @@ pub fn default_kbps(width: u32, height: u32, fps: FrameRate) -> u32 {
 
 /// The largest width or height accepted, as for capture's frames.
 const MAX_SIDE: u32 = 16384;
+
+/// What every encoder needs of its pictures: a size that is not empty, even (4:2:0) and at
+/// most `max_side` a side (the limit `whose` is said in the error), and a rate above zero.
+pub(crate) fn check_picture(
+    (width, height): (u32, u32),
+    fps: FrameRate,
+    max_side: u32,
+    whose: &str,
+) -> Result<(), EncodeError> {
+    let invalid = |reason: String| Err(EncodeError::InvalidConfig(reason));
+    if width == 0 || height == 0 {
+        return invalid(format!("the size must not be empty, got {width}x{height}"));
+    }
+    if width % 2 != 0 || height % 2 != 0 {
+        return invalid(format!(
+            "4:2:0 frames need an even width and height, got {width}x{height}"
+        ));
+    }
+    if width > max_side || height > max_side {
+        return invalid(format!(
+            "{width}x{height} is larger than the {max_side}x{max_side} {whose}"
+        ));
+    }
+    if fps.num == 0 || fps.den == 0 {
+        return invalid(format!(
+            "the frame rate must be above zero, got {}/{}",
+            fps.num, fps.den
+        ));
+    }
+    Ok(())
+}
 /// The largest bitrate accepted, H.264 level 6.2's cap for High profile.
 pub(crate) const MAX_KBPS: u32 = 800_000;
 /// The largest keyframe interval accepted, below x264's "infinite".

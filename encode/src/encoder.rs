@@ -56,27 +56,7 @@ impl Encoder {
         if self.flushed {
             return Err(EncodeError::Flushed);
         }
-        let (width, height) = (self.config.width, self.config.height);
-        if frame.width() != width || frame.height() != height {
-            return Err(EncodeError::FrameSize {
-                width,
-                height,
-                got_width: frame.width(),
-                got_height: frame.height(),
-            });
-        }
-        let frame = if frame.format() == PixelFormat::I420 {
-            Cow::Borrowed(frame)
-        } else {
-            let converted =
-                frame
-                    .to_format(PixelFormat::I420)
-                    .map_err(|source| EncodeError::Conversion {
-                        format: frame.format(),
-                        source,
-                    })?;
-            Cow::Owned(converted)
-        };
+        let frame = i420_of(frame, (self.config.width, self.config.height))?;
 
         let pts = self.next_pts;
         let input = Input {
@@ -158,6 +138,32 @@ impl fmt::Debug for Encoder {
             .field("flushed", &self.flushed)
             .finish_non_exhaustive()
     }
+}
+
+/// `frame` as I420, converted (a copy) unless it is I420 already, once its size is checked to
+/// be the encoder's `(width, height)`.
+pub(crate) fn i420_of(
+    frame: &Frame,
+    (width, height): (u32, u32),
+) -> Result<Cow<'_, Frame>, EncodeError> {
+    if frame.width() != width || frame.height() != height {
+        return Err(EncodeError::FrameSize {
+            width,
+            height,
+            got_width: frame.width(),
+            got_height: frame.height(),
+        });
+    }
+    if frame.format() == PixelFormat::I420 {
+        return Ok(Cow::Borrowed(frame));
+    }
+    frame
+        .to_format(PixelFormat::I420)
+        .map(Cow::Owned)
+        .map_err(|source| EncodeError::Conversion {
+            format: frame.format(),
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! Everything `unsafe` about VP8 is in this file: setting the encoder's options by name, which
 //! `ffmpeg-next` has no safe call for.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
 use std::fmt;
@@ -12,9 +11,10 @@ use std::sync::Once;
 
 use bytes::Bytes;
 use ffmpeg_next as ff;
-use rtcgear_capture::{AccessUnit, CaptureTime, Codec, Frame, PixelFormat};
+use rtcgear_capture::{AccessUnit, CaptureTime, Codec, Frame};
 
 use crate::config::MAX_KEYFRAME_INTERVAL;
+use crate::encoder::i420_of;
 use crate::{EncodeError, Vp8Config};
 
 /// The rate control's buffer, in milliseconds of the target bitrate, and its level at the start:
@@ -98,27 +98,7 @@ impl Vp8Encoder {
         if self.flushed {
             return Err(EncodeError::Flushed);
         }
-        let (width, height) = (self.config.width, self.config.height);
-        if frame.width() != width || frame.height() != height {
-            return Err(EncodeError::FrameSize {
-                width,
-                height,
-                got_width: frame.width(),
-                got_height: frame.height(),
-            });
-        }
-        let frame = if frame.format() == PixelFormat::I420 {
-            Cow::Borrowed(frame)
-        } else {
-            let converted =
-                frame
-                    .to_format(PixelFormat::I420)
-                    .map_err(|source| EncodeError::Conversion {
-                        format: frame.format(),
-                        source,
-                    })?;
-            Cow::Owned(converted)
-        };
+        let frame = i420_of(frame, (self.config.width, self.config.height))?;
 
         self.fill_picture(&frame);
         let pts = self.next_pts;
@@ -369,7 +349,7 @@ fn to_int(value: u32) -> c_int {
 
 #[cfg(test)]
 mod tests {
-    use rtcgear_capture::FrameRate;
+    use rtcgear_capture::{FrameRate, PixelFormat};
 
     use super::*;
 

@@ -2,7 +2,7 @@
 
 use rtcgear_capture::FrameRate;
 
-use crate::config::{keyframes_every_two_seconds, MAX_KBPS, MAX_KEYFRAME_INTERVAL};
+use crate::config::{check_picture, keyframes_every_two_seconds, MAX_KBPS, MAX_KEYFRAME_INTERVAL};
 use crate::{default_kbps, EncodeError};
 
 /// The settings of a [`Vp8Encoder`](crate::Vp8Encoder).
@@ -99,26 +99,12 @@ impl Vp8Config {
     /// Checks what libvpx would reject or misread, so that the error names the value.
     pub(crate) fn validate(&self) -> Result<(), EncodeError> {
         let invalid = |reason: String| Err(EncodeError::InvalidConfig(reason));
-        let (width, height) = (self.width, self.height);
-        if width == 0 || height == 0 {
-            return invalid(format!("the size must not be empty, got {width}x{height}"));
-        }
-        if width % 2 != 0 || height % 2 != 0 {
-            return invalid(format!(
-                "4:2:0 frames need an even width and height, got {width}x{height}"
-            ));
-        }
-        if width > MAX_VP8_SIDE || height > MAX_VP8_SIDE {
-            return invalid(format!(
-                "{width}x{height} is larger than the {MAX_VP8_SIDE}x{MAX_VP8_SIDE} VP8 can code"
-            ));
-        }
-        if self.fps.num == 0 || self.fps.den == 0 {
-            return invalid(format!(
-                "the frame rate must be above zero, got {}/{}",
-                self.fps.num, self.fps.den
-            ));
-        }
+        check_picture(
+            (self.width, self.height),
+            self.fps,
+            MAX_VP8_SIDE,
+            "VP8 can code",
+        )?;
         if self.kbps == 0 || self.kbps > MAX_KBPS {
             return invalid(format!(
                 "the bitrate must be 1 to {MAX_KBPS} kbit/s, got {}",

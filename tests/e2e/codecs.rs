@@ -4,11 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use rtcgear_capture::ffmpeg::{FfmpegH264Source, FfmpegOptions};
-use rtcgear_server::StreamConfig;
 use rtcgear_test_support::tempdir::TempDir;
 use rtcgear_test_support::webdriver::Browser;
-use rtcgear_tests::{passthrough_clip, TestServer};
+use rtcgear_tests::TestServer;
 use serde_json::Value;
 
 use crate::heavy;
@@ -147,12 +145,7 @@ fn chromium_plays_h264_in_one_tab_and_vp8_in_another_each_encoded_once() {
 fn a_passed_through_stream_is_decoded_for_a_vp8_tab() {
     let _turn = heavy();
     let dir = TempDir::new("passthrough-vp8");
-    let clip = passthrough_clip(dir.path());
-    let mut options = FfmpegOptions::default();
-    options.looping = true;
-    let source = FfmpegH264Source::open(clip.to_str().expect("UTF-8"), options)
-        .expect("H.264 without B-frames passes through");
-    let server = TestServer::start_streams(vec![StreamConfig::passthrough("", source)]);
+    let server = TestServer::passthrough(dir.path());
     let browser = Browser::start();
     browser.goto(&server.url("/"));
     browser.wait_for("the H.264 tab to play", Duration::from_secs(20), PLAYING);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rtcgear_capture::ffmpeg::{FfmpegH264Source, FfmpegOptions, FfmpegSource};
+use rtcgear_capture::ffmpeg::{FfmpegOptions, FfmpegSource};
 use rtcgear_server::{StreamConfig, WhenIdle};
 use rtcgear_test_support::clips::Clip;
 use rtcgear_test_support::live::LiveStream;
@@ -11,7 +11,7 @@ use rtcgear_test_support::ports::free_tcp_port;
 use rtcgear_test_support::rpicam;
 use rtcgear_test_support::tempdir::TempDir;
 use rtcgear_test_support::webdriver::Browser;
-use rtcgear_tests::{passthrough_clip, TestServer};
+use rtcgear_tests::TestServer;
 
 use crate::heavy;
 
@@ -133,12 +133,7 @@ fn a_stabilized_stream_plays_with_its_border() {
 fn a_passed_through_file_plays_and_a_late_tab_starts_from_the_gop_cache() {
     let _turn = heavy();
     let dir = TempDir::new("passthrough");
-    let clip = passthrough_clip(dir.path());
-    let mut options = FfmpegOptions::default();
-    options.looping = true;
-    let source = FfmpegH264Source::open(clip.to_str().expect("UTF-8"), options)
-        .expect("H.264 without B-frames passes through");
-    let server = TestServer::start_streams(vec![StreamConfig::passthrough("", source)]);
+    let server = TestServer::passthrough(dir.path());
     let browser = Browser::start();
     let first = browser.current_tab();
     browser.goto(&server.url("/"));

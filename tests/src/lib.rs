@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::thread::{self, JoinHandle};
 
+use rtcgear_capture::ffmpeg::{FfmpegH264Source, FfmpegOptions};
 use rtcgear_capture::{FrameRate, TestPattern};
 use rtcgear_server::{Server, ServerConfig, ShutdownHandle, StreamConfig};
 use rtcgear_test_support::clips::Clip;
@@ -108,6 +109,18 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+impl TestServer {
+    /// One stream passing [`passthrough_clip`] (made in `dir`) through, looped.
+    pub fn passthrough(dir: &Path) -> TestServer {
+        let clip = passthrough_clip(dir);
+        let mut options = FfmpegOptions::default();
+        options.looping = true;
+        let source = FfmpegH264Source::open(clip.to_str().expect("a UTF-8 path"), options)
+            .expect("H.264 without B-frames passes through");
+        TestServer::start_streams(vec![StreamConfig::passthrough("", source)])
     }
 }
 

@@ -238,22 +238,7 @@ fn bench_viewers(root: &Path, extra: &[String]) -> Result<(), String> {
         args.extend(["--json".into(), json.display().to_string()]);
     }
     args.extend(extra.iter().map(|a| a.to_string()));
-    let bench = target.join("release").join("rtcgear-bench");
-    eprintln!("\n==> viewers: {} {}", bench.display(), args.join(" "));
-    let started = Instant::now();
-    // The bench prints its progress on stderr and the final table on stdout, kept for the file.
-    let output = Command::new(&bench)
-        .args(&args)
-        .current_dir(root)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bench.display()))?;
-    let table = String::from_utf8_lossy(&output.stdout);
-    print!("{table}");
-    eprintln!("<== viewers: {:.0} s", started.elapsed().as_secs_f64());
-    if !output.status.success() {
-        return Err(format!("the viewer bench failed ({})", output.status));
-    }
+    let table = run_bench(root, &target, &args)?;
     let md = json.with_extension("md");
     std::fs::write(&md, table.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", md.display()))?;
@@ -264,6 +249,28 @@ fn bench_viewers(root: &Path, extra: &[String]) -> Result<(), String> {
         svg.display()
     );
     Ok(())
+}
+
+/// Runs the release `rtcgear-bench` with `args` (its first is the bench's name), its progress
+/// on stderr; the table it prints on stdout (kept for a file), printed too.
+fn run_bench(root: &Path, target: &Path, args: &[String]) -> Result<String, String> {
+    let bench = target.join("release").join("rtcgear-bench");
+    let name = args.first().map_or("bench", String::as_str);
+    eprintln!("\n==> {name}: {} {}", bench.display(), args.join(" "));
+    let started = Instant::now();
+    let output = Command::new(&bench)
+        .args(args)
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bench.display()))?;
+    let table = String::from_utf8_lossy(&output.stdout).into_owned();
+    print!("{table}");
+    eprintln!("<== {name}: {:.0} s", started.elapsed().as_secs_f64());
+    if !output.status.success() {
+        return Err(format!("the {name} bench failed ({})", output.status));
+    }
+    Ok(table)
 }
 
 /// Builds `rtcgear` and the bench in release mode; the target folder.
@@ -302,7 +309,6 @@ fn bench_latency(root: &Path, extra: &[String]) -> Result<(), String> {
     let target = release_build(root)?;
     let out = target.join("bench");
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let bench = target.join("release").join("rtcgear-bench");
     let mut args: Vec<String> = vec!["latency".into()];
     if !extra.iter().any(|a| a.starts_with("--json")) {
         args.extend([
@@ -311,18 +317,7 @@ fn bench_latency(root: &Path, extra: &[String]) -> Result<(), String> {
         ]);
     }
     args.extend(extra.iter().cloned());
-    eprintln!("\n==> latency: {} {}", bench.display(), args.join(" "));
-    let output = Command::new(&bench)
-        .args(&args)
-        .current_dir(root)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bench.display()))?;
-    let table = String::from_utf8_lossy(&output.stdout);
-    print!("{table}");
-    if !output.status.success() {
-        return Err(format!("the latency bench failed ({})", output.status));
-    }
+    let table = run_bench(root, &target, &args)?;
     let md = out.join("latency.md");
     std::fs::write(&md, table.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", md.display()))?;
