@@ -1,7 +1,8 @@
 //! The browser-latency bench: headless Chromium plays the real page of `rtcgear serve`, and
 //! every frame it presents is timed against the capture time in the frame's own stamp.
 //!
-//! For each presented frame (`requestVideoFrameCallback`) the page's video is drawn to a canvas
+//! Chromium by default, or Firefox (`--browser firefox`), which plays VP8. For each presented
+//! frame (`requestVideoFrameCallback`) the page's video is drawn to a canvas
 //! and the stamp read (`window.rtcgearStamp`, the page's own reader); the frame's latency is its
 //! expected display time (the callback's `expectedDisplayTime`, on the page's wall clock) less
 //! the capture time in the stamp. The callback's `receiveTime` (when the frame's last packet
@@ -11,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use rtcgear_test_support::firefox::FirefoxLaunch;
 use rtcgear_test_support::webdriver::{Browser, Launch};
 use serde::Serialize;
 use serde_json::Value;
@@ -19,9 +21,21 @@ use crate::report::percentile;
 use crate::server::Server;
 use crate::viewer::{Load, Schedule};
 
+/// The browser that plays the page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BrowserKind {
+    /// Debian's chromium under chromedriver (H.264).
+    #[default]
+    Chromium,
+    /// Debian's firefox-esr under geckodriver (VP8: it has no H.264 as Debian ships it).
+    Firefox,
+}
+
 /// What one window of one browser measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyRun {
+    pub browser: BrowserKind,
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -97,6 +111,7 @@ const PLAYING: &str = "return !!window.rtcgear && window.rtcgear.state === 'conn
 
 /// Measures one browser playing `server`'s page, with `others` bench viewers watching too.
 pub fn measure(
+    browser_kind: BrowserKind,
     server: &Server,
     size: (u32, u32),
     fps: u32,
@@ -121,8 +136,12 @@ pub fn measure(
         load.add_viewers(prepared, schedule, true);
         crate::wait_playing(&load, &(0..others), Duration::from_secs(60));
     }
-    let launch = Launch::from_path().timeout(Duration::from_secs_f64(seconds + 60.0));
-    let browser = Browser::launch(launch).map_err(|e| anyhow::anyhow!("Chromium: {e}"))?;
+    let limit = Duration::from_secs_f64(seconds + 60.0);
+    let browser = match browser_kind {
+        BrowserKind::Chromium => Browser::launch(Launch::from_path().timeout(limit)),
+        BrowserKind::Firefox => Browser::launch_firefox(FirefoxLaunch::find().timeout(limit)),
+    }
+    .map_err(|e| anyhow::anyhow!("{browser_kind:?}: {e}"))?;
     browser
         .try_goto(&format!("{}/", server.base_url))
         .map_err(|e| anyhow::anyhow!("loading the page: {e}"))?;
@@ -150,7 +169,8 @@ pub fn measure(
     if let Some(error) = answer.get("error") {
         bail!("the page's recorder failed: {error}");
     }
-    let run = summarize(&answer, size, fps, others, seconds)?;
+    let mut run = summarize(&answer, size, fps, others, seconds)?;
+    run.browser = browser_kind;
     load.stop();
     Ok(run)
 }
@@ -207,6 +227,7 @@ fn summarize(
         (count > 0.0).then(|| delta(total).unwrap_or(0.0) * 1000.0 / count)
     };
     Ok(LatencyRun {
+        browser: BrowserKind::Chromium,
         width,
         height,
         fps,
@@ -233,14 +254,15 @@ pub fn table(runs: &[LatencyRun]) -> String {
     let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
     let count = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0}"));
     let mut out = String::from(
-        "| size | bench viewers beside | presented fps | latency p50 / p95 / max (ms) | \
+        "| browser | size | bench viewers beside | presented fps | latency p50 / p95 / max (ms) | \
          capture→received p50 (ms) | received→display p50 (ms) | jitter buffer (ms/frame) | \
          decode (ms/frame) | processing (ms/frame) | dropped | freezes | stamps skipped |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for run in runs {
         out.push_str(&format!(
-            "| {}x{} | {} | {:.1} | {:.0} / {:.0} / {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {:?} | {}x{} | {} | {:.1} | {:.0} / {:.0} / {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            run.browser,
             run.width,
             run.height,
             run.others,
@@ -293,6 +315,6 @@ mod tests {
         assert!((run.decode_ms.unwrap() - 2.0).abs() < 1e-6);
         assert_eq!(run.frames_dropped, Some(0.0));
         assert_eq!(run.skipped, 0);
-        assert!(table(&[run]).contains("| 640x480 | 0 | 30.0 | 30 / 30 / 30 |"));
+        assert!(table(&[run]).contains("| Chromium | 640x480 | 0 | 30.0 | 30 / 30 / 30 |"));
     }
 }

@@ -71,6 +71,9 @@ struct LatencyArgs {
     /// Runs of each point, one after the other.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// The browser that plays the page.
+    #[arg(long, value_enum, default_value_t = latency::BrowserKind::Chromium)]
+    browser: latency::BrowserKind,
     /// Worker threads running the bench viewers.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -306,8 +309,16 @@ fn latency(args: &LatencyArgs) -> Result<()> {
             );
             let server = Server::start_with(&bin, size, args.fps, others + 16, &args.serve_flags)?;
             std::thread::sleep(Duration::from_millis(500));
-            let run = latency::measure(&server, size, args.fps, others, args.seconds, args.threads)
-                .with_context(|| format!("{}x{} beside {others} viewers", size.0, size.1))?;
+            let run = latency::measure(
+                args.browser,
+                &server,
+                size,
+                args.fps,
+                others,
+                args.seconds,
+                args.threads,
+            )
+            .with_context(|| format!("{}x{} beside {others} viewers", size.0, size.1))?;
             eprintln!("{}", latency::table(std::slice::from_ref(&run)));
             runs.push(run);
             if let Some(path) = &args.json {
