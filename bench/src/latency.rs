@@ -111,7 +111,7 @@ const PLAYING: &str = "return !!window.rtcgear && window.rtcgear.state === 'conn
 
 /// Measures one browser playing `server`'s page, with `others` bench viewers watching too.
 pub fn measure(
-    browser_kind: BrowserKind,
+    (browser_kind, chromium_flags): (BrowserKind, &[String]),
     server: &Server,
     size: (u32, u32),
     fps: u32,
@@ -138,7 +138,14 @@ pub fn measure(
     }
     let limit = Duration::from_secs_f64(seconds + 60.0);
     let browser = match browser_kind {
-        BrowserKind::Chromium => Browser::launch(Launch::from_path().timeout(limit)),
+        BrowserKind::Chromium => {
+            let launch = chromium_flags
+                .iter()
+                .fold(Launch::from_path().timeout(limit), |launch, flag| {
+                    launch.flag(flag)
+                });
+            Browser::launch(launch)
+        }
         BrowserKind::Firefox => Browser::launch_firefox(FirefoxLaunch::find().timeout(limit)),
     }
     .map_err(|e| anyhow::anyhow!("{browser_kind:?}: {e}"))?;

@@ -74,6 +74,10 @@ struct LatencyArgs {
     /// The browser that plays the page.
     #[arg(long, value_enum, default_value_t = latency::BrowserKind::Chromium)]
     browser: latency::BrowserKind,
+    /// More flags for Chromium (settings under test), e.g.
+    /// --chromium-flag=--disable-gpu-vsync.
+    #[arg(long = "chromium-flag", allow_hyphen_values = true)]
+    chromium_flags: Vec<String>,
     /// Worker threads running the bench viewers.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -310,7 +314,7 @@ fn latency(args: &LatencyArgs) -> Result<()> {
             let server = Server::start_with(&bin, size, args.fps, others + 16, &args.serve_flags)?;
             std::thread::sleep(Duration::from_millis(500));
             let run = latency::measure(
-                args.browser,
+                (args.browser, &args.chromium_flags),
                 &server,
                 size,
                 args.fps,

@@ -52,6 +52,8 @@ pub struct Launch {
     chromium: PathBuf,
     profile: Option<PathBuf>,
     timeout: Duration,
+    /// Flags after [`CHROMIUM_FLAGS`].
+    flags: Vec<String>,
 }
 
 impl Launch {
@@ -63,7 +65,14 @@ impl Launch {
             chromium: chromium.into(),
             profile: None,
             timeout: http::TIMEOUT,
+            flags: Vec::new(),
         }
+    }
+
+    /// Chromium started with `flag` too, after [`CHROMIUM_FLAGS`] (a setting under test).
+    pub fn flag(mut self, flag: impl Into<String>) -> Launch {
+        self.flags.push(flag.into());
+        self
     }
 
     /// `chromedriver` and `chromium` as found on the `PATH`.
@@ -160,6 +169,7 @@ impl Browser {
         let args: Vec<String> = CHROMIUM_FLAGS
             .iter()
             .map(|flag| flag.to_string())
+            .chain(launch.flags.iter().cloned())
             .chain([format!("--user-data-dir={}", profile.path().display())])
             .collect();
         let capabilities = json!({
