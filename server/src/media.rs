@@ -42,6 +42,9 @@ pub(crate) enum Command {
         base: SocketAddr,
         stun: String,
     },
+    /// The `stun` thread got no answer and has given up: datagrams need no longer be looked
+    /// at for STUN Binding responses.
+    StunGaveUp,
     /// Tests: holds the RTC thread until `until` gets a message or disconnects (at most
     /// 30 s), as a thread stuck in a slow call would be.
     #[cfg(test)]
@@ -379,6 +382,8 @@ impl Media {
                 }
             }
             Command::Reflexive { mapped, base, stun } => {
+                // The answer is in: no more datagrams are looked at for it.
+                self.stun_replies = None;
                 if self.candidates.hosts.contains(&mapped) {
                     tracing::info!(
                         "STUN server {stun} sees the media port as {mapped}, already announced"
@@ -391,6 +396,7 @@ impl Media {
                     self.candidates.reflexive = Some((mapped, base));
                 }
             }
+            Command::StunGaveUp => self.stun_replies = None,
             #[cfg(test)]
             Command::Stall { until } => {
                 let _ = until.recv_timeout(Duration::from_secs(30));
@@ -663,6 +669,7 @@ pub(crate) fn find_reflexive(
         }
         Err(reason) => {
             tracing::warn!("no server-reflexive candidate from STUN server {stun}: {reason}");
+            let _ = commands.send_timeout(Command::StunGaveUp, Duration::from_secs(5));
         }
     }
 }
