@@ -436,45 +436,22 @@ fn serve_answers_and_stops_on_sigint() {
 fn serve_on_a_taken_port_says_so() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("binding a port");
     let port = taken.local_addr().expect("its address").port().to_string();
-    let out = run(
-        &[
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--size",
-            "320x240",
-        ],
-        QUICK,
-    );
-    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
-    assert!(
-        out.stderr.contains(&port) && out.stderr.contains("--port"),
-        "{}",
-        out.stderr
-    );
-    let out = run(
-        &[
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--udp-port",
-            "0",
-            "--tcp-port",
-            &port,
-            "--size",
-            "320x240",
-        ],
-        QUICK,
-    );
-    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
-    assert!(
-        out.stderr.contains("ICE-TCP") && out.stderr.contains("--tcp-port"),
-        "{}",
-        out.stderr
+    // Serving with `flags` exits 1, and stderr holds each of `words`.
+    let refused = |flags: &[&str], words: &[&str]| {
+        let mut args = vec!["serve", "--bind", "127.0.0.1", "--size", "320x240"];
+        args.extend(flags);
+        let out = run(&args, QUICK);
+        assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+        assert!(
+            words.iter().all(|w| out.stderr.contains(w)),
+            "{words:?} in {}",
+            out.stderr
+        );
+    };
+    refused(&["--port", &port], &[&port, "--port"]);
+    refused(
+        &["--port", "0", "--udp-port", "0", "--tcp-port", &port],
+        &["ICE-TCP", "--tcp-port"],
     );
     drop(taken);
 }

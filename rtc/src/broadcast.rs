@@ -508,17 +508,6 @@ impl Broadcast {
         }
     }
 
-    /// How many viewers watch in `codec`, connected or still connecting: a driver runs that
-    /// codec's encoder while it is above zero.
-    pub fn viewer_count_for(&self, codec: Codec) -> usize {
-        self.viewers
-            .values()
-            .filter(|viewer| {
-                viewer.codec == codec && viewer.state != State::Closing && viewer.leaving.is_none()
-            })
-            .count()
-    }
-
     /// The refusal of an offer with no codec this broadcast sends.
     fn no_codec(&self) -> RtcError {
         if self.config.vp8 {

@@ -83,7 +83,7 @@ pub struct BroadcastConfig {
     /// Answer offers without usable H.264 (Firefox without its OpenH264 plugin, say) with VP8
     /// (default `false`). The driver then needs a VP8 encoder for those viewers:
     /// [`KeyframeNeeded`](crate::BroadcastEvent::KeyframeNeeded) names the codec, and
-    /// [`viewer_count_for`](crate::Broadcast::viewer_count_for) says whether anyone watches
+    /// [`viewer_counts`](crate::Broadcast::viewer_counts) says whether anyone watches
     /// in VP8. Offers with H.264 still get H.264.
     pub vp8: bool,
 

@@ -38,7 +38,7 @@
 //!
 //! A browser whose offer has no usable H.264 (Firefox without its OpenH264 plugin) is answered
 //! with VP8 when [`BroadcastConfig::vp8`] is on: the driver then encodes the same pictures in
-//! VP8 too, while [`viewer_count_for`](Broadcast::viewer_count_for) says anyone watches in it,
+//! VP8 too, while [`viewer_counts`](Broadcast::viewer_counts) says anyone watches in it,
 //! and hands those access units in as well; each viewer gets the units of its own codec, and
 //! [`BroadcastEvent::KeyframeNeeded`] names the encoder to ask.
 //!

@@ -122,22 +122,26 @@ impl Viewer {
         };
         // RTP time wraps at 32 bits, as the header carries it.
         let time = rtp_time.numer() as u32;
-        let mut ext_vals = ExtensionValues::default();
-        if let Some((min, max)) = self.playout_delay {
+        // Header extension values only when there are any: most streams write none.
+        let ext_vals = self.playout_delay.map(|(min, max)| {
             // The extension counts in 10 ms steps.
             let steps = |d: Duration| MediaTime::from_hundredths((d.as_millis() / 10) as u64);
-            ext_vals.play_delay_min = Some(steps(min));
-            ext_vals.play_delay_max = Some(steps(max));
-        }
+            ExtensionValues {
+                play_delay_min: Some(steps(min)),
+                play_delay_max: Some(steps(max)),
+                ..Default::default()
+            }
+        });
         for packet in packets {
             let seq = SeqNo::from(self.next_seq);
             self.next_seq += 1;
-            stream.write_rtp(
-                RtpWrite::new(pt, seq, time, capture, Arc::clone(&packet.payload))
-                    .marker(packet.marker)
-                    .ext_vals(ext_vals.clone())
-                    .nackable(true),
-            );
+            let mut write = RtpWrite::new(pt, seq, time, capture, Arc::clone(&packet.payload))
+                .marker(packet.marker)
+                .nackable(true);
+            if let Some(ext_vals) = &ext_vals {
+                write = write.ext_vals(ext_vals.clone());
+            }
+            stream.write_rtp(write);
         }
         true
     }

@@ -186,11 +186,14 @@ impl Drop for Closed<'_> {
     fn drop(&mut self) {
         // The RTC thread holds a clone of the socket: shut it down for both.
         let _ = self.stream.shutdown(Shutdown::Both);
-        // Waits for room (the RTC thread drains the channel); fails only once it has gone.
-        let _ = self.events.send(TcpEvent::Closed {
+        // Waits for room, bounded (the RTC thread drains the channel). Should the event still
+        // be lost, the socket is shut down already: the RTC thread's next write to it fails,
+        // and that drops its entry.
+        let closed = TcpEvent::Closed {
             peer: self.peer,
             id: self.id,
-        });
+        };
+        let _ = self.events.send_timeout(closed, Duration::from_secs(5));
     }
 }
 

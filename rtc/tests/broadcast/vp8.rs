@@ -45,8 +45,8 @@ fn a_vp8_viewer_gets_vp8_and_an_h264_viewer_h264() {
     let vp8 = sim
         .try_add_client(vp8_only)
         .expect("a VP8 offer is answered");
-    assert_eq!(sim.broadcast.viewer_count_for(Codec::Vp8), 1);
-    assert_eq!(sim.broadcast.viewer_count_for(Codec::H264), 1);
+    // One viewer in each codec: (H.264, VP8).
+    assert_eq!(sim.broadcast.viewer_counts(), (1, 1));
     sim.connect_all();
     for codec in [Codec::H264, Codec::Vp8] {
         assert!(
