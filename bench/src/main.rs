@@ -14,6 +14,7 @@
 
 mod decode;
 mod latency;
+mod pin;
 mod report;
 mod server;
 mod soak;
@@ -28,7 +29,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::decode::Decoder;
-use crate::report::{percentile, RunResult};
+use crate::pin::CpuList;
+use crate::report::{percentile, Machine, Point, RunResult};
 use crate::server::Server;
 use crate::viewer::{Counters, Load, Offered, Schedule};
 
@@ -156,6 +158,20 @@ struct ViewersArgs {
     /// Worker threads running the viewers.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Runs of each point, a fresh server each (one round of every point after the other);
+    /// the table then gives each figure's min / median / max over the runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// More flags for `rtcgear serve` (the settings under test), e.g.
+    /// --serve-flag=--rtc-threads --serve-flag=2. A --max-viewers here replaces the bench's.
+    #[arg(long = "serve-flag", allow_hyphen_values = true)]
+    serve_flags: Vec<String>,
+    /// CPUs the server runs on, a list as taskset -c takes it (1, 0,1 or 0-3).
+    #[arg(long, value_name = "LIST", value_parser = pin::parse)]
+    server_cpus: Option<CpuList>,
+    /// CPUs this bench (its viewers, offers and decoders) runs on, a list as --server-cpus.
+    #[arg(long, value_name = "LIST", value_parser = pin::parse)]
+    load_cpus: Option<CpuList>,
     /// How the viewers reach the server's media: UDP, or ICE-TCP on its HTTP port.
     #[arg(long, value_enum, default_value_t = viewer::Transport::Udp)]
     transport: viewer::Transport,
@@ -251,42 +267,119 @@ fn server_bin(given: Option<&PathBuf>) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The JSON of a viewers bench: the machine, every run, and each point over its runs.
+#[derive(serde::Serialize)]
+struct ViewersReport<'a> {
+    machine: &'a Machine,
+    runs: &'a [RunResult],
+    points: Vec<Point>,
+}
+
 fn viewers(args: &ViewersArgs) -> Result<()> {
     let bin = server_bin(args.server_bin.as_ref())?;
+    let repeat = args.repeat.max(1) as usize;
+    let mut machine = Machine::here();
+    machine.server_cpus = args.server_cpus.as_ref().map(ToString::to_string);
+    machine.load_cpus = args.load_cpus.as_ref().map(ToString::to_string);
+    machine.serve_flags.clone_from(&args.serve_flags);
+    machine.repeat = repeat;
+    // Before any thread starts: the workers, offer threads and decoders inherit it.
+    if let Some(cpus) = &args.load_cpus {
+        cpus.pin_this_thread()
+            .with_context(|| format!("cannot pin the bench to CPUs {cpus} (--load-cpus)"))?;
+    }
     raise_fd_limit();
-    let mut runs = Vec::new();
-    let mut plan: Vec<((u32, u32), usize, bool)> = Vec::new();
+    eprintln!("{}", machine.line());
+    let mut plan: Vec<report::Key> = Vec::new();
     for &size in &args.size {
         for &n in &args.viewers {
-            plan.push((size, n, false));
+            plan.push((size, n, false, 0));
         }
     }
     if let (Some(n), Some(&size)) = (args.join_storm, args.size.first()) {
-        plan.push((size, n, true));
+        plan.push((size, n, true, args.storm_watchers));
     }
-    for (size, n, storm) in plan {
-        let what = if storm { "a join storm of " } else { "" };
-        eprintln!(
-            "== {}x{}, {what}{n} viewers over {:?} (load average {:.2})",
-            size.0,
-            size.1,
-            args.transport,
-            load_average().unwrap_or(0.0)
-        );
-        let result = run(args, &bin, size, n, storm)
-            .with_context(|| format!("the run of {n} viewers at {}x{}", size.0, size.1))?;
-        eprintln!("{}", report::table(std::slice::from_ref(&result)));
-        runs.push(result);
-        if let Some(path) = &args.json {
-            std::fs::write(path, serde_json::to_string_pretty(&runs)?)
-                .with_context(|| format!("writing {}", path.display()))?;
+    let mut runs: Vec<RunResult> = Vec::new();
+    let mut errors: Vec<(report::Key, String)> = Vec::new();
+    let points = |runs: &[RunResult], errors: &[(report::Key, String)]| -> Vec<Point> {
+        plan.iter()
+            .map(|&k| {
+                let mine = errors.iter().filter(|e| e.0 == k).map(|e| e.1.clone());
+                Point::of(k, repeat, runs, mine.collect())
+            })
+            .collect()
+    };
+    // Round after round, so that a slow spell of the machine spreads over the points.
+    for round in 1..=repeat {
+        for &k in &plan {
+            let ((w, h), n, storm, _) = k;
+            let what = if storm { "a join storm of " } else { "" };
+            let of = if repeat > 1 {
+                format!(", run {round} of {repeat}")
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "== {w}x{h}, {what}{n} viewers over {:?}{of} (load average {:.2})",
+                args.transport,
+                load_average().unwrap_or(0.0)
+            );
+            match run(args, &bin, (w, h), n, storm) {
+                Ok(mut result) => {
+                    result.run = round;
+                    eprintln!("{}", report::table(std::slice::from_ref(&result)));
+                    runs.push(result);
+                }
+                // The first run failing is a setup problem most of the time: stop there.
+                Err(e) if runs.is_empty() && errors.is_empty() => {
+                    return Err(e.context(format!("the run of {n} viewers at {w}x{h}")));
+                }
+                Err(e) => {
+                    eprintln!("  the run failed: {e:#}");
+                    errors.push((k, format!("run {round}: {e:#}")));
+                }
+            }
+            if let Some(path) = &args.json {
+                let json = ViewersReport {
+                    machine: &machine,
+                    runs: &runs,
+                    points: points(&runs, &errors),
+                };
+                std::fs::write(path, serde_json::to_string_pretty(&json)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
         }
     }
+    let points = points(&runs, &errors);
+    // Every run of a point together, in the plan's order.
+    let place = |r: &RunResult| plan.iter().position(|&k| k == report::key(r));
+    runs.sort_by_key(|r| (place(r), r.run));
+    println!("{}\n", machine.line());
+    if repeat > 1 {
+        println!(
+            "Each figure: min / median / max over the runs of the point (one figure when they \
+             agree); clean runs: those with no failed viewer.\n"
+        );
+        println!("{}", report::summary(&points));
+        println!("Every run:\n");
+    }
     println!("{}", report::table(&runs));
-    print!("{}", report::per_viewer(&runs));
+    print!("{}", report::per_viewer(&points));
     if let Some(path) = &args.plot {
-        std::fs::write(path, report::svg(&runs))
+        std::fs::write(path, report::svg(&points))
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !errors.is_empty() {
+        let list: Vec<String> = errors
+            .iter()
+            .map(|(((w, h), n, _, _), e)| format!("{n} viewers at {w}x{h}, {e}"))
+            .collect();
+        bail!(
+            "{} of {} runs failed: {}",
+            errors.len(),
+            plan.len() * repeat,
+            list.join("; ")
+        );
     }
     Ok(())
 }
@@ -411,6 +504,29 @@ fn wait_playing(load: &Load, ids: &Range<usize>, limit: Duration) -> Vec<Counter
     }
 }
 
+/// A run's offers that were not answered: refused with 503 (the server shedding load), or
+/// failed otherwise.
+#[derive(Default)]
+struct Tally {
+    refused: usize,
+    failed: usize,
+}
+
+impl Tally {
+    /// Counts `offers`' refusals and failures, and says what each failure was (`who`: whose
+    /// offers they are).
+    fn count<T>(&mut self, offers: &[Result<T>], who: &str) {
+        for e in offers.iter().filter_map(|o| o.as_ref().err()) {
+            if viewer::is_refused(e) {
+                self.refused += 1;
+            } else {
+                self.failed += 1;
+                eprintln!("  {who}'s offer failed: {e:#}");
+            }
+        }
+    }
+}
+
 /// One run: a fresh server; for a join storm, `--storm-watchers` viewers watching first; then
 /// `n` viewers (offering within one second if `storm`, else `--offer-threads` at a time), the
 /// measuring window, then one more viewer joining while they all watch.
@@ -423,8 +539,16 @@ fn run(
 ) -> Result<RunResult> {
     let loadavg = load_average();
     let watchers = if storm { args.storm_watchers } else { 0 };
+    let mut tally = Tally::default();
     let total = watchers + n;
-    let server = Server::start(bin, size, args.fps, total + 16)?;
+    let server = Server::start_pinned(
+        bin,
+        size,
+        args.fps,
+        total + 16,
+        &args.serve_flags,
+        args.server_cpus.as_ref(),
+    )?;
     // Room for slow connects at large N; the workers stop by themselves after this.
     let limit = Duration::from_secs_f64(120.0 + args.seconds + total as f64 * 0.2);
     let mut load = Load::new(args.threads, format!("{}/whep", server.base_url), limit);
@@ -440,7 +564,8 @@ fn run(
         let prepared = (0..watchers)
             .map(|id| viewer::prepare_over(id, None, args.transport))
             .collect::<Result<Vec<_>>>()?;
-        load.add_viewers(prepared, gentle, true);
+        let offers = load.add_viewers(prepared, gentle, true);
+        tally.count(&offers, "a watcher");
         wait_playing(&load, &(0..watchers), Duration::from_secs(30));
     }
 
@@ -476,11 +601,7 @@ fn run(
         .iter()
         .filter_map(|o| o.as_ref().ok().copied())
         .collect();
-    for (id, offer) in ids.iter().zip(&offers) {
-        if let Err(e) = offer {
-            eprintln!("  viewer {id}: {e:#}");
-        }
-    }
+    tally.count(&offers, "a viewer");
     let accepted = offered.len();
     let first_offer = offered.iter().map(|o| o.at).min();
     let last_offer = offered.iter().map(|o| o.at).max();
@@ -530,6 +651,14 @@ fn run(
     }
     let window_end = Instant::now();
     let window = (window_end - window_start).as_secs_f64();
+    // Admitted viewers (watchers too) that never played, or whose session died.
+    let not_playing = after
+        .iter()
+        .filter(|c| c.first_frame_at.is_none() || c.dead)
+        .count();
+    if not_playing > 0 {
+        eprintln!("  {not_playing} admitted viewers not playing (or dead) by the window's end");
+    }
     let rss = server::rss_kib(&server.pid().to_string()).unwrap_or(0);
 
     let mut fps: Vec<f64> = Vec::new();
@@ -575,6 +704,7 @@ fn run(
 
     // One more viewer joins while the others watch.
     let join_id = total;
+    let mut join_refused = false;
     let join_first_picture_ms = match Decoder::start(format!("decode-{join_id}")) {
         Ok(decoder) => match load.add_viewer(join_id, Some(decoder.input.clone())) {
             Ok(offered) => {
@@ -585,7 +715,8 @@ fn run(
                 decoder.first_picture().map(|t| ms(t - offered))
             }
             Err(e) => {
-                eprintln!("  the joining viewer: {e:#}");
+                join_refused = viewer::is_refused(&e);
+                tally.count::<()>(&[Err(e)], "the joining viewer");
                 None
             }
         },
@@ -605,9 +736,20 @@ fn run(
     if let Some(span) = offers_span_ms {
         eprintln!("  the {accepted} answered offers went out within {span:.0} ms");
     }
+    if join_refused {
+        tally.refused -= 1;
+        eprintln!("  the joining viewer was refused with 503");
+    }
+    if tally.refused > 0 {
+        eprintln!(
+            "  {} of the {total} viewers refused with 503",
+            tally.refused
+        );
+    }
 
     let load_cpu_pct = 100.0 * ((own_b - own_a) - (dec_b - dec_a)) / window;
     Ok(RunResult {
+        run: 1,
         width: size.0,
         height: size.1,
         fps: args.fps,
@@ -615,6 +757,9 @@ fn run(
         storm,
         watchers,
         accepted,
+        refused: tally.refused,
+        join_refused,
+        failed: tally.failed + not_playing,
         playing,
         window_s: window,
         fps_min: percentile(&mut fps, 0.0).unwrap_or(0.0),

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::pin::CpuList;
+
 /// A running `rtcgear serve`, killed when dropped.
 pub struct Server {
     child: Child,
@@ -32,14 +34,33 @@ impl Server {
         max_viewers: usize,
         extra: &[String],
     ) -> Result<Server> {
+        Server::start_pinned(bin, size, fps, max_viewers, extra, None)
+    }
+
+    /// [`Server::start_with`], the server pinned to `cpus` when given. A `--max-viewers` among
+    /// `extra` replaces `max_viewers` (to see the server refuse offers past it).
+    pub fn start_pinned(
+        bin: &Path,
+        size: (u32, u32),
+        fps: u32,
+        max_viewers: usize,
+        extra: &[String],
+        cpus: Option<&CpuList>,
+    ) -> Result<Server> {
         let udp_port = free_udp_port()?;
+        let own_max = !extra
+            .iter()
+            .any(|f| f == "--max-viewers" || f.starts_with("--max-viewers="));
         let mut command = Command::new(bin);
         command
             .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--quiet"])
             .args(["--udp-port", &udp_port.to_string()])
             .args(["--size", &format!("{}x{}", size.0, size.1)])
-            .args(["--fps", &fps.to_string()])
-            .args(["--max-viewers", &max_viewers.to_string()])
+            .args(["--fps", &fps.to_string()]);
+        if own_max {
+            command.args(["--max-viewers", &max_viewers.to_string()]);
+        }
+        command
             // Every bench viewer comes from 127.0.0.1: no per-address offer limit, and room
             // for a join storm's connections, all from that one address.
             .args(["--offer-rate", "0"])
@@ -62,9 +83,16 @@ impl Server {
                 Ok(())
             });
         }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
+        if let Some(cpus) = cpus {
+            cpus.pin_command(&mut command);
+        }
+        let mut child = command.spawn().with_context(|| match cpus {
+            Some(cpus) => format!(
+                "cannot start {} on CPUs {cpus} (--server-cpus)",
+                bin.display()
+            ),
+            None => format!("cannot start {}", bin.display()),
+        })?;
         let stdout = child.stdout.take().context("stdout is piped")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -89,7 +117,19 @@ impl Server {
                         server.base_url = url.trim_end_matches('/').to_string();
                     }
                 }
-                Err(_) => bail!("rtcgear serve printed no URL within 20 s"),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Its output closed: it has ended, or soon will (bounded wait).
+                    for _ in 0..40 {
+                        if let Some(status) = server.child.try_wait()? {
+                            bail!("rtcgear serve ended ({status}) before printing its URL");
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    bail!("rtcgear serve closed its output before printing its URL");
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("rtcgear serve printed no URL within 20 s")
+                }
             }
         }
         Ok(server)

@@ -221,6 +221,35 @@ pub struct Offered {
     pub answered: Instant,
 }
 
+/// An offer the server refused with 503 Service Unavailable: it sheds load past its capacity.
+/// Not a failure of the bench; find it with `error.downcast_ref::<Refused>()`.
+#[derive(Debug)]
+pub struct Refused {
+    /// The `Retry-After` header, as sent.
+    pub retry_after: Option<String>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "POST /whep answered 503")?;
+        if let Some(retry) = &self.retry_after {
+            write!(f, " (Retry-After: {retry})")?;
+        }
+        if !self.reason.is_empty() {
+            write!(f, ": {}", self.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Whether `error` is an offer the server refused with 503.
+pub fn is_refused(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<Refused>().is_some()
+}
+
 enum Command {
     Add(Box<Viewer>),
     /// The viewer leaves: its session and socket are dropped, as a closed tab's would be.
@@ -448,6 +477,18 @@ fn offer(agent: &ureq::Agent, url: &str, prepared: Prepared) -> Result<(Viewer, 
     let status = response.status().as_u16();
     let body = response.body_mut().read_to_string().unwrap_or_default();
     let answered = Instant::now();
+    if status == 503 {
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        return Err(Refused {
+            retry_after,
+            reason: body.trim().to_string(),
+        }
+        .into());
+    }
     if status != 201 {
         bail!("POST /whep answered {status}: {}", body.trim());
     }

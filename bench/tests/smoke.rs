@@ -74,10 +74,20 @@ fn three_viewers_play() {
     let svg = std::fs::read_to_string(&plot).expect("the bench wrote its plot");
     let _ = std::fs::remove_file(&json);
     let _ = std::fs::remove_file(&plot);
-    let runs: serde_json::Value = serde_json::from_str(&text).expect("the JSON parses");
-    let runs = runs.as_array().expect("a list of runs");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("the JSON parses");
+    assert!(
+        report["machine"]["cpus"].as_u64().unwrap_or(0) > 0,
+        "{text}"
+    );
+    let runs = report["runs"].as_array().expect("a list of runs");
     assert_eq!(runs.len(), 1, "{text}");
     let run = &runs[0];
+    assert_eq!(run["run"], 1, "{text}");
+    assert_eq!(run["refused"], 0, "{text}");
+    assert_eq!(run["failed"], 0, "{text}");
+    let points = report["points"].as_array().expect("a list of points");
+    assert_eq!(points.len(), 1, "{text}");
+    assert_eq!(points[0]["clean"], 1, "{text}");
     assert_eq!(run["viewers"], 3, "{text}");
     assert_eq!(run["playing"], 3, "every viewer received frames: {text}");
     assert!(run["fps_median"].as_f64().unwrap_or(0.0) > 0.0, "{text}");

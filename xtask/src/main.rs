@@ -53,7 +53,9 @@ fn print_help() {
          bench viewers [--quick] [FLAGS]: the viewer-load bench's matrix against the release\n          \
          `rtcgear serve` (N = 1..500 at 720p and 480p, the join storm); writes\n          \
          bench/viewers.{{md,json,svg}} (--quick: a short run, into target/bench/); FLAGS\n          \
-         of `rtcgear-bench viewers` replace the matrix's\n  \
+         of `rtcgear-bench viewers` replace the matrix's or add to it, e.g. --repeat 3\n          \
+         (min / median / max over 3 runs a point), --serve-flag=--rtc-threads\n          \
+         --serve-flag=2 (flags for `rtcgear serve`), --server-cpus 1 --load-cpus 0 (pinning)\n  \
          bench latency [FLAGS]: headless Chromium plays the release server's page; every\n          \
          presented frame's latency from its stamp, presented fps, Chromium's jitter\n          \
          buffer and decode times (alone at 720p and 480p, and beside 200 bench viewers);\n          \
@@ -196,7 +198,8 @@ const VIEWERS_QUICK: [(&str, &str); 5] = [
 /// the bench in release mode and runs the matrix. The full run writes `bench/viewers.svg` (the
 /// plot BENCHMARKS.md shows), `bench/viewers.json` and `bench/viewers.md` (the table); a quick
 /// one writes them under `target/bench/`. A flag given here replaces the matrix's (`--json`
-/// moves the table too: it is written beside the JSON, as `.md`).
+/// moves the table too: it is written beside the JSON, as `.md`); the bench's other flags
+/// (`--repeat`, `--serve-flag`, `--server-cpus`, `--load-cpus`, ...) go to it as given.
 fn bench_viewers(root: &Path, extra: &[String]) -> Result<(), String> {
     let quick = extra.iter().any(|a| a == "--quick");
     let extra: Vec<&str> = extra
@@ -212,10 +215,16 @@ fn bench_viewers(root: &Path, extra: &[String]) -> Result<(), String> {
     };
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let matrix = if quick { VIEWERS_QUICK } else { VIEWERS_FULL };
+    // A bench flag given here; not a `--serve-flag`'s value (`--serve-flag --size` is
+    // the server's flag).
     let given = |flag: &str| {
         extra
             .iter()
-            .position(|a| *a == flag || a.starts_with(&format!("{flag}=")))
+            .enumerate()
+            .position(|(i, a)| {
+                (*a == flag || a.starts_with(&format!("{flag}=")))
+                    && (i == 0 || extra[i - 1] != "--serve-flag")
+            })
             .map(|i| match extra[i].split_once('=') {
                 Some((_, value)) => value.to_string(),
                 None => extra.get(i + 1).map_or(String::new(), |v| v.to_string()),
