@@ -184,6 +184,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_viewers: Option<u64>,
 
+    /// Threads that send the video to the viewers (default: one per CPU core, at most 64).
+    /// Each takes a share of the viewers; one that cannot keep up with its share takes no
+    /// more (their offers get 503 with Retry-After) until it does again.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub rtc_threads: Option<u64>,
+
     /// An origin allowed to call /whep and /offer from its own pages (repeatable; `*` for any).
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,

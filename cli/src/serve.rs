@@ -58,6 +58,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.turn_secret = args.turn_secret.clone();
         config.turn_ttl = Duration::from_secs(args.turn_ttl * 3600);
         config.max_viewers = args.max_viewers.map(|n| n as usize);
+        config.rtc_threads = args.rtc_threads.map_or(0, |n| n as usize);
         config.web_dir = args.web_dir.clone();
         config.cors_origins = args.cors_origins.clone();
         config.access_token = args.token.clone();

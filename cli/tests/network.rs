@@ -484,8 +484,10 @@ fn selected_pair(browser: &Browser) -> Vec<String> {
 /// server's host candidate.
 #[test]
 fn a_page_whose_udp_is_blocked_plays_over_ice_tcp_on_the_http_port() {
-    let serve = Serve::start();
-    let port = plays_over_tcp(&serve);
+    // Two RTC threads and two tabs: the second tab's connection is routed to the second
+    // thread by its first STUN request.
+    let serve = Serve::start_with(&["--rtc-threads", "2"]);
+    let port = plays_over_tcp(&serve, 2);
     assert_eq!(port, serve.http_port);
 }
 
@@ -494,40 +496,65 @@ fn a_page_whose_udp_is_blocked_plays_over_ice_tcp_on_the_http_port() {
 fn ice_tcp_on_a_port_of_its_own_plays_too() {
     let tcp_port = free_tcp_port();
     let serve = Serve::start_with(&["--tcp-port", &tcp_port.to_string()]);
-    assert_eq!(plays_over_tcp(&serve), tcp_port);
+    assert_eq!(plays_over_tcp(&serve, 1), tcp_port);
 }
 
-/// Plays the page of `serve` with its UDP candidate pointing nowhere, checks that it plays
-/// over TCP, and returns the server's TCP port that the selected pair uses.
-fn plays_over_tcp(serve: &Serve) -> u16 {
+/// Plays the page of `serve` in `tabs` tabs with their UDP candidate pointing nowhere, checks
+/// that each plays over TCP, and returns the server's TCP port that the selected pairs use.
+fn plays_over_tcp(serve: &Serve, tabs: usize) -> u16 {
     let _turn = heavy();
     let nowhere = free_udp_port();
     let browser = Browser::start();
-    browser.on_new_document(&block_media(serve.udp_port, nowhere, false));
-    browser.goto(&serve.url("/"));
-    let started = Instant::now();
-    browser.wait_for("the page to play", Duration::from_secs(30), PLAYING);
-    eprintln!("playing over TCP after {:?}", started.elapsed());
-    let pair = selected_pair(&browser);
-    eprintln!("selected pair: {pair:?}");
-    assert_eq!(pair[1], "tcp", "{pair:?}");
-    assert_eq!(pair[2], "host", "{pair:?}");
-    assert_eq!(pair[3], "tcp", "{pair:?}");
-    // It keeps playing: frames keep coming over the TCP connection.
-    let before = browser.frames_decoded();
-    thread::sleep(Duration::from_secs(2));
-    let after = browser.frames_decoded();
-    assert!(after >= before + 30, "{before} -> {after} frames in 2 s");
-    // The server counts it as a TCP viewer (refreshed every second).
+    let mut pairs = Vec::new();
+    let mut handles = Vec::new();
+    for tab in 0..tabs {
+        if tab > 0 {
+            handles.push(browser.new_tab());
+        } else {
+            handles.push(browser.current_tab());
+        }
+        // Each tab is a document of its own to block UDP in.
+        browser.on_new_document(&block_media(serve.udp_port, nowhere, false));
+        browser.goto(&serve.url("/"));
+        let started = Instant::now();
+        browser.wait_for("the page to play", Duration::from_secs(30), PLAYING);
+        eprintln!("tab {tab} playing over TCP after {:?}", started.elapsed());
+        let pair = selected_pair(&browser);
+        eprintln!("selected pair: {pair:?}");
+        assert_eq!(pair[1], "tcp", "{pair:?}");
+        assert_eq!(pair[2], "host", "{pair:?}");
+        assert_eq!(pair[3], "tcp", "{pair:?}");
+        pairs.push(pair);
+    }
+    // Every tab keeps playing: frames keep coming over its TCP connection.
+    for handle in &handles {
+        browser.switch_to(handle);
+        let before = browser.frames_decoded();
+        thread::sleep(Duration::from_secs(2));
+        let after = browser.frames_decoded();
+        assert!(after >= before + 30, "{before} -> {after} frames in 2 s");
+    }
+    // The server counts them as TCP viewers (refreshed every second), each tab on an RTC
+    // thread of its own.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (_, _, body) = http::request(&serve.url("/api/streams"), "GET", None, &[]);
         let transports = &body["streams"][0]["transports"];
-        if transports["tcp"] == 1 && transports["udp"] == 0 {
+        let threads: Vec<_> = body["rtc_threads"]
+            .as_array()
+            .map(|a| a.iter().map(|t| t["viewers"].as_u64()).collect())
+            .unwrap_or_default();
+        let one_each = threads.iter().filter(|&&v| v == Some(1)).count() == tabs
+            && threads.iter().flatten().sum::<u64>() == tabs as u64;
+        if transports["tcp"] == tabs && transports["udp"] == 0 && one_each {
             break;
         }
-        assert!(Instant::now() < deadline, "/api/streams: {transports}");
+        assert!(
+            Instant::now() < deadline,
+            "/api/streams: {transports}, threads {threads:?}"
+        );
         thread::sleep(Duration::from_millis(200));
     }
-    pair[4].parse().expect("the remote candidate's port")
+    assert!(pairs.iter().all(|pair| pair[4] == pairs[0][4]), "{pairs:?}");
+    pairs[0][4].parse().expect("the remote candidate's port")
 }

@@ -6,7 +6,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtcgear_capture::{AccessUnit, Codec};
@@ -25,11 +24,10 @@ use crate::health;
 use crate::keyframe::KeyframeLimiter;
 use crate::offer::{self, Summary};
 use crate::output::{BroadcastEvent, DisconnectReason, Output, Transport, ViewerId, ViewerPaths};
-use crate::packetize::{self, Packet};
+use crate::shard::{Packetized, Packetizer};
 use crate::stun;
 use crate::time::{later, media_time};
 use crate::viewer::{h264_media, new_resend_cache, vp8_media, State, Viewer};
-use crate::vp8;
 
 /// A Sans-IO WebRTC broadcast of one stream to many browsers: H.264, and VP8 to those without
 /// it.
@@ -48,8 +46,8 @@ pub struct Broadcast {
     epoch: Option<Instant>,
     /// The frames since the last keyframe, when [`BroadcastConfig::gop_cache`] is on.
     gop: GopCache,
-    /// The next VP8 frame's picture ID (15 bits), the same for every viewer.
-    vp8_picture_id: u16,
+    /// Cuts the access units given to [`Broadcast::handle_frame`] into RTP payloads.
+    packetizer: Packetizer,
     out: Pending,
 }
 
@@ -82,6 +80,7 @@ impl Broadcast {
     pub fn new(now: Instant, config: BroadcastConfig) -> Self {
         let limiter = || KeyframeLimiter::new(config.keyframe_interval, config.keyframe_retry);
         let keyframes = Keyframes([limiter(), limiter()]);
+        let first_viewer = config.shard.first_viewer();
         Broadcast {
             out: Pending {
                 now,
@@ -95,10 +94,10 @@ impl Broadcast {
             viewers: HashMap::new(),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
-            next_id: 1,
+            next_id: first_viewer,
             epoch: None,
             gop: GopCache::default(),
-            vp8_picture_id: 0,
+            packetizer: Packetizer::default(),
         }
     }
 
@@ -178,7 +177,11 @@ impl Broadcast {
 
         // Our ufrag routes the viewer's STUN requests to it, so it must be unique here.
         let creds = loop {
-            let creds = IceCreds::new();
+            let mut creds = IceCreds::new();
+            if let Some(tag) = self.config.shard.ufrag_tag() {
+                // The driver routes the viewer's STUN requests to this shard by it.
+                creds.ufrag.insert(0, tag);
+            }
             if !self.by_ufrag.contains_key(&creds.ufrag) {
                 break creds;
             }
@@ -269,7 +272,7 @@ impl Broadcast {
                 source: "str0m failed right after negotiating; see the log".into(),
             });
         }
-        self.next_id += 1;
+        self.next_id += self.config.shard.count() as u64;
         self.by_ufrag.insert(viewer.ufrag.clone(), id);
         self.viewers.insert(id, viewer);
         info!(%id, viewers = self.viewers.len(), "offer accepted");
@@ -351,26 +354,30 @@ impl Broadcast {
     /// connecting get nothing, and a viewer that has just connected gets nothing until the
     /// next keyframe, so no decoder ever starts on a P frame.
     ///
-    /// The payload is copied once into a shared buffer, not once per viewer.
+    /// The payload is copied once into shared buffers, not once per viewer. A driver with
+    /// several broadcasts of one stream (see [`Shard`](crate::Shard)) packetizes once for all
+    /// with a [`Packetizer`] and calls [`handle_packetized`](Self::handle_packetized) instead.
     pub fn handle_frame(&mut self, now: Instant, unit: &AccessUnit) {
-        let codec = unit.codec;
-        if !matches!(codec, Codec::H264 | Codec::Vp8) {
-            warn!(%codec, "dropping an access unit of a codec this broadcast cannot send");
-            return;
+        match self.packetizer.packetize(unit) {
+            Some(packetized) => self.handle_packetized(now, &packetized),
+            None => {
+                let codec = unit.codec;
+                warn!(%codec, "dropping an access unit of a codec this broadcast cannot send");
+            }
         }
-        let (capture, keyframe, data) = (unit.time.instant, unit.keyframe, &unit.data[..]);
+    }
+
+    /// [`handle_frame`](Self::handle_frame) for a picture already cut into RTP payloads, shared
+    /// with other broadcasts.
+    pub fn handle_packetized(&mut self, now: Instant, frame: &Packetized) {
+        let (codec, capture, keyframe) = (frame.codec, frame.capture, frame.keyframe);
         self.out.now = now;
         if keyframe {
             self.out.keyframes.of(codec).keyframe_written();
         }
-        let picture_id = self.vp8_picture_id;
-        if codec == Codec::Vp8 {
-            self.vp8_picture_id = self.vp8_picture_id.wrapping_add(1) & 0x7fff;
-        }
         let epoch = *self.epoch.get_or_insert(capture);
         let rtp_time = media_time(capture.saturating_duration_since(epoch));
-        // Packetized once, when the first viewer wants the frame, and shared by all.
-        let mut packets: Option<Arc<[Packet]>> = None;
+        let packets = &frame.packets;
         for (&id, viewer) in &mut self.viewers {
             if viewer.leaving.is_some() || viewer.state == State::Closing || viewer.codec != codec {
                 continue;
@@ -388,7 +395,6 @@ impl Broadcast {
             if !wanted || viewer.leaving.is_some() || !viewer.rtc.is_alive() {
                 continue;
             }
-            let packets = packets.get_or_insert_with(|| packetize_frame(codec, data, picture_id));
             if viewer.write_frame(capture, rtp_time, packets) {
                 if viewer.state == State::WaitingKeyframe {
                     debug!(%id, "first keyframe written");
@@ -400,8 +406,7 @@ impl Broadcast {
             viewer.mark_dirty(id, &mut self.out.dirty);
         }
         if self.config.gop_cache && codec == Codec::H264 {
-            let packets = packets.unwrap_or_else(|| packetize_frame(codec, data, picture_id));
-            self.gop.add(capture, rtp_time, keyframe, packets);
+            self.gop.add(capture, rtp_time, keyframe, packets.clone());
         }
     }
 
@@ -784,13 +789,6 @@ fn send_gop(id: ViewerId, viewer: &mut Viewer, gop: &GopCache, out: &mut Pending
 }
 
 /// Packetizes an access unit for every viewer at once.
-fn packetize_frame(codec: Codec, data: &[u8], picture_id: u16) -> Arc<[Packet]> {
-    match codec {
-        Codec::Vp8 => vp8::packetize(data, packetize::MAX_PAYLOAD, picture_id).into(),
-        _ => packetize::packetize(data, packetize::MAX_PAYLOAD).into(),
-    }
-}
-
 /// The codecs a broadcast sends.
 const CODECS: [Codec; 2] = [Codec::H264, Codec::Vp8];
 

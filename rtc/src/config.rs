@@ -6,6 +6,7 @@ use std::time::Duration;
 use rtcgear_capture::h264::H264Profile;
 
 use crate::output::Transport;
+use crate::shard::Shard;
 
 /// Configuration of a [`Broadcast`](crate::Broadcast).
 ///
@@ -94,6 +95,11 @@ pub struct BroadcastConfig {
     /// beyond what reassembly needs: the lowest latency, at the cost of smoothness on a
     /// jittery network.
     pub playout_delay: Option<(Duration, Duration)>,
+
+    /// Which of several broadcasts of the same stream this is, when a driver spreads the
+    /// viewers over threads (default: the only one). Its viewer ids and ICE ufrags then say
+    /// which shard they belong to; see [`Shard`].
+    pub shard: Shard,
 }
 
 impl BroadcastConfig {
@@ -111,6 +117,7 @@ impl BroadcastConfig {
             h264_profile: None,
             vp8: false,
             playout_delay: None,
+            shard: Shard::default(),
         }
     }
 
@@ -165,6 +172,12 @@ impl BroadcastConfig {
     /// Sets [`vp8`](Self::vp8).
     pub fn with_vp8(mut self, vp8: bool) -> Self {
         self.vp8 = vp8;
+        self
+    }
+
+    /// Sets [`shard`](Self::shard).
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = shard;
         self
     }
 

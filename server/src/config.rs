@@ -59,6 +59,12 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// HTTP worker threads (default 4).
     pub http_workers: usize,
+    /// RTC threads, over which the viewers are spread, each sending to its own with the
+    /// same encoded and packetized frames; 0 (the default) means one per CPU core (see
+    /// [`ServerConfig::rtc_thread_count`]), at most 64. A thread that cannot keep up with
+    /// its viewers takes no new ones (their offers get `503` with `Retry-After`) until it
+    /// does again.
+    pub rtc_threads: usize,
     /// How long a viewer may stay silent before it is dropped (default 15 s).
     pub ice_timeout: Duration,
     /// The secret that turns access control on (off, the default, when `None`): WHEP then
@@ -123,6 +129,7 @@ impl fmt::Debug for ServerConfig {
             .field("cors_origins", &self.cors_origins)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("http_workers", &self.http_workers)
+            .field("rtc_threads", &self.rtc_threads)
             .field("ice_timeout", &self.ice_timeout)
             // The secret itself must never reach a log.
             .field(
@@ -144,6 +151,19 @@ impl fmt::Debug for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// The RTC threads a server with this configuration runs:
+    /// [`rtc_threads`](Self::rtc_threads), or with 0 the number of CPU cores the process may
+    /// use; at most 64.
+    pub fn rtc_thread_count(&self) -> usize {
+        let wanted = match self.rtc_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        wanted.clamp(1, usize::from(rtcgear_rtc::Shard::MAX))
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -161,6 +181,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             max_body_bytes: 64 * 1024,
             http_workers: 4,
+            rtc_threads: 0,
             ice_timeout: Duration::from_secs(15),
             access_token: None,
             link_ttl: Duration::from_secs(24 * 3600),

@@ -115,7 +115,9 @@ impl Harness {
     pub(crate) fn stall_rtc(&self) -> crossbeam_channel::Sender<()> {
         let (release, until) = crossbeam_channel::bounded(0);
         let stall = crate::media::Command::Stall { until };
-        self.app.commands.send(stall).expect("the RTC thread runs");
+        self.app.rtc.commands[0]
+            .send(stall)
+            .expect("the RTC thread runs");
         loop {
             let (reply, _) = crossbeam_channel::bounded(1);
             let filler = crate::media::Command::Remove {
@@ -123,7 +125,7 @@ impl Harness {
                 viewer: rtcgear_rtc::ViewerId::from_raw(u64::MAX),
                 reply,
             };
-            if self.app.commands.try_send(filler).is_err() {
+            if self.app.rtc.commands[0].try_send(filler).is_err() {
                 break release;
             }
         }
@@ -216,7 +218,7 @@ mod tests {
         let location = created.header("Location").expect("a Location").to_string();
         // Counted once the RTC thread is done with the offer; nobody connects, so the
         // harness's ICE timeout (1 s) then drops the viewer.
-        let viewers = || harness.app.streams[0].viewers.load(Ordering::Relaxed);
+        let viewers = || harness.app.streams[0].viewers();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         for (count, what) in [(1, "counted"), (0, "dropped")] {
             while viewers() != count {
@@ -301,6 +303,45 @@ mod tests {
         let remote = offer(&harness, "192.0.2.1:50000");
         assert_eq!(remote.len(), 1, "{remote:?}");
         assert!(remote[0].contains(" 127.0.0.1 "), "{remote:?}");
+    }
+
+    /// An RTC thread busy all the time for two seconds in a row takes no new viewers: offers
+    /// get 503 with Retry-After and the reason, and `/api/streams` shows the capacity it
+    /// learned (here 0: it was full with nobody watching).
+    #[test]
+    fn an_rtc_thread_that_falls_behind_turns_new_viewers_away() {
+        let harness = Harness::new();
+        let sdp = [("Content-Type", "application/sdp")];
+        // Queued together: the thread closes its one-second windows between them.
+        for _ in 0..4 {
+            let spin = crate::media::Command::Spin {
+                time: Duration::from_millis(900),
+            };
+            harness.app.rtc.commands[0]
+                .send(spin)
+                .expect("the RTC thread runs");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let capacity = loop {
+            let streams = harness.request("GET", "/api/streams", &[], b"");
+            let body: serde_json::Value = serde_json::from_slice(&streams.body).expect("JSON");
+            let thread = body["rtc_threads"][0].clone();
+            if !thread["capacity"].is_null() {
+                break thread;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never behind: {thread}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(capacity["capacity"], 0, "{capacity}");
+        assert!(capacity["busy"].as_f64().unwrap_or(0.0) > 0.5, "{capacity}");
+        let refused = harness.request("POST", "/whep", &sdp, OFFER.as_bytes());
+        assert_eq!(refused.status, 503);
+        assert_eq!(refused.header("Retry-After"), Some("10"));
+        let reason = String::from_utf8_lossy(&refused.body);
+        assert!(reason.contains("at capacity"), "{reason}");
     }
 
     /// A stuck RTC thread costs an HTTP worker its time budget, not its life: offers and

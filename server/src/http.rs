@@ -18,6 +18,7 @@ use crate::gate::Peers;
 use crate::limit::RateLimiter;
 use crate::media::{Command, OfferError, Removal};
 use crate::message::{Handler, Middleware, Request, Response};
+use crate::rtc_threads::{RtcThreads, ShardLoad};
 use crate::session::SessionNames;
 use crate::stream::{lock, StreamShared};
 use crate::turn;
@@ -30,7 +31,8 @@ pub(crate) struct App {
     pub(crate) access: Option<Arc<Access>>,
     pub(crate) web: Web,
     pub(crate) streams: Vec<Arc<StreamShared>>,
-    pub(crate) commands: Sender<Command>,
+    /// The RTC threads, to which offers and removals go.
+    pub(crate) rtc: RtcThreads,
     pub(crate) routes: HashMap<(String, String), Handler>,
     pub(crate) middleware: Vec<Middleware>,
     /// Offers per client address, when limited.
@@ -322,7 +324,7 @@ impl App {
             .map(|(i, s)| {
                 let info = *lock(&s.info);
                 let (state, detail) = lock(&s.state).clone();
-                let paths = *lock(&s.paths);
+                let paths = s.paths();
                 serde_json::json!({
                     "name": s.name,
                     "path": self.base_path(i),
@@ -332,7 +334,7 @@ impl App {
                     "height": info.height,
                     "fps": info.fps.as_f64(),
                     "bitrate_kbps": (lock(&s.bitrate).kbps(now) * 10.0).round() / 10.0,
-                    "viewers": s.viewers.load(Ordering::Relaxed),
+                    "viewers": s.viewers(),
                     "transports": {
                         "udp": paths.udp,
                         "tcp": paths.tcp,
@@ -344,8 +346,13 @@ impl App {
                 })
             })
             .collect();
-        Response::json(200, &serde_json::json!({ "streams": streams }))
-            .with_header("Cache-Control", "no-store")
+        let threads: Vec<serde_json::Value> =
+            self.rtc.loads.iter().map(ShardLoad::to_json).collect();
+        Response::json(
+            200,
+            &serde_json::json!({ "streams": streams, "rtc_threads": threads }),
+        )
+        .with_header("Cache-Control", "no-store")
     }
 
     /// vidgear's protocol: `{"sdp": ..., "type": "offer"}` in, `{"sdp": ..., "type": "answer"}` out.
@@ -420,7 +427,7 @@ impl App {
         let Some(viewer) = self.sessions.parse(stream, id) else {
             return Response::text(404, format!("no WHEP session {id:?}"));
         };
-        match self.ask(|reply| Command::Remove {
+        match self.ask(self.rtc.for_viewer(viewer), |reply| Command::Remove {
             stream,
             viewer,
             reply,
@@ -454,7 +461,19 @@ impl App {
         if sdp.trim().is_empty() {
             return Err(Response::text(400, "the SDP offer is empty"));
         }
-        let answer = self.ask(|reply| Command::Offer {
+        let Some(thread) = self.rtc.for_offer() else {
+            tracing::debug!(
+                "offer refused: every RTC thread is at the capacity it learned ({} viewers)",
+                self.rtc.viewers()
+            );
+            return Err(Response::text(
+                503,
+                "the server is at capacity: its media threads cannot take more viewers \
+                 without the others' pictures suffering; try again later",
+            )
+            .with_header("Retry-After", "10"));
+        };
+        let answer = self.ask(thread, |reply| Command::Offer {
             stream,
             sdp: sdp.to_string(),
             viewer: request.remote.map(|remote| remote.ip()),
@@ -477,7 +496,11 @@ impl App {
     /// [`RTC_ANSWER_TIMEOUT`] for both waits together. A full command channel (a stalled or
     /// swamped RTC thread) and a late answer both end in `503` with `Retry-After`, so an HTTP
     /// worker is never held for longer, whatever that thread does.
-    fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> Result<T, Response> {
+    fn ask<T>(
+        &self,
+        thread: usize,
+        command: impl FnOnce(Sender<T>) -> Command,
+    ) -> Result<T, Response> {
         let deadline = Instant::now() + self.rtc_timeout;
         let busy = || {
             Response::text(503, "the media thread is busy; try again")
@@ -485,7 +508,7 @@ impl App {
         };
         let stopping = || Response::text(503, "the server is shutting down");
         let (reply, answer) = crossbeam_channel::bounded(1);
-        match self.commands.send_deadline(command(reply), deadline) {
+        match self.rtc.commands[thread].send_deadline(command(reply), deadline) {
             Ok(()) => {}
             Err(SendTimeoutError::Timeout(_)) => return Err(busy()),
             Err(SendTimeoutError::Disconnected(_)) => return Err(stopping()),
@@ -543,16 +566,14 @@ impl App {
 /// Per codec a stream sends: its viewers (connected or connecting), frames encoded (for
 /// H.264 passed through: frames passed on), and whether its encoder runs now.
 fn codecs(stream: &StreamShared) -> serde_json::Value {
-    let viewers = stream.viewers.load(Ordering::Relaxed);
-    let vp8 = stream.vp8_viewers.load(Ordering::Relaxed).min(viewers);
     let h264 = serde_json::json!({
-        "viewers": viewers - vp8,
+        "viewers": stream.h264_viewers(),
         "frames_encoded": stream.frames_encoded.load(Ordering::Relaxed),
     });
     serde_json::json!({
         "H.264": h264,
         "VP8": {
-            "viewers": vp8,
+            "viewers": stream.vp8_viewers(),
             "frames_encoded": stream.vp8_frames_encoded.load(Ordering::Relaxed),
             "encoding": stream.vp8_encoding.load(Ordering::Relaxed),
         },

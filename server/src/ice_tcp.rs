@@ -24,6 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
+use rtcgear_rtc::Shard;
 
 use crate::gate::wait;
 use crate::limit::address_key;
@@ -43,7 +44,11 @@ const IDLE: Duration = Duration::from_secs(30);
 /// How often a waiting reader looks at the shutdown flag.
 const TICK: Duration = Duration::from_millis(250);
 
-/// What the ICE-TCP connections tell the RTC thread.
+/// The RTC threads' queues for ICE-TCP events, one each: a connection's events go to the
+/// thread its first packet names (see [`serve`]).
+pub(crate) type TcpQueues = Arc<[Sender<TcpEvent>]>;
+
+/// What the ICE-TCP connections tell the RTC thread that owns their viewer.
 pub(crate) enum TcpEvent {
     /// A viewer connected from `peer`; `stream` is the connection's writing side
     /// (non-blocking); `id` tells this connection from a later one from the same address.
@@ -100,13 +105,14 @@ pub(crate) fn speaks_ice(
 }
 
 /// Reads packets from the viewer's connection, accepted at `accepted`, and hands them to the
-/// RTC thread until it closes, sends no whole packet in time ([`FIRST_PACKET`], [`IDLE`]), or
-/// the server shuts down.
+/// RTC thread its first packet names (the shard tag in the ICE username of its STUN
+/// request; see `rtcgear_rtc::Shard`), until it closes, sends no whole packet in time
+/// ([`FIRST_PACKET`], [`IDLE`]), or the server shuts down.
 pub(crate) fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     accepted: Instant,
-    events: &Sender<TcpEvent>,
+    threads: &TcpQueues,
     shutdown: &AtomicBool,
 ) -> io::Result<()> {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -116,20 +122,14 @@ pub(crate) fn serve(
     stream.set_nodelay(true)?;
     stream.set_nonblocking(true)?;
     set_send_buffer(&stream, SEND_BUFFER);
-    let opened = TcpEvent::Opened {
-        peer,
-        id,
-        stream: stream.try_clone()?,
-    };
-    if events.send_timeout(opened, Duration::from_secs(1)).is_err() {
-        return Ok(());
-    }
     tracing::debug!("ICE-TCP connection from {peer} to {local}");
-    let _closed = Closed {
+    // Shuts the socket down however the reader stops, and once the connection was announced
+    // tells its RTC thread.
+    let mut closed = Closed {
         peer,
         id,
         stream: &stream,
-        events,
+        events: None,
     };
     let mut incoming: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
@@ -143,6 +143,23 @@ pub(crate) fn serve(
                 incoming.extend_from_slice(&chunk[..n]);
                 for data in frames(&mut incoming) {
                     last = Some(now);
+                    let events = match &closed.events {
+                        Some(events) => events,
+                        None => {
+                            // Packets for no viewer go to the first thread, which refuses them.
+                            let thread = Shard::of_packet(&data, threads.len()).unwrap_or(0);
+                            let events = &threads[thread];
+                            let opened = TcpEvent::Opened {
+                                peer,
+                                id,
+                                stream: stream.try_clone()?,
+                            };
+                            if events.send_timeout(opened, Duration::from_secs(1)).is_err() {
+                                return Ok(());
+                            }
+                            closed.events.insert(events.clone())
+                        }
+                    };
                     let packet = TcpEvent::Packet {
                         received: now,
                         peer,
@@ -174,18 +191,22 @@ pub(crate) fn serve(
     Ok(())
 }
 
-/// Closes a connection and tells the RTC thread, however its reader stops.
+/// Closes a connection and tells its RTC thread, however its reader stops.
 struct Closed<'a> {
     peer: SocketAddr,
     id: u64,
     stream: &'a TcpStream,
-    events: &'a Sender<TcpEvent>,
+    /// The RTC thread that owns the connection, once its first packet named it.
+    events: Option<Sender<TcpEvent>>,
 }
 
 impl Drop for Closed<'_> {
     fn drop(&mut self) {
         // The RTC thread holds a clone of the socket: shut it down for both.
         let _ = self.stream.shutdown(Shutdown::Both);
+        let Some(events) = &self.events else {
+            return;
+        };
         // Waits for room, bounded (the RTC thread drains the channel). Should the event still
         // be lost, the socket is shut down already: the RTC thread's next write to it fails,
         // and that drops its entry.
@@ -193,7 +214,7 @@ impl Drop for Closed<'_> {
             peer: self.peer,
             id: self.id,
         };
-        let _ = self.events.send_timeout(closed, Duration::from_secs(5));
+        let _ = events.send_timeout(closed, Duration::from_secs(5));
     }
 }
 
@@ -237,7 +258,7 @@ fn frames(incoming: &mut Vec<u8>) -> Vec<Vec<u8>> {
 /// read by a thread of its own.
 pub(crate) fn accept(
     listener: TcpListener,
-    events: Sender<TcpEvent>,
+    events: TcpQueues,
     (max, max_per_ip): (usize, usize),
     shutdown: Arc<AtomicBool>,
 ) {

@@ -115,6 +115,7 @@ mod ice_tcp;
 mod limit;
 mod media;
 mod message;
+mod rtc_threads;
 mod server;
 mod session;
 mod stream;

@@ -1,5 +1,6 @@
-//! The RTC thread: owns the UDP socket and every viewer session, and drives one
-//! [`Broadcast`] per stream from channels (datagrams, encoded frames, commands) and timeouts.
+//! An RTC thread: owns its viewers' sessions and the UDP socket's sending side, and drives
+//! one [`Broadcast`] per stream (its [`Shard`] of it) from channels (datagrams, encoded
+//! frames, commands) and timeouts. `rtc_threads.rs` spreads the viewers over such threads.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,13 +10,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 use rtcgear_capture::Codec;
 use rtcgear_rtc::{
-    Broadcast, BroadcastConfig, BroadcastEvent, LocalCandidate, Output, RtcError, Transport,
+    Broadcast, BroadcastConfig, BroadcastEvent, LocalCandidate, Output, RtcError, Shard, Transport,
     ViewerId,
 };
 
 use crate::config::{IceServer, Latency};
 use crate::ice_tcp::{Connections, TcpEvent};
-use crate::stream::{StreamFrame, StreamShared, Video};
+use crate::rtc_threads::{self, Meter, Router, ShardLoad, StreamFrame, Verdict};
+use crate::stream::{StreamShared, Video};
 use crate::stun;
 use crate::udp::Batch;
 
@@ -49,6 +51,9 @@ pub(crate) enum Command {
     /// 30 s), as a thread stuck in a slow call would be.
     #[cfg(test)]
     Stall { until: Receiver<()> },
+    /// Tests: keeps the RTC thread's CPU busy for `time`, as too many viewers would.
+    #[cfg(test)]
+    Spin { time: Duration },
 }
 
 /// What a [`Command::Remove`] found.
@@ -78,20 +83,30 @@ pub(crate) struct Datagram {
     pub(crate) data: Vec<u8>,
 }
 
-/// Reads datagrams from the socket and hands them to the RTC thread, until shutdown.
-pub(crate) fn udp_reader(socket: UdpSocket, tx: Sender<Datagram>, shutdown: Arc<AtomicBool>) {
+/// Reads datagrams from the socket and hands each to the RTC thread that owns its viewer
+/// (one of `threads`), until shutdown.
+pub(crate) fn udp_reader(
+    socket: UdpSocket,
+    threads: Vec<Sender<Datagram>>,
+    shutdown: Arc<AtomicBool>,
+) {
     let mut buf = vec![0u8; 2048];
+    let mut router = Router::new(threads.len(), Instant::now());
     while !shutdown.load(Ordering::Relaxed) {
         match socket.recv_from(&mut buf) {
             Ok((len, source)) => {
+                let received = Instant::now();
+                let data = buf[..len].to_vec();
+                let thread = &threads[router.route(received, source, &data)];
                 let datagram = Datagram {
-                    received: Instant::now(),
+                    received,
                     source,
-                    data: buf[..len].to_vec(),
+                    data,
                 };
                 // A full queue means the RTC thread is overloaded: dropping is what the network
                 // would do, and WebRTC recovers from it.
-                if let Err(crossbeam_channel::TrySendError::Disconnected(_)) = tx.try_send(datagram)
+                if let Err(crossbeam_channel::TrySendError::Disconnected(_)) =
+                    thread.try_send(datagram)
                 {
                     return;
                 }
@@ -110,8 +125,14 @@ pub(crate) fn udp_reader(socket: UdpSocket, tx: Sender<Datagram>, shutdown: Arc<
     }
 }
 
-/// The RTC thread's state.
+/// An RTC thread's state.
 pub(crate) struct Media {
+    /// Which of the RTC threads this is.
+    shard: Shard,
+    /// Every thread's load; this one's is `loads[shard.index()]`.
+    loads: Arc<[ShardLoad]>,
+    /// How far behind this thread runs.
+    meter: Meter,
     /// The socket's sending side: what each round of polling produced goes out in one batch.
     out: Batch,
     /// The viewers' ICE-TCP connections, written to like the socket.
@@ -127,15 +148,31 @@ pub(crate) struct Media {
     stun_replies: Option<Sender<(SocketAddr, Vec<u8>)>>,
 }
 
+/// What every RTC thread is told.
+#[derive(Clone)]
+pub(crate) struct MediaConfig {
+    pub(crate) candidates: Candidates,
+    pub(crate) streams: Vec<Arc<StreamShared>>,
+    pub(crate) max_viewers: Option<usize>,
+    pub(crate) ice_timeout: Duration,
+    pub(crate) latency: Latency,
+}
+
 impl Media {
+    /// RTC thread `shard` of `loads.len()`.
     pub(crate) fn new(
         socket: UdpSocket,
-        candidates: Candidates,
-        streams: Vec<Arc<StreamShared>>,
-        max_viewers: Option<usize>,
-        ice_timeout: Duration,
-        latency: Latency,
+        config: MediaConfig,
+        shard: Shard,
+        loads: Arc<[ShardLoad]>,
     ) -> Media {
+        let MediaConfig {
+            candidates,
+            streams,
+            max_viewers,
+            ice_timeout,
+            latency,
+        } = config;
         let playout_delay = match latency {
             Latency::Low => Some((Duration::ZERO, Duration::ZERO)),
             _ => None,
@@ -154,6 +191,7 @@ impl Media {
                     // passed-through stream's decoded first).
                     .with_vp8(true)
                     .with_ice_timeout(ice_timeout)
+                    .with_shard(shard)
                     .with_playout_delay(playout_delay)
                     .with_gop_cache(matches!(stream.video, Video::Passthrough { .. }))
                     .with_h264_profile(match stream.video {
@@ -164,6 +202,9 @@ impl Media {
             })
             .collect::<Vec<_>>();
         Media {
+            shard,
+            loads,
+            meter: Meter::new(now),
             out: Batch::new(socket),
             tcp: Connections::default(),
             timeouts: vec![now; broadcasts.len()],
@@ -206,8 +247,12 @@ impl Media {
             let timer = crossbeam_channel::at(
                 deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(1)),
             );
+            // Busy is the time from waking up to waiting again: time on the CPU, and time
+            // the thread was ready but not running, which also keeps its viewers waiting.
+            let woke;
             select! {
                 recv(udp_rx) -> datagram => {
+                    woke = Instant::now();
                     let Ok(datagram) = datagram else { break };
                     self.handle_datagram(datagram);
                     // Take what else is queued before looking at timers again.
@@ -216,6 +261,7 @@ impl Media {
                     }
                 }
                 recv(tcp_rx) -> event => {
+                    woke = Instant::now();
                     let Ok(event) = event else {
                         // No ICE-TCP (or no more): nothing will come this way.
                         tcp_rx = crossbeam_channel::never();
@@ -228,15 +274,18 @@ impl Media {
                     self.tcp.flush();
                 }
                 recv(media_rx) -> frame => {
+                    woke = Instant::now();
                     let Ok(frame) = frame else { break };
                     self.handle_frame(frame);
                 }
                 recv(command_rx) -> command => {
+                    woke = Instant::now();
                     let Ok(command) = command else { break };
                     self.handle_command(command);
                 }
                 recv(timer) -> _ => {
-                    let now = Instant::now();
+                    woke = Instant::now();
+                    let now = woke;
                     for index in 0..self.broadcasts.len() {
                         if self.timeouts[index] <= now {
                             self.broadcasts[index].handle_timeout(now);
@@ -244,9 +293,10 @@ impl Media {
                         }
                     }
                 }
-                recv(tick) -> _ => {}
+                recv(tick) -> _ => woke = Instant::now(),
             }
-            self.count_paths();
+            self.meter.busy(woke.elapsed());
+            self.once_a_second();
         }
         self.close_all();
     }
@@ -278,16 +328,53 @@ impl Media {
         tracing::trace!("datagram from {} belongs to no viewer", datagram.source);
     }
 
-    /// Counts how each stream's viewers reach the server, once a second, for `/api/streams`.
-    fn count_paths(&mut self) {
+    /// Once a second: counts how each stream's viewers reach the server (for
+    /// `/api/streams`), and weighs how far behind the thread runs: one that falls behind
+    /// takes no new viewers until it keeps up again.
+    fn once_a_second(&mut self) {
         let now = Instant::now();
         if now.duration_since(self.paths_counted) < Duration::from_secs(1) {
             return;
         }
         self.paths_counted = now;
+        let shard = self.shard.index();
         for (broadcast, shared) in self.broadcasts.iter().zip(&self.streams) {
-            *crate::stream::lock(&shared.paths) = broadcast.viewer_paths();
+            *crate::stream::lock(&shared.paths[shard]) = broadcast.viewer_paths();
         }
+        let viewers = self.viewer_count();
+        let load = &self.loads[shard];
+        let verdict = self.meter.tick(now, viewers);
+        let (busy, late) = self.meter.last;
+        load.busy_permille
+            .store((busy * 1000.0) as usize, Ordering::Relaxed);
+        load.late_us
+            .store(late.as_micros() as usize, Ordering::Relaxed);
+        match verdict {
+            Some(Verdict::Behind {
+                capacity,
+                late,
+                busy,
+            }) => {
+                tracing::warn!(
+                    "RTC thread {shard} is behind (frames {} ms late, busy {:.0}% of the \
+                     time, {viewers} viewers): it takes at most {capacity} viewers until it \
+                     keeps up; further offers get 503",
+                    late.as_millis(),
+                    busy * 100.0
+                );
+                load.capacity.store(capacity, Ordering::Relaxed);
+            }
+            Some(Verdict::KeepsUp) => {
+                tracing::info!("RTC thread {shard} keeps up again: it takes new viewers");
+                load.capacity.store(usize::MAX, Ordering::Relaxed);
+            }
+            None => {}
+        }
+    }
+
+    /// Viewers of every stream on this thread.
+    fn viewer_count(&self) -> usize {
+        self.broadcasts.iter().map(Broadcast::viewer_count).sum()
     }
 
     fn handle_tcp(&mut self, event: TcpEvent) {
@@ -324,12 +411,17 @@ impl Media {
     }
 
     fn handle_frame(&mut self, stream_frame: StreamFrame) {
-        let StreamFrame { stream, unit } = stream_frame;
+        let StreamFrame {
+            stream,
+            frame,
+            sent,
+        } = stream_frame;
         let Some(broadcast) = self.broadcasts.get_mut(stream) else {
             return;
         };
-        broadcast.handle_frame(Instant::now(), &unit);
+        broadcast.handle_packetized(Instant::now(), &frame);
         self.drain(stream);
+        self.meter.frame(sent.elapsed());
     }
 
     fn handle_command(&mut self, command: Command) {
@@ -340,7 +432,12 @@ impl Media {
                 viewer,
                 reply,
             } => {
-                let total: usize = self.broadcasts.iter().map(Broadcast::viewer_count).sum();
+                // Every thread's count, this one's as of now.
+                let total = rtc_threads::total_viewers(&self.loads)
+                    - self.loads[self.shard.index()]
+                        .viewers
+                        .load(Ordering::Relaxed)
+                    + self.viewer_count();
                 let result = match self.max_viewers {
                     Some(max) if total >= max => Err(OfferError::Full { max }),
                     _ => match self.broadcasts.get_mut(stream) {
@@ -357,8 +454,9 @@ impl Media {
                 if let Ok((viewer, _)) = &result {
                     tracing::info!(stream = %self.streams[stream].label(), "{viewer} offered");
                 }
-                let _ = reply.send(result);
+                // Counted before the answer leaves, so the next offer sees this viewer.
                 self.drain(stream);
+                let _ = reply.send(result);
             }
             Command::Remove {
                 stream,
@@ -384,7 +482,13 @@ impl Media {
             Command::Reflexive { mapped, base, stun } => {
                 // The answer is in: no more datagrams are looked at for it.
                 self.stun_replies = None;
-                if self.candidates.hosts.contains(&mapped) {
+                let known = self.candidates.hosts.contains(&mapped);
+                if !known {
+                    self.candidates.reflexive = Some((mapped, base));
+                }
+                // Every thread is told; the first one says so for all.
+                if self.shard.index() > 0 {
+                } else if known {
                     tracing::info!(
                         "STUN server {stun} sees the media port as {mapped}, already announced"
                     );
@@ -393,13 +497,19 @@ impl Media {
                         "STUN server {stun} sees the media port ({base}) as {mapped}; \
                          announcing it as a server-reflexive candidate"
                     );
-                    self.candidates.reflexive = Some((mapped, base));
                 }
             }
             Command::StunGaveUp => self.stun_replies = None,
             #[cfg(test)]
             Command::Stall { until } => {
                 let _ = until.recv_timeout(Duration::from_secs(30));
+            }
+            #[cfg(test)]
+            Command::Spin { time } => {
+                let until = Instant::now() + time.min(Duration::from_secs(5));
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
             }
         }
     }
@@ -433,10 +543,10 @@ impl Media {
                     // capturing and encoding (in the codec the viewer takes) while the viewer
                     // is still connecting.
                     let (h264, vp8) = self.broadcasts[index].viewer_counts();
-                    let shared = &self.streams[index];
-                    shared.h264_viewers.store(h264, Ordering::Relaxed);
-                    shared.vp8_viewers.store(vp8, Ordering::Relaxed);
-                    shared.viewers.store(h264 + vp8, Ordering::Relaxed);
+                    let shard = self.shard.index();
+                    self.streams[index].counts[shard].store(h264, vp8);
+                    let viewers = self.viewer_count();
+                    self.loads[shard].viewers.store(viewers, Ordering::Relaxed);
                     return;
                 }
             }
@@ -650,26 +760,31 @@ pub(crate) fn find_reflexive(
     socket: UdpSocket,
     stun: IceServer,
     replies: Receiver<(SocketAddr, Vec<u8>)>,
-    commands: Sender<Command>,
+    threads: Vec<Sender<Command>>,
     shutdown: Arc<AtomicBool>,
 ) {
+    // Every RTC thread answers offers, so every one announces the candidate.
+    let tell = |command: &dyn Fn() -> Command| {
+        threads.iter().all(|thread| {
+            thread
+                .send_timeout(command(), Duration::from_secs(5))
+                .is_ok()
+        })
+    };
     match stun::ask(&socket, &stun, &replies, STUN_WAIT, &shutdown) {
         Ok((mapped, base)) => {
-            let command = Command::Reflexive {
+            let command = || Command::Reflexive {
                 mapped,
                 base,
                 stun: stun.to_string(),
             };
-            if commands
-                .send_timeout(command, Duration::from_secs(5))
-                .is_err()
-            {
-                tracing::debug!("the RTC thread took no server-reflexive candidate");
+            if !tell(&command) {
+                tracing::debug!("an RTC thread took no server-reflexive candidate");
             }
         }
         Err(reason) => {
             tracing::warn!("no server-reflexive candidate from STUN server {stun}: {reason}");
-            let _ = commands.send_timeout(Command::StunGaveUp, Duration::from_secs(5));
+            tell(&|| Command::StunGaveUp);
         }
     }
 }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime};
 
+use crossbeam_channel::Sender;
+use rtcgear_rtc::Shard;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -17,8 +19,9 @@ use crate::gate::{Gate, GateConfig, Peers};
 use crate::http::{App, RTC_ANSWER_TIMEOUT};
 use crate::ice_tcp::{self, TcpEvent};
 use crate::limit::RateLimiter;
-use crate::media::{self, Candidates, Media};
+use crate::media::{self, Candidates, Media, MediaConfig};
 use crate::message::{Handler, Middleware, Request, Response};
+use crate::rtc_threads::{RtcThreads, ShardLoad};
 use crate::session::SessionNames;
 use crate::stream::{self, StreamConfig, StreamShared};
 use crate::web::Web;
@@ -175,7 +178,7 @@ impl ServerBuilder {
         }
         let shared = streams
             .iter()
-            .map(|stream| Arc::new(StreamShared::new(stream)))
+            .map(|stream| Arc::new(StreamShared::new(stream, config.rtc_thread_count())))
             .collect();
         Ok(Server {
             config,
@@ -203,9 +206,9 @@ impl ServerBuilder {
 /// The streaming server: HTTP for the page and signalling, one UDP port for every viewer's
 /// media, and a pipeline (capture and encode threads) per stream.
 ///
-/// Threads: `http-N` workers answer requests; `udp-reader` hands datagrams to `rtc`, which owns
-/// every WebRTC session and writes to the socket; each stream has `capture-NAME` and
-/// `encode-NAME`. They talk over bounded channels; nothing blocks on a slow viewer.
+/// Threads: `http-N` workers answer requests; `udp-reader` hands datagrams to the `rtc-N`
+/// threads, each of which owns its share of the WebRTC sessions and writes to the socket; each
+/// stream has `capture-NAME` and `encode-NAME`. They talk over bounded channels; nothing blocks on a slow viewer.
 pub struct Server {
     config: ServerConfig,
     access: Option<Arc<Access>>,
@@ -360,13 +363,28 @@ impl Server {
             context: "sharing the UDP socket".into(),
             source: e,
         })?;
-        let (udp_tx, udp_rx) = crossbeam_channel::bounded(4096);
-        let (tcp_tx, tcp_rx) = crossbeam_channel::bounded::<TcpEvent>(4096);
+        // One set of queues for each RTC thread.
+        let rtc_threads = config.rtc_thread_count();
+        let (mut udp_txs, mut tcp_txs, mut media_txs, mut command_txs) =
+            (vec![], vec![], vec![], vec![]);
+        let mut receivers = Vec::new();
+        for _ in 0..rtc_threads {
+            let (udp_tx, udp_rx) = crossbeam_channel::bounded(4096);
+            let (tcp_tx, tcp_rx) = crossbeam_channel::bounded::<TcpEvent>(4096);
+            let (media_tx, media_rx) = crossbeam_channel::bounded(64);
+            let (command_tx, command_rx) = crossbeam_channel::bounded(256);
+            udp_txs.push(udp_tx);
+            tcp_txs.push(tcp_tx);
+            media_txs.push(media_tx);
+            command_txs.push(command_tx);
+            receivers.push((udp_rx, tcp_rx, media_rx, command_rx));
+        }
+        let tcp_txs: Arc<[Sender<TcpEvent>]> = tcp_txs.into();
+        let media_txs: Arc<[_]> = media_txs.into();
         if let Some(port) = candidates.tcp.first().map(SocketAddr::port) {
             tracing::info!("ICE-TCP for viewers whose UDP is blocked: TCP port {port}");
         }
-        let (media_tx, media_rx) = crossbeam_channel::bounded(64);
-        let (command_tx, command_rx) = crossbeam_channel::bounded(256);
+        tracing::info!("{rtc_threads} RTC thread(s) share the viewers");
 
         let mut threads = Vec::new();
         {
@@ -374,42 +392,52 @@ impl Server {
             threads.push(
                 thread::Builder::new()
                     .name("udp-reader".into())
-                    .spawn(move || media::udp_reader(reader_socket, udp_tx, shutdown))
+                    .spawn(move || media::udp_reader(reader_socket, udp_txs, shutdown))
                     .map_err(spawn_error)?,
             );
         }
         // The STUN server, if any, is asked from the media socket itself, so that the NAT
         // mapping found is the media port's; only `stun:` over UDP (`stuns:` is TLS over TCP
-        // and cannot speak for a UDP port). Its own thread sends and waits; the RTC thread
-        // reads the socket and hands the answer over. Start-up does not wait for it.
+        // and cannot speak for a UDP port). Its own thread sends and waits; the first RTC
+        // thread (where the UDP reader sends datagrams of no viewer) hands the answer over.
+        // Start-up does not wait for it.
         let stun_server = config
             .ice_servers
             .iter()
             .find(|server| server.urls.starts_with("stun:"))
             .cloned();
         let mut stun_thread = None;
-        {
-            let mut media = Media::new(
-                udp.try_clone().map_err(|e| ServerError::Io {
-                    context: "sharing the UDP socket".into(),
-                    source: e,
-                })?,
-                candidates,
-                shared.clone(),
-                config.max_viewers,
-                config.ice_timeout,
-                config.latency,
-            );
-            if let Some(stun) = stun_server {
+        let loads: Arc<[ShardLoad]> = (0..rtc_threads).map(|_| ShardLoad::default()).collect();
+        let media_config = MediaConfig {
+            candidates,
+            streams: shared.clone(),
+            max_viewers: config.max_viewers,
+            ice_timeout: config.ice_timeout,
+            latency: config.latency,
+        };
+        for (index, (udp_rx, tcp_rx, media_rx, command_rx)) in receivers.into_iter().enumerate() {
+            let shard = Shard::new(index, rtc_threads).ok_or_else(|| {
+                ServerError::Config(format!("{rtc_threads} RTC threads are too many"))
+            })?;
+            let socket = udp.try_clone().map_err(|e| ServerError::Io {
+                context: "sharing the UDP socket".into(),
+                source: e,
+            })?;
+            let mut media = Media::new(socket, media_config.clone(), shard, loads.clone());
+            if let (0, Some(stun)) = (index, stun_server.clone()) {
                 let (replies_tx, replies_rx) = crossbeam_channel::bounded(8);
                 media = media.with_stun_replies(replies_tx);
-                let commands = command_tx.clone();
+                let commands = command_txs.clone();
                 let shutdown = shutdown.clone();
+                let socket = udp.try_clone().map_err(|e| ServerError::Io {
+                    context: "sharing the UDP socket".into(),
+                    source: e,
+                })?;
                 stun_thread = Some(
                     thread::Builder::new()
                         .name("stun".into())
                         .spawn(move || {
-                            media::find_reflexive(udp, stun, replies_rx, commands, shutdown)
+                            media::find_reflexive(socket, stun, replies_rx, commands, shutdown)
                         })
                         .map_err(spawn_error)?,
                 );
@@ -417,27 +445,28 @@ impl Server {
             let shutdown = shutdown.clone();
             threads.push(
                 thread::Builder::new()
-                    .name("rtc".into())
+                    .name(format!("rtc-{index}"))
                     .spawn(move || media.run(udp_rx, tcp_rx, media_rx, command_rx, shutdown))
                     .map_err(spawn_error)?,
             );
         }
+        drop(udp);
         for (index, (stream, shared)) in streams.into_iter().zip(shared.iter()).enumerate() {
             let pipeline = stream::start(
                 index,
                 stream,
                 shared.clone(),
-                media_tx.clone(),
+                media_txs.clone(),
                 shutdown.clone(),
             )
             .map_err(spawn_error)?;
             threads.extend(pipeline.threads);
         }
-        drop(media_tx);
+        drop(media_txs);
 
         if let Some(ice_listener) = ice_listener {
             let (events, max, shutdown) = (
-                tcp_tx.clone(),
+                tcp_txs.clone(),
                 (
                     config.max_connections.max(1),
                     config.max_connections_per_ip.max(1),
@@ -453,7 +482,7 @@ impl Server {
         }
         let peers = Arc::new(Peers::default());
         {
-            let ice_tcp = (config.ice_tcp == IceTcp::HttpPort).then_some(tcp_tx);
+            let ice_tcp = (config.ice_tcp == IceTcp::HttpPort).then_some(tcp_txs);
             let gate = Gate::new(
                 listener,
                 inner_addr,
@@ -478,7 +507,7 @@ impl Server {
             access,
             web,
             streams: shared,
-            commands: command_tx,
+            rtc: RtcThreads::new(command_txs, loads),
             routes,
             middleware,
             peers: Some(peers),
@@ -556,14 +585,15 @@ impl Server {
         let (_tcp_tx, tcp_rx) = crossbeam_channel::bounded(1);
         let (_media_tx, media_rx) = crossbeam_channel::bounded(1);
         let (command_tx, command_rx) = crossbeam_channel::bounded(16);
-        let media = Media::new(
-            udp,
+        let loads: Arc<[ShardLoad]> = vec![ShardLoad::default()].into();
+        let media_config = MediaConfig {
             candidates,
-            shared.clone(),
-            config.max_viewers,
-            config.ice_timeout,
-            config.latency,
-        );
+            streams: shared.clone(),
+            max_viewers: config.max_viewers,
+            ice_timeout: config.ice_timeout,
+            latency: config.latency,
+        };
+        let media = Media::new(udp, media_config, Shard::default(), loads.clone());
         let stop = shutdown.clone();
         let rtc = thread::spawn(move || {
             // The senders stay alive as long as the thread, so the channels never disconnect.
@@ -576,7 +606,7 @@ impl Server {
             access,
             web,
             streams: shared,
-            commands: command_tx,
+            rtc: RtcThreads::new(vec![command_tx], loads),
             routes,
             middleware,
             peers: None,

@@ -13,6 +13,8 @@ use rtcgear_capture::{AccessUnit, EncodedSource, Frame, PixelFormat, Source, Sou
 use rtcgear_encode::{Encoder, EncoderConfig, RateControl, Vp8Config, Vp8Encoder};
 use rtcgear_rtc::ViewerPaths;
 
+use crate::rtc_threads::{FrameOut, NotSent, StreamFrame};
+
 /// One stream of a server: a named source with its encoder settings.
 ///
 /// ```
@@ -238,17 +240,13 @@ pub(crate) struct StreamShared {
     pub(crate) video: Video,
     pub(crate) info: Mutex<SourceInfo>,
     pub(crate) state: Mutex<(SourceState, Option<String>)>,
-    pub(crate) viewers: AtomicUsize,
-    /// How the connected viewers reach the server, refreshed by the RTC thread every second.
-    pub(crate) paths: Mutex<ViewerPaths>,
+    /// Viewers by codec, one count for each RTC thread (its own to write).
+    pub(crate) counts: Box<[ViewerCounts]>,
+    /// How the connected viewers reach the server, refreshed by each RTC thread every second.
+    pub(crate) paths: Box<[Mutex<ViewerPaths>]>,
     pub(crate) frames_encoded: AtomicU64,
     pub(crate) bytes_encoded: AtomicU64,
     pub(crate) keyframe_requested: AtomicBool,
-    /// Viewers watching in VP8 (their browsers offered no usable H.264), connected or not:
-    /// the stream's VP8 encoder runs while there are any. Counted by the RTC thread.
-    pub(crate) vp8_viewers: AtomicUsize,
-    /// Viewers watching in H.264, counted with `vp8_viewers` (`viewers` is both).
-    pub(crate) h264_viewers: AtomicUsize,
     /// The VP8 encoder runs now.
     pub(crate) vp8_encoding: AtomicBool,
     /// The VP8 thread started a decoder of passed-through H.264 in the middle of a GOP: the
@@ -261,7 +259,8 @@ pub(crate) struct StreamShared {
 }
 
 impl StreamShared {
-    pub(crate) fn new(config: &StreamConfig) -> StreamShared {
+    /// The live state of a stream served by `rtc_threads` RTC threads.
+    pub(crate) fn new(config: &StreamConfig, rtc_threads: usize) -> StreamShared {
         let video = match &config.input {
             Input::Frames(_) => Video::Encoded,
             Input::Encoded(source) => Video::Passthrough {
@@ -273,13 +272,13 @@ impl StreamShared {
             video,
             info: Mutex::new(config.source_info()),
             state: Mutex::new((SourceState::Starting, None)),
-            viewers: AtomicUsize::new(0),
-            paths: Mutex::new(ViewerPaths::default()),
+            counts: (0..rtc_threads).map(|_| ViewerCounts::default()).collect(),
+            paths: (0..rtc_threads)
+                .map(|_| Mutex::new(ViewerPaths::default()))
+                .collect(),
             frames_encoded: AtomicU64::new(0),
             bytes_encoded: AtomicU64::new(0),
             keyframe_requested: AtomicBool::new(false),
-            vp8_viewers: AtomicUsize::new(0),
-            h264_viewers: AtomicUsize::new(0),
             vp8_encoding: AtomicBool::new(false),
             vp8_wants_gop: AtomicBool::new(false),
             vp8_frames_encoded: AtomicU64::new(0),
@@ -311,7 +310,57 @@ impl StreamShared {
     }
 
     fn active(&self) -> bool {
-        !self.on_demand || self.viewers.load(Ordering::Relaxed) > 0
+        !self.on_demand || self.viewers() > 0
+    }
+
+    /// Viewers (connected or connecting) on every RTC thread.
+    pub(crate) fn viewers(&self) -> usize {
+        self.h264_viewers() + self.vp8_viewers()
+    }
+
+    /// Viewers watching in H.264.
+    pub(crate) fn h264_viewers(&self) -> usize {
+        self.counts
+            .iter()
+            .map(|c| c.h264.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Viewers watching in VP8 (their browsers offered no usable H.264), connected or not:
+    /// the stream's VP8 encoder runs while there are any.
+    pub(crate) fn vp8_viewers(&self) -> usize {
+        self.counts
+            .iter()
+            .map(|c| c.vp8.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// How every RTC thread's viewers reach the server, as last counted.
+    pub(crate) fn paths(&self) -> ViewerPaths {
+        self.paths
+            .iter()
+            .fold(ViewerPaths::default(), |sum, paths| {
+                let paths = *lock(paths);
+                ViewerPaths {
+                    udp: sum.udp + paths.udp,
+                    tcp: sum.tcp + paths.tcp,
+                    relay: sum.relay + paths.relay,
+                }
+            })
+    }
+}
+
+/// One RTC thread's viewers of a stream, by codec.
+#[derive(Default)]
+pub(crate) struct ViewerCounts {
+    h264: AtomicUsize,
+    vp8: AtomicUsize,
+}
+
+impl ViewerCounts {
+    pub(crate) fn store(&self, h264: usize, vp8: usize) {
+        self.h264.store(h264, Ordering::Relaxed);
+        self.vp8.store(vp8, Ordering::Relaxed);
     }
 }
 
@@ -343,12 +392,6 @@ impl BitrateMeter {
     }
 }
 
-/// An encoded frame on its way to the RTC thread.
-pub(crate) struct StreamFrame {
-    pub(crate) stream: usize,
-    pub(crate) unit: AccessUnit,
-}
-
 /// The pipeline threads of one stream: capture and encode, or the one that passes H.264 on.
 pub(crate) struct Pipeline {
     pub(crate) threads: Vec<thread::JoinHandle<()>>,
@@ -359,7 +402,7 @@ pub(crate) fn start(
     index: usize,
     config: StreamConfig,
     shared: Arc<StreamShared>,
-    media_tx: Sender<StreamFrame>,
+    rtc: Arc<[Sender<StreamFrame>]>,
     shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<Pipeline> {
     // A hand-off of one frame: when the encoder is busy, the capture thread replaces the
@@ -385,12 +428,14 @@ pub(crate) fn start(
     // nobody watches in VP8.
     let (vp8_tx, vp8_rx) = crossbeam_channel::bounded::<Vp8Input>(VP8_QUEUE);
     let vp8 = {
-        let (shared, media_tx, shutdown) = (shared.clone(), media_tx.clone(), shutdown.clone());
+        let (shared, shutdown) = (shared.clone(), shutdown.clone());
+        let mut out = FrameOut::new(index, rtc.clone());
         let settings = settings.clone();
         thread::Builder::new()
             .name(format!("vp8-{label}"))
-            .spawn(move || vp8_loop(index, settings, &shared, &vp8_rx, &media_tx, &shutdown))?
+            .spawn(move || vp8_loop(settings, &shared, &vp8_rx, &mut out, &shutdown))?
     };
+    let mut out = FrameOut::new(index, rtc);
     let source = match input {
         Input::Frames(source) => source,
         Input::Encoded(source) => {
@@ -398,12 +443,11 @@ pub(crate) fn start(
                 .name(format!("ingest-{label}"))
                 .spawn(move || {
                     ingest_loop(
-                        index,
                         source,
                         pause_when_idle,
                         &shared,
                         &vp8_tx,
-                        &media_tx,
+                        &mut out,
                         &shutdown,
                     )
                 })?;
@@ -431,11 +475,7 @@ pub(crate) fn start(
     };
     let encode = thread::Builder::new()
         .name(format!("encode-{label}"))
-        .spawn(move || {
-            encode_loop(
-                index, settings, &shared, &frame_rx, &vp8_tx, &media_tx, &shutdown,
-            )
-        })?;
+        .spawn(move || encode_loop(settings, &shared, &frame_rx, &vp8_tx, &mut out, &shutdown))?;
     Ok(Pipeline {
         threads: vec![capture, encode, vp8],
     })
@@ -458,12 +498,11 @@ fn back_off(failures: u32, shutdown: &AtomicBool) {
 /// picture would break every later one up to the next keyframe: when the RTC thread falls
 /// behind, this thread waits for it (and a live source's own buffers take up the slack).
 fn ingest_loop(
-    index: usize,
     mut source: Box<dyn EncodedSource>,
     pause_when_idle: bool,
     shared: &StreamShared,
     vp8_tx: &Sender<Vp8Input>,
-    media_tx: &Sender<StreamFrame>,
+    out: &mut FrameOut,
     shutdown: &AtomicBool,
 ) {
     let mut failures = 0u32;
@@ -525,7 +564,7 @@ fn ingest_loop(
                 if gop.len() < MAX_GOP_UNITS {
                     gop.push(unit.clone());
                 }
-                if shared.vp8_viewers.load(Ordering::Relaxed) == 0 {
+                if shared.vp8_viewers() == 0 {
                     feeding_vp8 = false;
                 } else {
                     // The whole GOP when it starts (or after a unit was dropped, which breaks
@@ -538,22 +577,9 @@ fn ingest_loop(
                     };
                     feeding_vp8 = vp8_tx.try_send(Vp8Input::Units(units)).is_ok();
                 }
-                let mut frame = StreamFrame {
-                    stream: index,
-                    unit,
-                };
                 // Bounded by the shutdown flag: each round waits at most 100 ms.
-                loop {
-                    match media_tx.send_timeout(frame, Duration::from_millis(100)) {
-                        Ok(()) => break,
-                        Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
-                            if shutdown.load(Ordering::Relaxed) {
-                                return;
-                            }
-                            frame = back;
-                        }
-                        Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return,
-                    }
+                if out.send(&unit, shutdown).is_err() {
+                    return;
                 }
             }
         }
@@ -619,12 +645,11 @@ struct EncodeSettings {
 }
 
 fn encode_loop(
-    index: usize,
     settings: EncodeSettings,
     shared: &StreamShared,
     frame_rx: &Receiver<Frame>,
     vp8_tx: &Sender<Vp8Input>,
-    media_tx: &Sender<StreamFrame>,
+    out: &mut FrameOut,
     shutdown: &AtomicBool,
 ) {
     let mut encoder: Option<Encoder> = None;
@@ -640,8 +665,8 @@ fn encode_loop(
             was_active = false;
             continue;
         }
-        let vp8_viewers = shared.vp8_viewers.load(Ordering::Relaxed);
-        if vp8_viewers > 0 && shared.h264_viewers.load(Ordering::Relaxed) == 0 {
+        let vp8_viewers = shared.vp8_viewers();
+        if vp8_viewers > 0 && shared.h264_viewers() == 0 {
             // Everyone watches in VP8: no H.264 for now, and a keyframe first when it is
             // wanted again. The VP8 encoder takes the newest picture when it is free.
             was_active = false;
@@ -701,18 +726,15 @@ fn encode_loop(
                 .bytes_encoded
                 .fetch_add(packet.data.len() as u64, Ordering::Relaxed);
             lock(&shared.bitrate).add(now, packet.data.len());
-            match media_tx.try_send(StreamFrame {
-                stream: index,
-                unit: packet,
-            }) {
+            match out.try_send(&packet) {
                 Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    // The RTC thread is behind: drop this frame, and start again from a
-                    // keyframe so no viewer decodes a broken reference chain.
+                Err(NotSent::Full) => {
+                    // An RTC thread is behind: its viewers miss this frame, and the stream
+                    // starts again from a keyframe so none decodes a broken reference chain.
                     tracing::debug!(stream = %shared.label(), "RTC thread busy, frame dropped");
                     shared.keyframe_requested.store(true, Ordering::Relaxed);
                 }
-                Err(TrySendError::Disconnected(_)) => return,
+                Err(NotSent::Stopped) => return,
             }
         }
         if vp8_viewers > 0 && vp8_tx.is_empty() {
@@ -742,11 +764,10 @@ enum Vp8Input {
 /// VP8, and stops (dropping the encoder, and the decoder of a passed-through stream) when
 /// nobody does.
 fn vp8_loop(
-    index: usize,
     settings: EncodeSettings,
     shared: &StreamShared,
     input_rx: &Receiver<Vp8Input>,
-    media_tx: &Sender<StreamFrame>,
+    out: &mut FrameOut,
     shutdown: &AtomicBool,
 ) {
     let mut encoder: Option<Vp8Encoder> = None;
@@ -764,14 +785,14 @@ fn vp8_loop(
         let input = match input_rx.recv_timeout(Duration::from_millis(500)) {
             Ok(input) => input,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                if shared.vp8_viewers.load(Ordering::Relaxed) == 0 {
+                if shared.vp8_viewers() == 0 {
                     stop(&mut encoder, &mut decoder);
                 }
                 continue;
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         };
-        if shared.vp8_viewers.load(Ordering::Relaxed) == 0 {
+        if shared.vp8_viewers() == 0 {
             stop(&mut encoder, &mut decoder);
             continue;
         }
@@ -838,15 +859,12 @@ fn vp8_loop(
         }
         while let Some(unit) = enc.receive_packet() {
             shared.vp8_frames_encoded.fetch_add(1, Ordering::Relaxed);
-            match media_tx.try_send(StreamFrame {
-                stream: index,
-                unit,
-            }) {
+            match out.try_send(&unit) {
                 Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
+                Err(NotSent::Full) => {
                     shared.vp8_keyframe_requested.store(true, Ordering::Relaxed);
                 }
-                Err(TrySendError::Disconnected(_)) => return,
+                Err(NotSent::Stopped) => return,
             }
         }
     }

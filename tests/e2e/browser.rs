@@ -60,9 +60,10 @@ fn three_tabs_play_at_once_from_one_encoder_and_a_late_tab_starts_at_once() {
     let _turn = heavy();
     // A long keyframe interval: a late viewer that starts within a second proves it was given
     // a keyframe of its own, not that it was lucky.
+    // Three RTC threads: each tab's session goes to a thread of its own.
     let server = TestServer::start_with(
         &[("", 640, 480, 30)],
-        |_| {},
+        |config| config.rtc_threads = 3,
         |stream| stream.keyframe_interval(Duration::from_secs(30)),
     );
     let browser = Browser::start();
@@ -92,7 +93,15 @@ fn three_tabs_play_at_once_from_one_encoder_and_a_late_tab_starts_at_once() {
             "tab {n} waited {first_frame} ms for its first frame"
         );
     }
-    assert_eq!(server.streams()["streams"][0]["viewers"], 3);
+    let streams = server.streams();
+    assert_eq!(streams["streams"][0]["viewers"], 3);
+    let threads: Vec<_> = streams["rtc_threads"]
+        .as_array()
+        .expect("rtc_threads")
+        .iter()
+        .map(|thread| thread["viewers"].as_u64())
+        .collect();
+    assert_eq!(threads, [Some(1); 3]);
 
     // Every tab keeps decoding.
     let counts: Vec<u64> = tabs

@@ -3,6 +3,7 @@
 mod decode;
 mod loss;
 mod offers;
+mod shards;
 mod sim;
 mod slow;
 mod tcp;

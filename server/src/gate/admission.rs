@@ -10,12 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
-
 use super::connection::{serve, wait};
 use super::framing::response_bytes;
 use super::{GateConfig, Peers, TICK};
-use crate::ice_tcp::{self, TcpEvent};
+use crate::ice_tcp::{self, TcpQueues};
 use crate::limit::address_key;
 use crate::stream::lock;
 
@@ -28,7 +26,7 @@ pub(crate) struct Gate {
     peers: Arc<Peers>,
     open: Arc<Mutex<Open>>,
     /// Where ICE-TCP connections go, when they share the HTTP port.
-    ice_tcp: Option<Sender<TcpEvent>>,
+    ice_tcp: Option<TcpQueues>,
 }
 
 /// The connections open now, in total and by client address.
@@ -46,7 +44,7 @@ impl Gate {
         tls: Option<Arc<rustls::ServerConfig>>,
         config: GateConfig,
         peers: Arc<Peers>,
-        ice_tcp: Option<Sender<TcpEvent>>,
+        ice_tcp: Option<TcpQueues>,
     ) -> Gate {
         Gate {
             listener,
