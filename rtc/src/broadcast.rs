@@ -27,7 +27,7 @@ use crate::output::{BroadcastEvent, DisconnectReason, Output, Transport, ViewerI
 use crate::shard::{Packetized, Packetizer};
 use crate::stun;
 use crate::time::{later, media_time};
-use crate::viewer::{h264_media, new_resend_cache, vp8_media, State, Viewer};
+use crate::viewer::{h264_media, new_resend_cache, vp8_media, State, Viewer, RTX_CACHE_AGE};
 
 /// A Sans-IO WebRTC broadcast of one stream to many browsers: H.264, and VP8 to those without
 /// it.
@@ -259,7 +259,7 @@ impl Broadcast {
         // A browser asks again for a packet until it comes, so at a low bitrate a few losses
         // cross that line, the answers are dropped, and the picture freezes. Retransmissions
         // only load this viewer's own path, so allow them up to half of it.
-        new_resend_cache(&mut rtc, media.0);
+        new_resend_cache(&mut rtc, media.0, RTX_CACHE_AGE);
         let id = ViewerId::from_raw(self.next_id);
         let mut viewer = Viewer::new(rtc, video_codec, media, ufrag, summary.relays, now);
         viewer.playout_delay = self.config.playout_delay;
@@ -750,6 +750,8 @@ fn handle_event(id: ViewerId, viewer: &mut Viewer, event: Event, out: &mut Pendi
             let verdict = viewer.health.loss_report(id, stats.loss);
             if verdict.fell_behind {
                 viewer.forget_resends();
+            } else {
+                viewer.fit_resends(id, stats.rtt, stats.nacks);
             }
         }
         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {

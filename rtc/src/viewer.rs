@@ -46,6 +46,10 @@ pub(crate) struct Viewer {
     pub(crate) health: Health,
     /// [`BroadcastConfig::playout_delay`](crate::BroadcastConfig::playout_delay).
     pub(crate) playout_delay: Option<(Duration, Duration)>,
+    /// How long sent packets are kept for retransmission now (see [`resend_age`]).
+    resend_age: Duration,
+    /// NACKs the viewer had sent at its last receiver report.
+    nacks: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,12 +65,26 @@ pub(crate) enum State {
     Closing,
 }
 
-/// How many sent packets each viewer keeps for retransmission (1 s of a 10 Mbit/s stream),
-/// and for how long: several round trips of a slow path (str0m's default is 3 s). The payloads
-/// are shared between viewers, but each entry's header is the viewer's own, so this cache is
-/// most of a viewer's memory.
+/// How many sent packets each viewer keeps for retransmission at most (1 s of a 10 Mbit/s
+/// stream). The payloads are shared between viewers, but each entry's header is the viewer's
+/// own (about 440 bytes), so this cache is most of a viewer's memory: how long packets stay
+/// in it follows the viewer's round trip ([`resend_age`]).
 const RTX_CACHE_PACKETS: usize = 1024;
-const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
+/// How long sent packets are kept until the viewer's round trip is known: every retry of a
+/// round trip up to 100 ms, a few of a longer one (str0m's default is 3 s).
+pub(crate) const RTX_CACHE_AGE: Duration = Duration::from_millis(400);
+/// The longest resend history, for round trips of 225 ms and more.
+const RTX_CACHE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// How long to keep sent packets for a viewer whose round trip is `rtt`: a browser asks again
+/// for a lost packet about once a round trip, and a packet older than a few of them is one its
+/// jitter buffer has given up on. So four round trips and 100 ms, in steps of 100 ms, between
+/// 200 ms and [`RTX_CACHE_MAX_AGE`].
+pub(crate) fn resend_age(rtt: Duration) -> Duration {
+    let wanted = rtt.saturating_mul(4) + Duration::from_millis(100);
+    let steps = wanted.as_millis().div_ceil(100) as u64;
+    Duration::from_millis(steps * 100).clamp(Duration::from_millis(200), RTX_CACHE_MAX_AGE)
+}
 
 /// The largest share of a viewer's bytes in the last second that retransmissions may take.
 const RTX_MAX_SHARE: f32 = 0.5;
@@ -99,12 +117,35 @@ impl Viewer {
             gop_pending: false,
             health: Health::default(),
             playout_delay: None,
+            resend_age: RTX_CACHE_AGE,
+            nacks: 0,
         }
     }
 
     /// Gives the video stream an empty resend cache: nothing written so far is sent again.
     pub(crate) fn forget_resends(&mut self) {
-        new_resend_cache(&mut self.rtc, self.media.0);
+        new_resend_cache(&mut self.rtc, self.media.0, self.resend_age);
+    }
+
+    /// Fits the resend history to the viewer's round trip from its latest receiver report
+    /// (`rtt`, and `nacks`, the NACKs it has sent so far). str0m starts an empty history when
+    /// it is resized, so that happens only after a report period without NACKs, when nothing
+    /// is being asked for again: a lossy viewer keeps what it has.
+    pub(crate) fn fit_resends(&mut self, id: ViewerId, rtt: Option<Duration>, nacks: u64) {
+        let quiet = nacks == self.nacks;
+        self.nacks = nacks;
+        let Some(rtt) = rtt else {
+            return;
+        };
+        let age = resend_age(rtt);
+        // Longer at once; shorter only by two steps or more, so a round trip at a step's edge
+        // does not resize it every report.
+        let change = age > self.resend_age || age + Duration::from_millis(200) <= self.resend_age;
+        if quiet && change {
+            debug!(%id, ?rtt, ?age, "resend history fitted to the round trip");
+            self.resend_age = age;
+            self.forget_resends();
+        }
     }
 
     /// Queues one frame's packets on the viewer's video stream, with its own sequence
@@ -211,9 +252,9 @@ pub(crate) fn vp8_media(rtc: &mut Rtc, mid: Mid) -> Option<(Mid, Pt)> {
 
 /// Gives `rtc`'s video stream on `mid` an empty resend cache of rtcgear's size and share (see
 /// [`RTX_CACHE_PACKETS`] and [`RTX_MAX_SHARE`]); str0m makes a new one each time.
-pub(crate) fn new_resend_cache(rtc: &mut Rtc, mid: Mid) {
+pub(crate) fn new_resend_cache(rtc: &mut Rtc, mid: Mid, age: Duration) {
     if let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None) {
-        stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_MAX_SHARE));
+        stream.set_rtx_cache(RTX_CACHE_PACKETS, age, Some(RTX_MAX_SHARE));
     }
 }
 
@@ -225,4 +266,48 @@ fn first_sequence_number() -> u64 {
         .build_hasher()
         .finish();
     random % (1 << 15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::ViewerId;
+
+    #[test]
+    fn the_resend_history_spans_four_round_trips_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(resend_age(ms(1)), ms(200));
+        assert_eq!(resend_age(ms(30)), ms(300));
+        assert_eq!(resend_age(ms(50)), ms(300));
+        assert_eq!(resend_age(ms(51)), ms(400));
+        assert_eq!(resend_age(ms(150)), ms(700));
+        assert_eq!(resend_age(ms(225)), RTX_CACHE_MAX_AGE);
+        assert_eq!(resend_age(ms(400)), RTX_CACHE_MAX_AGE);
+    }
+
+    #[test]
+    fn the_history_is_refitted_only_between_reports_without_nacks() {
+        let ms = Duration::from_millis;
+        let now = Instant::now();
+        let rtc = Rtc::builder().build(now);
+        let media = (Mid::from("0"), Pt::from(96));
+        let mut viewer = Viewer::new(rtc, Codec::H264, media, "u".into(), Vec::new(), now);
+        let id = ViewerId::from_raw(1);
+        // NACKs since the last report: left alone.
+        viewer.fit_resends(id, Some(ms(2)), 3);
+        assert_eq!(viewer.resend_age, RTX_CACHE_AGE);
+        // No round trip yet: left alone.
+        viewer.fit_resends(id, None, 3);
+        assert_eq!(viewer.resend_age, RTX_CACHE_AGE);
+        // Quiet, and a short round trip: shortened.
+        viewer.fit_resends(id, Some(ms(2)), 3);
+        assert_eq!(viewer.resend_age, ms(200));
+        // One step more is not worth a new history unless it is longer.
+        viewer.fit_resends(id, Some(ms(30)), 3);
+        assert_eq!(viewer.resend_age, ms(300));
+        viewer.fit_resends(id, Some(ms(2)), 3);
+        assert_eq!(viewer.resend_age, ms(300));
+        viewer.fit_resends(id, Some(ms(300)), 4);
+        assert_eq!(viewer.resend_age, ms(300));
+    }
 }
