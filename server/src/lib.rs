@@ -7,15 +7,16 @@
 //!
 //! For each stream a capture thread pulls frames from its [`rtcgear_capture::Source`] and hands
 //! them to an encode thread through a one-frame slot (a newer frame replaces a waiting one, so
-//! latency never queues up); encoded frames go to the one `rtc` thread, which writes them to
-//! every viewer of the stream. Each frame is encoded once, whatever the number of viewers.
-//! A stream made with [`StreamConfig::passthrough`] skips both: an ingest thread hands the
-//! source's own H.264 access units to the `rtc` thread, whose GOP cache starts new viewers.
+//! latency never queues up); each encoded frame is cut into RTP payloads once and goes to every
+//! RTC thread ([`ServerConfig::rtc_threads`], one per core by default), each of which writes
+//! it to its share of the stream's viewers. Each frame is encoded once, whatever the number of
+//! viewers. A stream made with [`StreamConfig::passthrough`] skips both: an ingest thread hands
+//! the source's own H.264 access units to the RTC threads, whose GOP caches start new viewers.
 //!
 //! Media goes over one UDP port for every viewer ([`ServerConfig::udp_port`]), and, for
 //! viewers whose UDP is blocked, over ICE-TCP on the HTTP port ([`ServerConfig::ice_tcp`]):
 //! the connection gate tells a browser's RFC 4571-framed STUN from HTTP and TLS by the first
-//! byte and hands such connections to the `rtc` thread.
+//! byte and hands such connections to the RTC thread of their viewer.
 //!
 //! The HTTP endpoints, for the default stream (a stream named `yard` has them under `/yard/`):
 //!
@@ -26,7 +27,7 @@
 //! | `DELETE /whep/ID` | ends that WHEP session |
 //! | `POST /offer` | vidgear's JSON: `{"sdp", "type": "offer"}` in, `{"sdp", "type": "answer"}` out |
 //! | `POST /close_connection` | vidgear's reset; a broadcast answers `DISABLED`, as vidgear does with live broadcasting |
-//! | `GET /api/streams` | JSON: each stream's state, size, rate, bitrate and viewers (by transport) |
+//! | `GET /api/streams` | JSON: each stream's state, size, rate, bitrate and viewers (by transport), and each RTC thread's load |
 //! | `GET /static/...` | the page's scripts and styles |
 //!
 //! ## Who may watch
