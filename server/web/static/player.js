@@ -402,12 +402,18 @@
     text("stat-lost", stats.stampsRead ? String(stats.framesLost) : "–");
   }
 
-  // Latency from the stamp: read the top rows of each decoded frame as it is presented.
+  // Latency from the stamp: read the top rows of a presented frame five times a second, not
+  // every frame: copying pixels back from the video competes with showing it (BENCHMARKS.md,
+  // Browser latency). Frames lost between two reads are the stamp counter's advance less the
+  // frames presented meanwhile.
+  const STAMP_EVERY_MS = 200;
   const canvas = document.createElement("canvas");
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   const recent = [];
   let lastCounter = null;
-  function readStamp() {
+  let lastPresented = null;
+  let lastRead = -Infinity;
+  function readStamp(presented) {
     const w = video.videoWidth, h = video.videoHeight;
     if (!w || !h) return;
     const rows = Math.min(h, Math.ceil((4 * w) / 32));
@@ -418,27 +424,34 @@
     const latency = Date.now() - stamp.wallUs / 1000;
     stats.stampsRead++;
     stats.latencyMs = latency;
-    if (lastCounter !== null && stamp.counter > lastCounter + 1 && stamp.counter - lastCounter < 1000) {
-      stats.framesLost += stamp.counter - lastCounter - 1;
+    if (lastCounter !== null && lastPresented !== null && presented !== undefined) {
+      const advance = stamp.counter - lastCounter;
+      const shown = presented - lastPresented;
+      if (advance > shown && advance < 1000) stats.framesLost += advance - shown;
     }
     lastCounter = stamp.counter;
+    lastPresented = presented === undefined ? null : presented;
     recent.push(latency);
-    if (recent.length > 60) recent.shift();
+    if (recent.length > 25) recent.shift();
     const sorted = recent.slice().sort((a, b) => a - b);
     stats.latencyP50Ms = sorted[Math.floor(sorted.length / 2)];
   }
   if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) {
-    const onFrame = () => {
+    const onFrame = (now, metadata) => {
       if (pc) {
         progressAt = performance.now();
         if (stats.firstFrameMs === null) stats.firstFrameMs = progressAt - startedAt;
       }
-      readStamp();
+      const t = performance.now();
+      if (t - lastRead >= STAMP_EVERY_MS) {
+        lastRead = t;
+        readStamp(metadata ? metadata.presentedFrames : undefined);
+      }
       video.requestVideoFrameCallback(onFrame);
     };
     video.requestVideoFrameCallback(onFrame);
   } else {
-    setInterval(readStamp, 100);
+    setInterval(() => readStamp(undefined), STAMP_EVERY_MS);
   }
 
   async function sampleServer() {
