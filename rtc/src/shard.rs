@@ -182,18 +182,7 @@ mod tests {
     /// A browser's connectivity check to `ufrag`.
     fn check(ufrag: &str) -> Vec<u8> {
         let username = format!("{ufrag}:browser");
-        let mut body = vec![0x00, 0x06];
-        body.extend_from_slice(&(username.len() as u16).to_be_bytes());
-        body.extend_from_slice(username.as_bytes());
-        while body.len() % 4 != 0 {
-            body.push(0);
-        }
-        let mut message = vec![0x00, 0x01];
-        message.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        message.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
-        message.extend_from_slice(&[7; 12]);
-        message.extend_from_slice(&body);
-        message
+        crate::stun::tests::binding_request(&[(0x0006, username.as_bytes())])
     }
 
     #[test]

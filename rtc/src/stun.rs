@@ -39,10 +39,11 @@ pub(crate) fn local_ufrag(datagram: &[u8]) -> Option<&[u8]> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn binding_request(attributes: &[(u16, &[u8])]) -> Vec<u8> {
+    /// A STUN Binding request with these attributes.
+    pub(crate) fn binding_request(attributes: &[(u16, &[u8])]) -> Vec<u8> {
         let mut body = Vec::new();
         for (kind, value) in attributes {
             body.extend_from_slice(&kind.to_be_bytes());

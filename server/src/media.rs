@@ -158,6 +158,22 @@ pub(crate) struct MediaConfig {
     pub(crate) latency: Latency,
 }
 
+impl MediaConfig {
+    pub(crate) fn new(
+        config: &crate::ServerConfig,
+        candidates: Candidates,
+        streams: Vec<Arc<StreamShared>>,
+    ) -> MediaConfig {
+        MediaConfig {
+            candidates,
+            streams,
+            max_viewers: config.max_viewers,
+            ice_timeout: config.ice_timeout,
+            latency: config.latency,
+        }
+    }
+}
+
 impl Media {
     /// RTC thread `shard` of `loads.len()`.
     pub(crate) fn new(

@@ -408,13 +408,7 @@ impl Server {
             .cloned();
         let mut stun_thread = None;
         let loads: Arc<[ShardLoad]> = (0..rtc_threads).map(|_| ShardLoad::default()).collect();
-        let media_config = MediaConfig {
-            candidates,
-            streams: shared.clone(),
-            max_viewers: config.max_viewers,
-            ice_timeout: config.ice_timeout,
-            latency: config.latency,
-        };
+        let media_config = MediaConfig::new(&config, candidates, shared.clone());
         for (index, (udp_rx, tcp_rx, media_rx, command_rx)) in receivers.into_iter().enumerate() {
             let shard = Shard::new(index, rtc_threads).ok_or_else(|| {
                 ServerError::Config(format!("{rtc_threads} RTC threads are too many"))
@@ -586,13 +580,7 @@ impl Server {
         let (_media_tx, media_rx) = crossbeam_channel::bounded(1);
         let (command_tx, command_rx) = crossbeam_channel::bounded(16);
         let loads: Arc<[ShardLoad]> = vec![ShardLoad::default()].into();
-        let media_config = MediaConfig {
-            candidates,
-            streams: shared.clone(),
-            max_viewers: config.max_viewers,
-            ice_timeout: config.ice_timeout,
-            latency: config.latency,
-        };
+        let media_config = MediaConfig::new(&config, candidates, shared.clone());
         let media = Media::new(udp, media_config, Shard::default(), loads.clone());
         let stop = shutdown.clone();
         let rtc = thread::spawn(move || {
