@@ -5,7 +5,7 @@
 //!
 //! A [`Broadcast`] holds one str0m `Rtc` per viewer (browser session). It does no I/O: it
 //! opens no sockets, starts no threads and never reads the clock. The driver (the `server`
-//! crate) owns one UDP socket and one thread and feeds everything in:
+//! crate) owns the UDP socket and the threads and feeds everything in:
 //!
 //! - SDP offers from the signalling side (WHEP `POST`) go to
 //!   [`handle_offer`](Broadcast::handle_offer), which returns the answer;
@@ -44,6 +44,13 @@
 //!
 //! A viewer that vanishes without a word (closed laptop) is dropped after
 //! [`BroadcastConfig::ice_timeout`] of silence; the others carry on.
+//!
+//! A driver with several threads runs one `Broadcast` of each stream per thread, each with its
+//! [`Shard`] in [`BroadcastConfig::shard`]: a shard's viewer ids and ICE ufrags say which
+//! shard they belong to ([`Shard::of_viewer`], [`Shard::of_packet`]), so the driver routes
+//! commands and datagrams without asking. It cuts each access unit into RTP payloads once with
+//! a [`Packetizer`] and hands the same [`Packetized`] frame to every shard's
+//! [`handle_packetized`](Broadcast::handle_packetized).
 //!
 //! # Why this shape
 //!

@@ -311,8 +311,9 @@ impl Media {
                 }
                 recv(tick) -> _ => woke = Instant::now(),
             }
-            self.meter.busy(woke.elapsed());
-            self.once_a_second();
+            let done = Instant::now();
+            self.meter.busy(done - woke);
+            self.once_a_second(done);
         }
         self.close_all();
     }
@@ -347,8 +348,7 @@ impl Media {
     /// Once a second: counts how each stream's viewers reach the server (for
     /// `/api/streams`), and weighs how far behind the thread runs: one that falls behind
     /// takes no new viewers until it keeps up again.
-    fn once_a_second(&mut self) {
-        let now = Instant::now();
+    fn once_a_second(&mut self, now: Instant) {
         if now.duration_since(self.paths_counted) < Duration::from_secs(1) {
             return;
         }
